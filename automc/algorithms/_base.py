@@ -1,0 +1,55 @@
+"""The compressor extension point: what decisions a technique offers, and how a policy is applied."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Sequence
+
+from automc.analysis.layer_table import LayerTable
+from automc.policy import Policy
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One knob of the search space: ``policy.<section>[key]``.
+
+    ``kind="float"`` samples in ``[low, high]`` (with ``step`` if set); ``kind="categorical"``
+    picks one of ``choices``. The Optuna parameter name is ``f"{section}.{key}"``.
+    """
+
+    section: Literal["prune", "w_bits", "a_bits", "nas"]
+    key: str
+    kind: Literal["float", "categorical"]
+    low: float = 0.0
+    high: float = 0.0
+    step: float | None = None
+    choices: tuple[Any, ...] = ()
+    default: Any = None  # the value that means "leave the layer as it is"
+
+    @property
+    def param_name(self) -> str:
+        return f"{self.section}.{self.key}"
+
+
+class Compressor(abc.ABC):
+    """Base class of every compression technique.
+
+    Subclasses set ``name`` (the YAML key) and ``section`` (the policy field they read), list
+    their ``decisions`` for a layer table, and ``apply`` a policy to a copy of a network.
+    """
+
+    name: ClassVar[str]
+    section: ClassVar[str]
+
+    @abc.abstractmethod
+    def decisions(self, table: LayerTable) -> Sequence[Decision]:
+        """The knobs this compressor offers on ``table``."""
+
+    @abc.abstractmethod
+    def apply(self, network, table: LayerTable, policy: Policy):
+        """Return a compressed copy of ``network``; ``network`` itself is not modified."""
+
+    def to_deploy_form(self, network):
+        """The network in the form that is exported (default: unchanged)."""
+        return network

@@ -1,0 +1,301 @@
+"""Find a network's layers and its coupled channels by probing it, for any ``nn.Cell``.
+
+MindSpore has no public graph tracer for arbitrary Python ``construct`` code, so the analysis
+watches the network run instead (PyNative forward hooks on the leaf cells):
+
+1. one clean forward pass records every leaf cell's input and output;
+2. for each *producer* (a dense conv or a dense layer) a few output channels are perturbed, one
+   at a time, by adding noise to that channel's filter, and the pass is repeated;
+3. a leaf whose input changes in exactly that channel (or, after a flatten, exactly that
+   channel's block of features) reads the producer's channel space: a *consumer* (conv/dense)
+   or a *follower* (batch-norm, depthwise conv, pooling: channel-wise ops that keep the index).
+
+Producers whose channels reach the same consumer (through a residual add, say) fall into one
+coupling group (union-find), exactly the groups that must be pruned together. A group is marked
+not prunable, with the reason, when its channels reach the network output, a layer type that
+cannot be sliced, a shared (re-used) cell, or are re-indexed on the way (concat, shuffle).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from automc.analysis.layer_table import CouplingGroup, LayerTable
+
+PROBES_PER_PRODUCER = 2
+
+
+@dataclass
+class _Leaf:
+    name: str
+    cell: Any
+    calls: int = 0
+    order: int = -1
+    x: np.ndarray | None = None
+    y: np.ndarray | None = None
+    probe_x: np.ndarray | None = None
+
+
+@dataclass
+class _Relation:
+    """How one leaf relates to one producer's channel space."""
+
+    consumer: bool = False
+    follower: bool = False
+    in_factor: int = 1
+    remapped: bool = False
+
+
+@dataclass
+class NetworkTrace:
+    """What the probe learned: leaf cells in execution order and their channel relations."""
+
+    leaves: list[_Leaf]
+    relations: dict[str, dict[str, _Relation]] = field(default_factory=dict)  # producer -> leaf -> relation
+    output_aligned: set[str] = field(default_factory=set)  # producers whose channels reach the output
+
+
+def _kind_of(cell) -> str:
+    from mindspore import nn
+
+    if isinstance(cell, nn.Conv2d):
+        if cell.group == 1:
+            return "conv"
+        if cell.group == cell.in_channels == cell.out_channels:
+            return "dwconv"
+        return "groupconv"
+    if isinstance(cell, nn.Dense):
+        return "dense"
+    if isinstance(cell, (nn.BatchNorm2d, nn.BatchNorm1d)):
+        return "bn"
+    if isinstance(cell, (nn.MaxPool2d, nn.AvgPool2d)):
+        return "pool"
+    if len(list(cell.get_parameters(expand=False))) == 0:
+        return "paramless"
+    return "other"
+
+
+def _changed(base: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """Indices along axis 1 where ``new`` differs from ``base`` beyond float noise."""
+    if base.ndim < 2 or base.shape != new.shape:
+        return np.array([], dtype=np.int64)
+    diff = np.abs(new - base)
+    axes = tuple(i for i in range(base.ndim) if i != 1)
+    per_channel = diff.max(axis=axes)
+    tol = 1e-5 * (np.abs(base).max() + 1e-6)
+    return np.nonzero(per_channel > tol)[0]
+
+
+def trace_network(net, input_shape: Sequence[int], *, seed: int = 0) -> NetworkTrace:
+    """Run the probe described in the module docstring; ``net`` is left unchanged.
+
+    While probing, every channel-mixing leaf (conv, dense, unknown cells with parameters)
+    replays its clean output, so a perturbation travels only through channel-wise ops: whatever
+    it reaches reads the producer's channel space. All probes run in one batched pass, one
+    sample per (producer, channel) probe; in inference mode samples do not interact.
+    """
+    import mindspore as ms
+
+    if ms.get_context("mode") != ms.PYNATIVE_MODE:
+        ms.set_context(mode=ms.PYNATIVE_MODE)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((1, *input_shape)).astype(np.float32)
+
+    leaves: dict[int, _Leaf] = {}
+    for name, cell in net.cells_and_names():
+        if name and not cell.name_cells():
+            leaves[id(cell)] = _Leaf(name, cell)
+    mixing = {"conv", "dense", "groupconv", "other"}
+    state: dict[str, Any] = {"probing": False, "order": 0, "by_leaf": {}, "n": 0}
+
+    def hook(cell, inputs, output):
+        leaf = leaves[id(cell)]
+        x_np = inputs[0].asnumpy() if inputs and hasattr(inputs[0], "asnumpy") else None
+        if state["probing"]:
+            leaf.probe_x = x_np
+        else:
+            leaf.x = x_np
+            leaf.calls += 1
+            leaf.order = state["order"]
+            state["order"] += 1
+            leaf.y = output.asnumpy() if hasattr(output, "asnumpy") else None
+            return None
+        if leaf.y is None or _kind_of(cell) not in mixing:
+            return None
+        replay = np.repeat(leaf.y, state["n"], axis=0)
+        scale = 10 * np.abs(leaf.y).mean() + 1.0
+        for b, k in state["by_leaf"].get(leaf.name, ()):
+            replay[b, k] += rng.standard_normal(replay[b, k].shape).astype(np.float32) * scale
+        return ms.Tensor(replay)
+
+    handles = [leaf.cell.register_forward_hook(hook) for leaf in leaves.values()]
+    was_training = net.training
+    net.set_train(False)
+    try:
+        base_out = net(ms.Tensor(x)).asnumpy()
+        executed = sorted((l for l in leaves.values() if l.calls > 0), key=lambda l: l.order)
+        producers = [l for l in executed if _kind_of(l.cell) in ("conv", "dense") and l.y is not None]
+        probes = [(p, int(k)) for p in producers
+                  for k in rng.choice(p.y.shape[1], size=min(PROBES_PER_PRODUCER, p.y.shape[1]), replace=False)]
+        trace = NetworkTrace(leaves=executed)
+        trace.relations = {p.name: {} for p in producers}
+        if not probes:
+            return trace
+        for b, (p, k) in enumerate(probes):
+            state["by_leaf"].setdefault(p.name, []).append((b, k))
+        state["probing"], state["n"] = True, len(probes)
+        out = net(ms.Tensor(np.repeat(x, len(probes), axis=0))).asnumpy()
+        for b, (p, _) in enumerate(probes):
+            if len(_changed(base_out, out[b : b + 1])):
+                trace.output_aligned.add(p.name)
+        for leaf in executed:
+            bx, px = leaf.x, leaf.probe_x
+            if bx is None or px is None or px.shape[1:] != bx.shape[1:]:
+                continue
+            for b, (p, k) in enumerate(probes):
+                if leaf is p:
+                    continue
+                changed_in = _changed(bx, px[b : b + 1])
+                if len(changed_in) == 0:
+                    continue
+                n_out = p.y.shape[1]
+                flat = bx.ndim == 2 and bx.shape[1] != n_out and bx.shape[1] % n_out == 0
+                factor = bx.shape[1] // n_out if flat else 1
+                r = trace.relations[p.name].setdefault(leaf.name, _Relation())
+                if changed_in.tolist() == list(range(k * factor, (k + 1) * factor)):
+                    if _kind_of(leaf.cell) in mixing:
+                        r.consumer, r.in_factor = True, factor
+                    else:
+                        r.follower = True
+                else:
+                    r.remapped = True
+    finally:
+        state["probing"] = False
+        for handle in handles:
+            handle.remove()
+        net.set_train(was_training)
+    return trace
+
+
+class _UnionFind:
+    def __init__(self):
+        self.parent: dict[str, str] = {}
+
+    def find(self, a: str) -> str:
+        self.parent.setdefault(a, a)
+        while self.parent[a] != a:
+            self.parent[a] = self.parent[self.parent[a]]
+            a = self.parent[a]
+        return a
+
+    def union(self, a: str, b: str) -> None:
+        self.parent[self.find(a)] = self.find(b)
+
+
+def coupling_groups(trace: NetworkTrace) -> list[CouplingGroup]:
+    """Group producers that share a consumer or follower; decide prunability with a reason."""
+    leaf_by_name = {l.name: l for l in trace.leaves}
+    order = {l.name: l.order for l in trace.leaves}
+    uf = _UnionFind()
+    for producer, rel in trace.relations.items():
+        uf.find(producer)
+        for leaf_name, r in rel.items():
+            if r.consumer or r.follower:
+                uf.union(producer, "in:" + leaf_name)
+
+    members: dict[str, list[str]] = {}
+    for producer in trace.relations:
+        members.setdefault(uf.find(producer), []).append(producer)
+
+    groups = []
+    for producers in members.values():
+        producers.sort(key=order.get)
+        consumers, followers, reasons = set(), set(), []
+        for p in producers:
+            for leaf_name, r in trace.relations[p].items():
+                if r.remapped:
+                    reasons.append(f"channels of {p} are re-indexed or mixed by a non-layer op before {leaf_name} (concat/slice/shuffle)")
+                if r.consumer:
+                    consumers.add(leaf_name)
+                elif r.follower:
+                    followers.add(leaf_name)
+            if p in trace.output_aligned:
+                reasons.append(f"{p} feeds the network output")
+        channels = {leaf_by_name[p].cell.weight.shape[0] for p in producers}
+        if len(channels) != 1:
+            reasons.append(f"producers disagree on channel count {sorted(channels)}")
+        for name in sorted(consumers | followers | set(producers)):
+            leaf = leaf_by_name[name]
+            kind = _kind_of(leaf.cell)
+            if leaf.calls > 1:
+                reasons.append(f"{name} is called {leaf.calls} times (shared weights)")
+            if kind in ("groupconv", "other"):
+                reasons.append(f"{name} ({type(leaf.cell).__name__}) cannot be sliced by channel")
+        groups.append(
+            CouplingGroup(
+                name=producers[0],
+                channels=max(channels),
+                producers=tuple(producers),
+                consumers=tuple(sorted(consumers, key=order.get)),
+                followers=tuple(sorted(followers, key=order.get)),
+                prunable=not reasons,
+                reason="; ".join(dict.fromkeys(reasons)),
+            )
+        )
+    groups.sort(key=lambda g: order[g.producers[0]])
+    return groups
+
+
+def build_layer_table(net, input_shape: Sequence[int], *, seed: int = 0) -> LayerTable:
+    """The layer table of ``net`` for inputs of shape ``input_shape`` (C, H, W)."""
+    trace = trace_network(net, input_shape, seed=seed)
+    groups = coupling_groups(trace)
+    group_of_producer = {p: i for i, g in enumerate(groups) for p in g.producers}
+    group_of_input: dict[str, tuple[int, int]] = {}
+    for i, g in enumerate(groups):
+        for p in g.producers:
+            for leaf_name, r in trace.relations[p].items():
+                if r.consumer or r.follower:
+                    group_of_input[leaf_name] = (i, r.in_factor if r.consumer else 1)
+
+    rows = []
+    executed = trace.leaves
+    for idx, leaf in enumerate(executed):
+        kind = _kind_of(leaf.cell)
+        if kind not in ("conv", "dwconv", "groupconv", "dense", "pool"):
+            continue
+        cell = leaf.cell
+        x, y = leaf.x, leaf.y
+        in_group, in_factor = group_of_input.get(leaf.name, (-1, 1))
+        row: dict[str, Any] = {"name": leaf.name, "in_group": in_group, "in_factor": in_factor}
+        nxt = executed[idx + 1] if idx + 1 < len(executed) else None
+        if kind == "dense":
+            row.update(kind="dense", cin=cell.in_channels, cout=cell.out_channels, has_bias=bool(cell.has_bias),
+                       out_group=group_of_producer.get(leaf.name, -1))
+        elif kind == "pool":
+            k = cell.kernel_size if isinstance(cell.kernel_size, int) else cell.kernel_size[-1]
+            s = cell.stride if isinstance(cell.stride, int) else cell.stride[-1]
+            row.update(kind="pool", cin=x.shape[1], cout=y.shape[1], kh=k, kw=k, stride=s, out_group=in_group,
+                       h_in=x.shape[2], w_in=x.shape[3], h_out=y.shape[2], w_out=y.shape[3])
+        else:
+            kh, kw = cell.kernel_size
+            row.update(
+                kind="dwconv" if kind == "dwconv" else "conv",
+                cin=cell.in_channels, cout=cell.out_channels, kh=kh, kw=kw, stride=cell.stride[0],
+                groups=cell.group, has_bias=bool(cell.has_bias),
+                h_in=x.shape[2], w_in=x.shape[3], h_out=y.shape[2], w_out=y.shape[3],
+                out_group=in_group if kind == "dwconv" else group_of_producer.get(leaf.name, -1),
+            )
+        if kind != "pool" and nxt is not None and _kind_of(nxt.cell) == "bn" and nxt.x is not None \
+                and y is not None and nxt.x.shape == y.shape and np.array_equal(nxt.x, y):
+            row["has_bn"] = True
+            after = executed[idx + 2] if idx + 2 < len(executed) else None
+        else:
+            after = nxt
+        if after is not None and _kind_of(after.cell) == "paramless" and after.x is not None:
+            row["has_act"] = type(after.cell).__name__ in ("ReLU", "ReLU6", "HSwish", "HSigmoid", "SiLU", "GELU", "Sigmoid")
+        rows.append(row)
+    return LayerTable.from_rows(rows, groups, input_shape=tuple(input_shape))

@@ -1,0 +1,129 @@
+"""Training and evaluation loops: the one place that trains networks (baseline, fine-tune, QAT).
+
+Batches come from numpy arrays; steps run under ``mindspore.jit`` through ``nn.TrainOneStepCell``.
+An optional teacher turns fine-tuning into knowledge distillation (soft targets at temperature T).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+
+from automc.errors import TrialFailed
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: float = 1.0
+    batch_size: int = 64
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    seed: int = 0
+    distill_weight: float = 0.0  # 0 = plain cross-entropy; >0 mixes in KD loss from a teacher
+    temperature: float = 4.0
+
+
+def iterate_batches(
+    x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool, seed: int = 0
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    order = np.random.default_rng(seed).permutation(len(x)) if shuffle else np.arange(len(x))
+    for start in range(0, len(x), batch_size):
+        idx = order[start : start + batch_size]
+        yield x[idx], y[idx]
+
+
+def _loss_cell(net, teacher, settings: TrainSettings):
+    import mindspore as ms
+    from mindspore import nn, ops
+
+    ce = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
+    if teacher is None or settings.distill_weight <= 0:
+        return nn.WithLossCell(net, ce)
+
+    teacher.set_train(False)
+    for p in teacher.trainable_params():
+        p.requires_grad = False
+    alpha, t = settings.distill_weight, settings.temperature
+
+    class _DistillLoss(nn.Cell):
+        def __init__(self):
+            super().__init__(auto_prefix=False)
+            self.student, self.teacher = net, teacher
+
+        def construct(self, x, y):
+            logits = self.student(x)
+            soft = ops.stop_gradient(ops.softmax(self.teacher(x) / t, axis=-1))
+            kd = -(soft * ops.log_softmax(logits / t, axis=-1)).sum(-1).mean() * (t * t)
+            return (1 - alpha) * ce(logits, y) + alpha * kd
+
+    return _DistillLoss()
+
+
+def train(
+    net,
+    x: np.ndarray,
+    y: np.ndarray,
+    settings: TrainSettings,
+    *,
+    teacher=None,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> float:
+    """Train ``net`` in place with SGD + cosine decay; returns the last epoch's mean loss.
+
+    ``epochs`` may be fractional (a short fine-tune). ``on_epoch(epoch, mean_loss)`` is called
+    after each (partial) epoch; it may raise to stop training (e.g. Optuna pruning).
+    Raises ``TrialFailed`` when the loss becomes NaN or infinite.
+    """
+    import mindspore as ms
+    from mindspore import nn
+
+    steps_per_epoch = max(1, math.ceil(len(x) / settings.batch_size))
+    total_steps = max(1, int(round(settings.epochs * steps_per_epoch)))
+    lr = [float(settings.lr * 0.5 * (1 + math.cos(math.pi * i / total_steps))) for i in range(total_steps)]
+    params = [p for p in net.trainable_params()]
+    opt = nn.Momentum(params, learning_rate=lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
+    step_cell = nn.TrainOneStepCell(_loss_cell(net, teacher, settings), opt)
+    step_cell.set_train(True)
+
+    @ms.jit
+    def step(xb, yb):
+        return step_cell(xb, yb)
+
+    done, epoch, last = 0, 0, float("nan")
+    while done < total_steps:
+        losses = []
+        for xb, yb in iterate_batches(x, y, settings.batch_size, shuffle=True, seed=settings.seed + epoch):
+            if done >= total_steps:
+                break
+            loss = float(step(ms.Tensor(xb), ms.Tensor(yb)).asnumpy())
+            if not math.isfinite(loss):
+                raise TrialFailed(f"loss became {loss} at step {done} (learning rate {settings.lr} too high?)")
+            losses.append(loss)
+            done += 1
+        last = float(np.mean(losses))
+        if on_epoch is not None:
+            on_epoch(epoch, last)
+        epoch += 1
+    net.set_train(False)
+    return last
+
+
+def predict(net, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Logits of ``net`` on ``x`` (inference mode), as one numpy array."""
+    import mindspore as ms
+
+    net.set_train(False)
+    outs = [net(ms.Tensor(xb)).asnumpy() for xb, _ in iterate_batches(x, np.zeros(len(x)), batch_size, shuffle=False)]
+    return np.concatenate(outs, axis=0)
+
+
+def accuracy(net, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> float:
+    """Top-1 accuracy in percent."""
+    logits = predict(net, x, batch_size)
+    if not np.all(np.isfinite(logits)):
+        raise TrialFailed("the network produced NaN or infinite outputs")
+    return float((logits.argmax(-1) == y).mean() * 100.0)
