@@ -47,8 +47,11 @@ class Compressor(abc.ABC):
         """The knobs this compressor offers on ``table``."""
 
     @abc.abstractmethod
-    def apply(self, network, table: LayerTable, policy: Policy):
-        """Return a compressed copy of ``network``; ``network`` itself is not modified."""
+    def apply(self, network, table: LayerTable, policy: Policy, *, calib_x=None):
+        """Return a compressed copy of ``network``; ``network`` itself is not modified.
+
+        ``calib_x`` (training inputs, numpy NCHW) is there for compressors that calibrate.
+        """
 
     def to_deploy_form(self, network):
         """The network in the form that is exported (default: unchanged)."""

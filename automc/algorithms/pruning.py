@@ -175,5 +175,5 @@ class ChannelPruning(Compressor):
             for g in table.prunable_groups
         ]
 
-    def apply(self, network, table: LayerTable, policy: Policy):
+    def apply(self, network, table: LayerTable, policy: Policy, *, calib_x=None):
         return prune(network, table, policy, importance=self.importance)

@@ -1,0 +1,58 @@
+"""automc: AutoML model compression for MindSpore.
+
+Point it at a network, a data set and a target device; it searches per-layer pruning,
+mixed-precision and NAS policies with Optuna (in parallel on Ray), scores every candidate on
+accuracy and on hardware cost models, logs everything to MLflow, and exports the winner.
+
+>>> import automc
+>>> result = automc.search("experiments/quickstart.yaml")  # doctest: +SKIP
+>>> net = result.best_network()                            # a mindspore.nn.Cell  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from automc.config import ExperimentConfig, config_from_dict, load_config
+from automc.errors import AutomcError, CompressionError, ConfigError, DeployError, TrialFailed
+from automc.policy import Policy
+
+__all__ = [
+    "AutomcError",
+    "CompressionError",
+    "ConfigError",
+    "DeployError",
+    "ExperimentConfig",
+    "Policy",
+    "TrialFailed",
+    "__version__",
+    "load_config",
+    "load_result",
+    "search",
+]
+
+
+def _as_config(config) -> "ExperimentConfig":
+    if isinstance(config, ExperimentConfig):
+        return config
+    if isinstance(config, dict):
+        return config_from_dict(config)
+    return load_config(config)
+
+
+def search(config, *, n_trials: int | None = None, resume: bool = True, log=print):
+    """Run (or resume) the search described by ``config`` (a YAML path, dict or ExperimentConfig).
+
+    Returns a ``SearchResult``: ``.best_network()`` (a ``mindspore.nn.Cell``), ``.pareto_front``,
+    ``.trials``, ``.baseline`` and ``.artifacts``.
+    """
+    from automc.search.runner import run_search
+
+    return run_search(_as_config(config), n_trials=n_trials, resume=resume, log=log)
+
+
+def load_result(config):
+    """The result of an earlier search, read back from its study storage (no training)."""
+    from automc.search.runner import load_result as _load
+
+    return _load(_as_config(config))

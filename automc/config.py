@@ -1,0 +1,254 @@
+"""The experiment schema and YAML loading.
+
+The whole experiment is validated before any work starts: unknown keys, wrong types, ranges,
+missing files and un-importable factories all raise ``ConfigError`` with one line that names
+the field (``search.n_trials``) and says what to do.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from automc.errors import ConfigError
+
+VALID_BITS = tuple(range(2, 17)) + (32,)
+
+
+def check_bits(value: Any, where: str) -> int:
+    """A bit-width is an integer in 2..16, or 32 for float."""
+    if isinstance(value, bool) or not isinstance(value, int) or value not in VALID_BITS:
+        raise ValueError(f"{where}: bit-width {value!r} is invalid; use an integer from 2 to 16, or 32 for float")
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(_Section):
+    """The network: a zoo ``name`` or a user ``factory`` (``"pkg.module:function"``)."""
+
+    name: Optional[str] = Field(None, description="zoo network: lenet, resnet20, resnet56, mobilenetv2, vgg11, vgg16, mindcv")
+    factory: Optional[str] = Field(None, description="user network factory 'pkg.module:function'")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for the network factory")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ModelConfig":
+        if (self.name is None) == (self.factory is None):
+            raise ValueError("give exactly one of 'name' (a zoo network) or 'factory' ('pkg.module:function')")
+        if self.name is not None:
+            from automc.models import MODELS
+
+            if self.name not in MODELS:
+                raise ValueError(f"unknown model {self.name!r}; valid names: {', '.join(MODELS.names())}")
+        if self.factory is not None:
+            from automc.registry import import_object
+
+            try:
+                import_object(self.factory, what="factory")
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return self
+
+
+class DataConfig(_Section):
+    name: str = Field("digits", description="digits, cifar10, mnist, image_folder, mindrecord, synthetic, or 'pkg.module:function'")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="loader arguments, e.g. {path: data/cifar-10-batches-bin}")
+    val_fraction: float = Field(0.15, ge=0.0, lt=1.0)
+    test_fraction: float = Field(0.15, ge=0.0, lt=1.0)
+    resize: Optional[tuple[int, int]] = Field(None, description="resize images to (H, W)")
+    channels: Optional[Literal[1, 3]] = Field(None, description="force 1 or 3 input channels")
+    max_samples: Optional[int] = Field(None, gt=0, description="use at most this many samples (quick runs)")
+
+    @model_validator(mode="after")
+    def _path_exists(self) -> "DataConfig":
+        path = self.kwargs.get("path")
+        if path is not None and not Path(path).exists():
+            raise ValueError(f"data path {str(path)!r} does not exist; fix data.kwargs.path (relative paths start at {os.getcwd()})")
+        return self
+
+
+class TrainConfig(_Section):
+    epochs: float = Field(10, gt=0, description="epochs (may be fractional)")
+    batch_size: int = Field(64, gt=0)
+    lr: float = Field(0.05, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    distill_weight: float = Field(0.0, ge=0, le=1, description="knowledge-distillation weight from the baseline (0 = off)")
+
+
+class PruningConfig(_Section):
+    max_ratio: float = Field(0.7, description="largest share of a group's channels a trial may remove, in [0, 1)")
+    step: Optional[float] = Field(0.05, gt=0, lt=1)
+    importance: Literal["l1", "l2"] = "l1"
+
+    @field_validator("max_ratio")
+    @classmethod
+    def _ratio(cls, v: float) -> float:
+        if not 0 < v < 1:
+            raise ValueError(f"ratio {v} is outside (0, 1); a pruning ratio is the share of channels removed")
+        return v
+
+
+class QuantizationConfig(_Section):
+    w_bits: list[int] = Field(default_factory=lambda: [4, 8, 32], description="weight bit-width choices (32 = float)")
+    a_bits: list[int] = Field(default_factory=lambda: [8, 32], description="activation bit-width choices (32 = float)")
+    mode: Literal["ptq", "qat"] = Field("qat", description="post-training calibration or quantization-aware fine-tuning")
+    symmetric: bool = True
+    calib_batches: int = Field(4, gt=0)
+
+    @field_validator("w_bits", "a_bits", mode="before")
+    @classmethod
+    def _bits(cls, v: Any, info) -> list[int]:
+        if not isinstance(v, (list, tuple)) or not v:
+            raise ValueError("give a non-empty list of bit-widths, e.g. [4, 8, 32]")
+        return [check_bits(b, f"compress.quantization.{info.field_name}") for b in v]
+
+
+class NasConfig(_Section):
+    width: list[float] = Field(default_factory=lambda: [0.5, 0.75, 1.0], description="width multipliers per stage")
+    depth: list[int] = Field(default_factory=list, description="blocks kept per stage (empty = keep all)")
+    kernel: list[int] = Field(default_factory=list, description="depthwise kernel sizes (empty = keep)")
+
+
+class CompressConfig(_Section):
+    pruning: Optional[PruningConfig] = None
+    quantization: Optional[QuantizationConfig] = None
+    nas: Optional[NasConfig] = None
+
+    @model_validator(mode="after")
+    def _any(self) -> "CompressConfig":
+        if self.pruning is None and self.quantization is None and self.nas is None:
+            raise ValueError("enable at least one of pruning, quantization, nas")
+        return self
+
+
+class SearchConfig(_Section):
+    strategy: Literal["tpe", "nsga2", "cmaes", "random", "gp"] = "tpe"
+    n_trials: int = Field(20, gt=0, description="trials in the study (counted across restarts)")
+    timeout_s: Optional[float] = Field(None, gt=0, description="stop starting new trials after this many seconds")
+    trial_timeout_s: Optional[float] = Field(None, gt=0, description="a trial running longer fails")
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    storage: Optional[str] = Field(None, description="Optuna storage URL (default: sqlite file in output_dir)")
+    retry_failed: int = Field(0, ge=0, description="re-run a trial whose worker died up to this many times")
+
+
+class ExecutionConfig(_Section):
+    backend: Literal["local", "ray"] = "local"
+    workers: int = Field(1, gt=0)
+    ray_address: Optional[str] = Field(None, description="None = start a local Ray; 'auto' or 'ray://host:port'")
+    cpus_per_trial: float = Field(1, gt=0)
+    gpus_per_trial: float = Field(0, ge=0)
+
+
+class TrackingConfig(_Section):
+    tracking_uri: Optional[str] = Field(None, description="MLflow tracking URI (default: sqlite file in output_dir)")
+    experiment_name: Optional[str] = Field(None, description="MLflow experiment (default: the experiment name)")
+
+
+class ExportConfig(_Section):
+    formats: list[Literal["mindir", "onnx", "ms"]] = Field(default_factory=lambda: ["mindir"])
+    select_by: Optional[str] = Field(None, description="cost objective the winner minimises (default: the first non-accuracy objective)")
+    max_accuracy_drop: float = Field(1.0, ge=0, description="winner: lowest select_by cost among trials within this many points of the baseline")
+
+
+class ExperimentConfig(_Section):
+    """An automc experiment: what to compress, on what data, for which devices, searched how."""
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", description="experiment and study name")
+    output_dir: Optional[str] = Field(None, description="where results go (default: runs/<name>)")
+    seed: int = 0
+    model: ModelConfig
+    data: DataConfig = Field(default_factory=DataConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    finetune: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=1, lr=0.01))
+    compress: CompressConfig
+    objectives: list[str] = Field(default_factory=lambda: ["accuracy", "macs"])
+    constraints: list[str] = Field(default_factory=list, description="e.g. 'latency@arm-a76 <= 20ms', 'size <= 2MB'")
+    devices: list[str] = Field(default_factory=list, description="extra devices to score every trial on (names or YAML files)")
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+
+    @model_validator(mode="after")
+    def _objectives(self) -> "ExperimentConfig":
+        from automc.search.objectives import parse_constraint, parse_objective
+
+        if "accuracy" not in self.objectives:
+            raise ValueError("objectives must include 'accuracy'")
+        for o in self.objectives:
+            parse_objective(o)
+        for c in self.constraints:
+            parse_constraint(c)
+        return self
+
+    @property
+    def out_path(self) -> Path:
+        return Path(self.output_dir or f"runs/{self.name}")
+
+
+def _format_error(exc: ValidationError, source: str) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"] if not isinstance(p, int) or True)
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        section = _section_for(err["loc"][:-1])
+        valid = ", ".join(section.model_fields) if section is not None else ""
+        msg = f"unknown key; valid keys here: {valid}"
+    elif err["type"] == "missing":
+        msg = "required field is missing"
+    return f"{source}: {loc or '(top level)'}: {msg}"
+
+
+def _section_for(loc: tuple) -> type[BaseModel] | None:
+    model: Any = ExperimentConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        ann = field.annotation
+        args = getattr(ann, "__args__", ())
+        candidates = [ann, *args]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if model is None:
+            return None
+    return model
+
+
+def config_from_dict(data: dict[str, Any], *, source: str = "config") -> ExperimentConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys (name, model, data, ...)")
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, source)) from None
+
+
+def load_config(path: str | os.PathLike) -> ExperimentConfig:
+    """Read and validate an experiment YAML file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: no such experiment file; `automc init {p}` writes a starter")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{p}:{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    return config_from_dict(data or {}, source=str(p))
+
+
+_SECRET = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]+):(?P<pw>[^@/\s]+)@")
+
+
+def mask_secrets(text: str) -> str:
+    """Hide passwords in URLs (``postgresql://user:***@host/db``) wherever automc prints or logs."""
+    return _SECRET.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)

@@ -1,0 +1,80 @@
+"""After the search: rebuild the winner, export it, check the export, and summarise."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+from automc.search.evaluate import Evaluator
+from automc.search.result import SearchResult, trial_network
+from automc.training import accuracy
+
+
+def deploy_form(net, evaluator: Evaluator):
+    """The network as exported: each compressor's deployment form, in order."""
+    for compressor in evaluator.compressors:
+        net = compressor.to_deploy_form(net)
+    return net
+
+
+def export_best(result: SearchResult, prepared, tracker, *, log: Callable[[str], None] = print) -> dict[str, str]:
+    """Export the winner (and the baseline, for comparison) to the configured formats; log artifacts."""
+    from automc.deploy.mindir import check_mindir_parity, export_mindir
+
+    config, best = result.config, result.best
+    data = prepared.context.data
+    evaluator = Evaluator(prepared.context)
+    out = config.out_path / "export"
+    out.mkdir(parents=True, exist_ok=True)
+    sample = data.test.x[:1]
+    check_x = data.test.x[:256]
+
+    net = deploy_form(trial_network(config, best, evaluator=evaluator), evaluator)
+    best_test = accuracy(net, data.test.x, data.test.y)
+    result.baseline.setdefault("test_accuracy", accuracy(evaluator.baseline, data.test.x, data.test.y))
+    best.metrics["test_accuracy"] = best_test
+
+    artifacts: dict[str, str] = {}
+    policy_path = out / "best_policy.json"
+    policy_path.write_text(best.policy.to_json())
+    artifacts["policy"] = str(policy_path)
+    table_path = out / "best_layer_table.json"
+    table_path.write_text(json.dumps(prepared.context.table.rows(), indent=2))
+    artifacts["layer_table"] = str(table_path)
+
+    if "mindir" in config.export.formats or "ms" in config.export.formats:
+        path = export_mindir(net, sample, out / "best.mindir")
+        report = check_mindir_parity(net, path, check_x)
+        log(f"MindIR round-trip (mindspore.load + nn.GraphCell): {report}")
+        if not report.ok(1e-4):
+            log("warning: the MindIR outputs differ from the in-memory network by more than 1e-4")
+        artifacts["mindir"] = str(path)
+        artifacts["mindir_max_abs_diff"] = f"{report.max_abs_diff:.3g}"
+        base_path = export_mindir(evaluator.baseline, sample, out / "baseline.mindir")
+        artifacts["baseline_mindir"] = str(base_path)
+        result.baseline["file_bytes"] = Path(base_path).stat().st_size
+        best.metrics["file_bytes"] = Path(path).stat().st_size
+    if "onnx" in config.export.formats:
+        from automc.deploy.onnx import check_onnx_parity, export_onnx
+
+        path = export_onnx(net, sample, out / "best.onnx")
+        log(f"ONNX parity (onnxruntime): {check_onnx_parity(net, path, check_x)}")
+        artifacts["onnx"] = str(path)
+    if "ms" in config.export.formats:
+        from automc.deploy import lite
+
+        ms_path = lite.convert_to_ms(artifacts["mindir"], out / "best.ms")
+        artifacts["ms"] = str(ms_path)
+
+    summary = {"baseline": result.baseline, "best": {"trial": best.number, **best.metrics},
+               "policy": best.policy.to_dict(), "artifacts": artifacts}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    artifacts["summary"] = str(out / "summary.json")
+    for key in ("policy", "layer_table", "summary", "mindir", "onnx", "ms"):
+        if key in artifacts:
+            tracker.log_artifact(Path(artifacts[key]), "best")
+    tracker.log_artifact(prepared.baseline_checkpoint, "baseline")
+    tracker.log_metrics(tracker.parent_id, {"best_accuracy": best.metrics["accuracy"],
+                                            "best_test_accuracy": best_test, "best_trial": best.number})
+    return artifacts

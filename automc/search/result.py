@@ -1,0 +1,78 @@
+"""What a search returns, rebuilt at any time from the study storage and the output folder."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from automc.config import ExperimentConfig
+from automc.policy import Policy
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One finished trial: the policy that was evaluated and every metric it got."""
+
+    number: int
+    state: str  # COMPLETE, PRUNED, FAIL, RUNNING
+    policy: Policy | None
+    metrics: dict[str, float]
+    duration_s: float = 0.0
+    fail_reason: str = ""
+    checkpoint: str = ""
+
+    @classmethod
+    def from_optuna(cls, t) -> "TrialRecord":
+        attrs = t.user_attrs
+        policy = Policy.from_json(attrs["policy"]) if "policy" in attrs else None
+        duration = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else 0.0
+        return cls(number=t.number, state=t.state.name, policy=policy, metrics=dict(attrs.get("metrics", {})),
+                   duration_s=duration, fail_reason=attrs.get("fail_reason", ""), checkpoint=attrs.get("checkpoint", ""))
+
+
+@dataclass
+class SearchResult:
+    """Baseline metrics, every trial, the Pareto front and the selected winner of one search."""
+
+    config: ExperimentConfig
+    baseline: dict[str, float]
+    trials: list[TrialRecord]
+    pareto_front: list[TrialRecord]
+    best: TrialRecord | None
+    artifacts: dict[str, str] = field(default_factory=dict)
+    table: Any = field(default=None, repr=False)
+
+    @property
+    def out_dir(self) -> Path:
+        return self.config.out_path
+
+    def best_network(self):
+        """The winner as a ``mindspore.nn.Cell`` with its fine-tuned weights, in inference mode."""
+        if self.best is None:
+            raise LookupError("the search has no completed trial yet")
+        return trial_network(self.config, self.best)
+
+    def summary_rows(self) -> list[dict[str, Any]]:
+        return [{"trial": t.number, "state": t.state, **t.metrics} for t in self.trials]
+
+
+def trial_network(config: ExperimentConfig, trial: TrialRecord, *, evaluator=None):
+    """Rebuild a trial's network: its policy on the cached baseline, then its saved weights."""
+    import mindspore as ms
+
+    from automc.search.evaluate import Evaluator
+    from automc.search.runner import prepare
+
+    if not trial.checkpoint or not Path(trial.checkpoint).is_file():
+        raise LookupError(f"trial {trial.number} has no saved weights ({trial.checkpoint or 'none recorded'})")
+    evaluator = evaluator or Evaluator(prepare(config, train_baseline=False).context)
+    net = evaluator.compress(trial.policy)
+    ms.load_param_into_net(net, ms.load_checkpoint(trial.checkpoint), strict_load=True)
+    net.set_train(False)
+    return net
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())

@@ -1,0 +1,365 @@
+"""The search driver: baseline -> layer table -> Optuna ask/tell over policies -> winner -> export.
+
+One function per stage, so the CLI, the Python API and tests can run any stage on its own:
+``prepare`` (data, cached baseline, layer table, search space), ``run_search`` (the study, with
+MLflow tracking), ``select_best`` (the winner among trials) and ``export_best``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from automc import __version__
+from automc.algorithms import build_compressors
+from automc.analysis import build_layer_table
+from automc.analysis.layer_table import LayerTable
+from automc.config import ExperimentConfig, mask_secrets
+from automc.errors import AutomcError, TrialFailed
+from automc.policy import Policy
+from automc.search.evaluate import Evaluator, TrialContext, build_baseline, network_weights, settings_from
+from automc.search.objectives import Constraint, Metric, cost_metrics, parse_constraint, parse_objective
+from automc.search.result import SearchResult, TrialRecord
+from automc.search.space import SearchSpace
+from automc.search.strategies import make_pruner, make_sampler
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Prepared:
+    context: TrialContext
+    space: SearchSpace
+    objectives: list[Metric]
+    constraints: list[Constraint]
+    baseline_metrics: dict[str, float]
+    baseline_checkpoint: Path
+
+
+def _stable_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def load_data(config: ExperimentConfig):
+    from automc.data import load_dataset
+
+    d = config.data
+    return load_dataset(d.name, seed=config.seed, val_fraction=d.val_fraction, test_fraction=d.test_fraction,
+                        resize=d.resize, channels=d.channels, max_samples=d.max_samples, **d.kwargs)
+
+
+def prepare(config: ExperimentConfig, *, train_baseline: bool = True, log: Log = lambda s: None) -> Prepared:
+    """Load the data, train (or load the cached) baseline, build the layer table and search space."""
+    import mindspore as ms
+
+    from automc.training import accuracy, train
+
+    out = config.out_path
+    out.mkdir(parents=True, exist_ok=True)
+    data = load_data(config)
+    ms.set_seed(config.seed)
+    np.random.seed(config.seed)
+    net = build_baseline(config, data.num_classes, data.input_shape)
+    key = _stable_hash({"model": config.model.model_dump(), "data": data.fingerprint(),
+                        "train": config.train.model_dump(), "seed": config.seed, "automc": __version__})
+    ckpt = out / "cache" / f"baseline-{key}.ckpt"
+    meta_path = ckpt.with_suffix(".json")
+    if ckpt.is_file() and meta_path.is_file():
+        ms.load_param_into_net(net, ms.load_checkpoint(str(ckpt)), strict_load=True)
+        metrics = json.loads(meta_path.read_text())
+        log(f"baseline: reusing {ckpt} (val accuracy {metrics['accuracy']:.2f}%)")
+    elif not train_baseline:
+        raise AutomcError(f"no trained baseline at {ckpt}; run `automc search` first")
+    else:
+        log(f"baseline: training {config.model.name or config.model.factory} for {config.train.epochs} epochs "
+            f"on {len(data.train)} {data.name} samples")
+        start = time.perf_counter()
+        train(net, data.train.x, data.train.y, settings_from(config.train, config.seed))
+        metrics = {"accuracy": accuracy(net, data.val.x, data.val.y),
+                   "test_accuracy": accuracy(net, data.test.x, data.test.y),
+                   "train_seconds": time.perf_counter() - start}
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        tmp = ckpt.with_suffix(".tmp.ckpt")
+        ms.save_checkpoint(net, str(tmp))
+        os.replace(tmp, ckpt)
+        meta_path.write_text(json.dumps(metrics))
+        log(f"baseline: val accuracy {metrics['accuracy']:.2f}%, test accuracy {metrics['test_accuracy']:.2f}%")
+    net.set_train(False)
+    table = build_layer_table(net, data.input_shape, seed=config.seed)
+    objectives = [parse_objective(o) for o in config.objectives]
+    constraints = [parse_constraint(c) for c in config.constraints]
+    extra = [parse_objective(f"latency@{d}") for d in config.devices]
+    cost = cost_metrics(table, Policy(), [m for m in objectives + [c.metric for c in constraints] + extra])
+    metrics = {**metrics, **{k: float(v[0]) for k, v in cost.items()}}
+    metrics.update(table.totals())
+    ctx = TrialContext(config=config, baseline_weights=network_weights(net), table=table, data=data,
+                       baseline_accuracy=metrics["accuracy"])
+    space = SearchSpace(table, build_compressors(config))
+    return Prepared(ctx, space, objectives, constraints, metrics, ckpt)
+
+
+def _storage_url(config: ExperimentConfig) -> str:
+    return config.search.storage or f"sqlite:///{(config.out_path / 'study.db').resolve()}"
+
+
+def open_study(config: ExperimentConfig, objectives: list[Metric], *, constraints: bool):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.create_study(
+        study_name=config.name,
+        storage=_storage_url(config),
+        directions=[m.direction for m in objectives],
+        sampler=make_sampler(config.search.strategy, seed=config.seed, n_objectives=len(objectives),
+                             constrained=constraints),
+        pruner=make_pruner(config.search.pruner),
+        load_if_exists=True,
+    )
+
+
+def _finished(study) -> int:
+    from optuna.trial import TrialState
+
+    return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL) for t in study.get_trials(deepcopy=False))
+
+
+def _fail_stale_running(study, log: Log) -> int:
+    """Trials left RUNNING by a process that died are marked FAIL (this process owns the study now)."""
+    from optuna.trial import TrialState
+
+    stale = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+    for t in stale:
+        study._storage.set_trial_user_attr(t._trial_id, "fail_reason", "worker died (found RUNNING on resume)")
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+    if stale:
+        log(f"resume: marked {len(stale)} interrupted trial(s) as failed")
+    return len(stale)
+
+
+def run_search(
+    config: ExperimentConfig,
+    *,
+    n_trials: int | None = None,
+    resume: bool = True,
+    log: Log = print,
+) -> SearchResult:
+    """Run (or resume) the study until it holds ``n_trials`` finished trials; export the winner."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from automc.search.tracking import Tracker, default_tracking_uri
+
+    n_trials = n_trials or config.search.n_trials
+    out = config.out_path
+    prepared = prepare(config, log=log)
+    ctx, space = prepared.context, prepared.space
+    log(f"layer table: {len(ctx.table)} layers, {len(ctx.table.prunable_groups)} prunable groups; "
+        f"search space: {len(space)} decisions")
+    if not resume:
+        try:
+            optuna.delete_study(study_name=config.name, storage=_storage_url(config))
+            log("--new: deleted the previous study")
+        except KeyError:
+            pass
+    study = open_study(config, prepared.objectives, constraints=bool(prepared.constraints))
+    _fail_stale_running(study, log)
+
+    tracker = Tracker(config.tracking.tracking_uri or default_tracking_uri(out),
+                      config.tracking.experiment_name or config.name, out / "mlartifacts")
+    tracker.start_search(
+        f"search-{time.strftime('%Y%m%d-%H%M%S')}",
+        params={"model": config.model.name or config.model.factory, "data": config.data.name,
+                "strategy": config.search.strategy, "n_trials": n_trials, "objectives": ",".join(config.objectives),
+                "constraints": "; ".join(config.constraints), "storage": mask_secrets(_storage_url(config))},
+        tags={"automc.version": __version__},
+    )
+    tracker.log_metrics(tracker.parent_id, {f"baseline_{k}": v for k, v in prepared.baseline_metrics.items()})
+    tracker.log_json(prepared.baseline_metrics, "baseline_metrics.json")
+    tracker.log_json(ctx.table.rows(), "layer_table.json")
+
+    from automc.search.execution import make_executor
+
+    executor = make_executor(config, ctx)
+    status = "FINISHED"
+    try:
+        _drive(study, prepared, executor, tracker, n_trials, log)
+    except KeyboardInterrupt:
+        status = "KILLED"
+        log(f"interrupted: {_finished(study)} trials are saved; run the same command again to resume")
+        raise
+    finally:
+        executor.close()
+        if status != "FINISHED":
+            tracker.end_search(status)
+
+    result = collect_result(config, study, prepared)
+    if result.best is not None:
+        from automc.search.export import export_best
+
+        result.artifacts.update(export_best(result, prepared, tracker, log=log))
+    tracker.end_search(status)
+    result.artifacts["tracking_uri"] = tracker.tracking_uri
+    return result
+
+
+def _drive(study, prepared: Prepared, executor, tracker, n_trials: int, log: Log) -> None:
+    """Ask/tell loop: keep ``executor.capacity`` trials in flight until ``n_trials`` are finished."""
+    import optuna
+    from optuna.trial import TrialState
+
+    ctx, space = prepared.context, prepared.space
+    in_flight: dict[int, tuple[Any, Policy, dict[str, float], float]] = {}
+    started = time.perf_counter()
+    timeout = ctx.config.search.timeout_s
+    while True:
+        done = _finished(study)
+        out_of_time = timeout is not None and time.perf_counter() - started > timeout
+        while not out_of_time and len(in_flight) < executor.capacity and done + len(in_flight) < n_trials:
+            trial = study.ask()
+            policy = space.suggest(trial)
+            costs = {k: float(v[0]) for k, v in cost_metrics(ctx.table, policy, _cost_metrics_of(prepared)).items()}
+            trial.set_user_attr("policy", policy.to_json())
+            in_flight[trial.number] = (trial, policy, costs, time.perf_counter())
+            executor.submit(trial.number, policy, trial)
+        if not in_flight:
+            return
+        for number, outcome in executor.wait():
+            trial, policy, costs, t0 = in_flight.pop(number)
+            _tell(study, trial, policy, costs, outcome, prepared, tracker, time.perf_counter() - t0, n_trials, log)
+
+
+def _cost_metrics_of(prepared: Prepared) -> list[Metric]:
+    devices = [parse_objective(f"latency@{d}") for d in prepared.context.config.devices]
+    return [m for m in prepared.objectives + [c.metric for c in prepared.constraints] + devices if not m.needs_training]
+
+
+def _tell(study, trial, policy, costs, outcome, prepared: Prepared, tracker, seconds, n_trials, log: Log) -> None:
+    from optuna.trial import TrialState
+
+    ctx = prepared.context
+    metrics = dict(costs)
+    reason = ""
+    if isinstance(outcome, BaseException):
+        state = TrialState.PRUNED if type(outcome).__name__ == "TrialPruned" else TrialState.FAIL
+        reason = f"{type(outcome).__name__}: {outcome}" if state == TrialState.FAIL else "pruned by the Optuna pruner"
+    else:
+        state = TrialState.COMPLETE
+        metrics["accuracy"] = outcome["accuracy"]
+        metrics["accuracy_drop"] = ctx.baseline_accuracy - outcome["accuracy"]
+        trial.set_user_attr("checkpoint", outcome.get("checkpoint", ""))
+        if not math.isfinite(outcome["accuracy"]):
+            state, reason = TrialState.FAIL, "accuracy is NaN"
+    violations = [float(c.violation(metrics[c.metric.name])) for c in prepared.constraints if c.metric.name in metrics]
+    trial.set_user_attr("constraint_violations", violations)
+    trial.set_user_attr("metrics", metrics)
+    if reason:
+        trial.set_user_attr("fail_reason", reason)
+    if state == TrialState.COMPLETE:
+        study.tell(trial, [metrics[m.name] for m in prepared.objectives])
+    else:
+        study.tell(trial, state=state)
+    tracker.log_trial(trial.number, params=policy.flat_params(),
+                      metrics={_key(k): v for k, v in metrics.items()}, state=state.name, reason=reason,
+                      duration_s=seconds,
+                      step_metrics={"val_accuracy": outcome.get("epoch_accuracies", [])} if isinstance(outcome, dict) else None)
+    done = _finished(study)
+    best = _best_so_far(study, prepared)
+    shown = ", ".join(f"{k} {_fmt(k, v)}" for k, v in metrics.items() if k in [m.name for m in prepared.objectives])
+    line = f"trial {done}/{n_trials} #{trial.number} {state.name.lower()}: {shown or reason}"
+    if reason and state == TrialState.FAIL:
+        line += f" ({reason})"
+    if best:
+        line += f" | best so far: {best}"
+    log(line)
+
+
+def _key(name: str) -> str:
+    return name.replace("@", "_")
+
+
+def _fmt(name: str, value: float) -> str:
+    if name.startswith("accuracy"):
+        return f"{value:.2f}%"
+    if name.startswith("latency"):
+        return f"{value:.3f}ms"
+    if name == "size":
+        return f"{value / 1e3:.1f}KB"
+    if name in ("macs", "params", "bitops"):
+        return f"{value / 1e6:.3f}M"
+    return f"{value:.4g}"
+
+
+def _best_so_far(study, prepared: Prepared) -> str:
+    cfg = prepared.context.config
+    trials = [TrialRecord.from_optuna(t) for t in study.get_trials(deepcopy=False)]
+    best = select_best(cfg, trials, prepared.constraints, prepared.context.baseline_accuracy)
+    if best is None:
+        return ""
+    key = _select_metric(cfg)
+    return f"#{best.number} accuracy {best.metrics['accuracy']:.2f}%, {key} {_fmt(key, best.metrics.get(key, float('nan')))}"
+
+
+def _select_metric(config: ExperimentConfig) -> str:
+    return config.export.select_by or next((o for o in config.objectives if o != "accuracy"), "macs")
+
+
+def select_best(config: ExperimentConfig, trials: list[TrialRecord], constraints: list[Constraint],
+                baseline_accuracy: float) -> TrialRecord | None:
+    """The winner: among completed trials that satisfy every constraint and lose at most
+    ``export.max_accuracy_drop`` points, the one with the lowest ``select_by`` cost (ties: higher
+    accuracy); if none is that accurate, the most accurate feasible trial."""
+    done = [t for t in trials if t.state == "COMPLETE" and "accuracy" in t.metrics]
+    feasible = [t for t in done if all(bool(c.satisfied(t.metrics[c.metric.name]))
+                                       for c in constraints if c.metric.name in t.metrics)]
+    if not feasible:
+        return None
+    key = _select_metric(config)
+    close = [t for t in feasible if baseline_accuracy - t.metrics["accuracy"] <= config.export.max_accuracy_drop]
+    if close:
+        return min(close, key=lambda t: (t.metrics.get(key, math.inf), -t.metrics["accuracy"]))
+    return max(feasible, key=lambda t: t.metrics["accuracy"])
+
+
+def pareto_front(trials: list[TrialRecord], objectives: list[Metric]) -> list[TrialRecord]:
+    """Non-dominated completed trials over ``objectives`` (directions respected)."""
+    done = [t for t in trials if t.state == "COMPLETE" and all(m.name in t.metrics for m in objectives)]
+    signs = np.array([-1.0 if m.direction == "maximize" else 1.0 for m in objectives])
+    values = np.array([[t.metrics[m.name] for m in objectives] for t in done]) * signs if done else np.zeros((0, 0))
+    front = []
+    for i, t in enumerate(done):
+        dominated = np.any(np.all(values <= values[i], axis=1) & np.any(values < values[i], axis=1))
+        if not dominated:
+            front.append(t)
+    return sorted(front, key=lambda t: -t.metrics["accuracy"])
+
+
+def collect_result(config: ExperimentConfig, study, prepared: Prepared) -> SearchResult:
+    trials = [TrialRecord.from_optuna(t) for t in study.get_trials(deepcopy=False)]
+    return SearchResult(
+        config=config,
+        baseline=prepared.baseline_metrics,
+        trials=trials,
+        pareto_front=pareto_front(trials, prepared.objectives),
+        best=select_best(config, trials, prepared.constraints, prepared.context.baseline_accuracy),
+        table=prepared.context.table,
+    )
+
+
+def load_result(config: ExperimentConfig) -> SearchResult:
+    """The result of a finished or running search, read back from its study (no training)."""
+    import optuna
+
+    prepared = prepare(config, train_baseline=False)
+    try:
+        study = optuna.load_study(study_name=config.name, storage=_storage_url(config))
+    except KeyError:
+        raise AutomcError(f"no study {config.name!r} in {mask_secrets(_storage_url(config))}; run `automc search` first") from None
+    return collect_result(config, study, prepared)

@@ -1,0 +1,50 @@
+"""The search space: the compressors' decisions, sampled by an Optuna trial into a Policy."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from automc.algorithms._base import Compressor, Decision
+from automc.analysis.layer_table import LayerTable
+from automc.policy import Policy
+
+
+class SearchSpace:
+    """All decisions of the enabled compressors, in the fixed order NAS -> pruning -> quantization."""
+
+    def __init__(self, table: LayerTable, compressors: Sequence[Compressor]):
+        self.table = table
+        self.compressors = list(compressors)
+        self.decisions: list[Decision] = [d for c in self.compressors for d in c.decisions(table)]
+
+    def __len__(self) -> int:
+        return len(self.decisions)
+
+    def suggest(self, trial) -> Policy:
+        """Sample every decision from an Optuna trial (``ask`` or inside ``optimize``)."""
+        params = {}
+        for d in self.decisions:
+            if d.kind == "float":
+                params[d.param_name] = trial.suggest_float(d.param_name, d.low, d.high, step=d.step)
+            else:
+                params[d.param_name] = trial.suggest_categorical(d.param_name, list(d.choices))
+        return self.policy_from_params(params)
+
+    def policy_from_params(self, params: Mapping[str, Any]) -> Policy:
+        sections: dict[str, dict[str, Any]] = {"prune": {}, "w_bits": {}, "a_bits": {}, "nas": {}}
+        for d in self.decisions:
+            if d.param_name in params:
+                sections[d.section][d.key] = params[d.param_name]
+        return Policy.from_dict(sections)
+
+    def params_from_policy(self, policy: Policy) -> dict[str, Any]:
+        """Optuna params for ``policy`` (e.g. to ``enqueue_trial`` a projected or hand-made policy)."""
+        values = policy.to_dict()
+        return {d.param_name: values[d.section].get(d.key, d.default) for d in self.decisions}
+
+    def describe(self) -> str:
+        lines = []
+        for d in self.decisions:
+            rng = f"[{d.low}, {d.high}] step {d.step}" if d.kind == "float" else f"one of {list(d.choices)}"
+            lines.append(f"{d.param_name}: {rng}")
+        return "\n".join(lines)

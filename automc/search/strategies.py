@@ -1,0 +1,45 @@
+"""Search strategies (Optuna samplers) and pruners, keyed by their YAML names."""
+
+from __future__ import annotations
+
+from automc.errors import ConfigError
+
+
+def _constraints(trial) -> list[float]:
+    """Optuna's convention: each value > 0 is a violation (stored by the runner per trial)."""
+    return list(trial.user_attrs.get("constraint_violations", []))
+
+
+def make_sampler(name: str, *, seed: int, n_objectives: int, constrained: bool):
+    import optuna
+
+    cf = _constraints if constrained else None
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constraints_func=cf)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, constraints_func=cf)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "cmaes":
+        if n_objectives > 1:
+            raise ConfigError("search.strategy 'cmaes' handles one objective only; use tpe or nsga2 for several")
+        return optuna.samplers.CmaEsSampler(seed=seed)
+    if name == "gp":
+        try:
+            import torch  # noqa: F401  (Optuna's GPSampler needs it)
+        except ImportError:
+            raise ConfigError("search.strategy 'gp' needs PyTorch: pip install torch") from None
+        return optuna.samplers.GPSampler(seed=seed, constraints_func=cf)
+    raise ConfigError(f"unknown search.strategy {name!r}; valid: tpe, nsga2, cmaes, random, gp")
+
+
+def make_pruner(name: str):
+    import optuna
+
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=0)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner()
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise ConfigError(f"unknown search.pruner {name!r}; valid: median, hyperband, none")

@@ -1,0 +1,105 @@
+"""MLflow tracking: one parent run per search, one child run per trial.
+
+Uses ``MlflowClient`` with explicit run ids (no global "active run"), so trials finishing on Ray
+workers in any order are logged to the right place. The default store is a SQLite file in the
+experiment's output folder, with artifacts beside it, so no server is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+from automc.config import mask_secrets
+
+MAX_PARAM_LEN = 500
+
+
+def default_tracking_uri(out_dir: Path) -> str:
+    return f"sqlite:///{(out_dir / 'mlflow.db').resolve()}"
+
+
+class Tracker:
+    def __init__(self, tracking_uri: str, experiment_name: str, artifact_dir: Path):
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        self.tracking_uri = tracking_uri
+        mlflow.set_tracking_uri(tracking_uri)
+        self.client = MlflowClient(tracking_uri)
+        exp = self.client.get_experiment_by_name(experiment_name)
+        if exp is None:
+            artifact_dir.mkdir(parents=True, exist_ok=True)
+            self.experiment_id = self.client.create_experiment(
+                experiment_name, artifact_location=artifact_dir.resolve().as_uri()
+            )
+        else:
+            self.experiment_id = exp.experiment_id
+        self.parent_id: str | None = None
+
+    # ------------------------------------------------------------------ runs
+    def start_search(self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str] | None = None) -> str:
+        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=dict(tags or {}))
+        self.parent_id = run.info.run_id
+        self.log_params(self.parent_id, params)
+        return self.parent_id
+
+    def log_trial(
+        self,
+        number: int,
+        *,
+        params: Mapping[str, Any],
+        metrics: Mapping[str, float],
+        state: str,
+        reason: str = "",
+        duration_s: float = 0.0,
+        step_metrics: Mapping[str, list[float]] | None = None,
+    ) -> str:
+        tags = {"mlflow.parentRunId": self.parent_id or "", "automc.trial": str(number), "automc.state": state}
+        if reason:
+            tags["automc.fail_reason"] = reason[:5000]
+        run = self.client.create_run(self.experiment_id, run_name=f"trial-{number:04d}", tags=tags)
+        run_id = run.info.run_id
+        self.log_params(run_id, params)
+        clean = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
+        clean["duration_s"] = float(duration_s)
+        self.log_metrics(run_id, clean)
+        for key, values in (step_metrics or {}).items():
+            for step, value in enumerate(values):
+                self.client.log_metric(run_id, key, float(value), step=step)
+        self.client.set_terminated(run_id, status="FINISHED" if state in ("COMPLETE", "PRUNED") else "FAILED")
+        return run_id
+
+    def end_search(self, status: str = "FINISHED") -> None:
+        if self.parent_id is not None:
+            self.client.set_terminated(self.parent_id, status=status)
+
+    # ------------------------------------------------------------------ values
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(str(k)[:250], mask_secrets(str(v))[:MAX_PARAM_LEN]) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[i : i + 100])
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float]) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(run_id, metrics=items[i : i + 100])
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None, run_id: str | None = None) -> None:
+        self.client.log_artifact(run_id or self.parent_id, str(path), artifact_path)
+
+    def log_json(self, obj: Any, name: str, run_id: str | None = None) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            p = Path(tmp) / name
+            p.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+            self.log_artifact(p, run_id=run_id)
