@@ -120,23 +120,21 @@ def cost_metrics(table, policies, metrics: Sequence[Metric]) -> dict[str, np.nda
 
     if isinstance(policies, Policy):
         policies = [policies]
+    from automc import hw_cost
+
     out: dict[str, np.ndarray] = {}
     shapes = None
     estimates: dict[str, object] = {}
     for metric in metrics:
         if metric.needs_training or metric.name in out:
             continue
-        if metric.kind in ("macs", "params", "bitops"):
-            shapes = shapes or table.resolve(policies)
-            out[metric.name] = getattr(shapes, metric.kind).sum(axis=1).astype(float)
+        if metric.kind in ("macs", "params", "bitops", "size"):
+            shapes = shapes if shapes is not None else table.resolve(policies)
+            per_layer = hw_cost.layer_size_bytes(shapes) if metric.kind == "size" else getattr(shapes, metric.kind)
+            out[metric.name] = per_layer.sum(axis=1).astype(float)
             continue
-        from automc import hw_cost
-
-        device = metric.device or "arm-a76"  # size does not depend on the device
-        if device not in estimates:
-            estimates[device] = hw_cost.estimate(table, list(policies), device)
-        est = estimates[device]
-        out[metric.name] = np.asarray(
-            {"size": est.size_bytes, "latency": est.latency_ms, "energy": est.energy_mj}[metric.kind], dtype=float
-        )
+        if metric.device not in estimates:
+            estimates[metric.device] = hw_cost.estimate(table, list(policies), metric.device)
+        est = estimates[metric.device]
+        out[metric.name] = np.asarray(est.latency_ms if metric.kind == "latency" else est.energy_mj, dtype=float)
     return out

@@ -1,0 +1,99 @@
+"""Text the CLI prints: the end-of-search summary, ``status`` and ``devices``."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from automc.config import ExperimentConfig, mask_secrets
+from automc.search.result import SearchResult
+
+
+def _fmt_count(v: float | None) -> str:
+    if v is None:
+        return "-"
+    for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(v) >= div:
+            return f"{v / div:.3g}{unit}"
+    return f"{v:.0f}"
+
+
+def _fmt_bytes(v: float | None) -> str:
+    if v is None:
+        return "-"
+    for unit, div in (("MB", 1e6), ("KB", 1e3)):
+        if v >= div:
+            return f"{v / div:.1f} {unit}"
+    return f"{v:.0f} B"
+
+
+def summary_text(result: SearchResult) -> str:
+    """Baseline vs best, the artifacts, and how to open the MLflow UI."""
+    b, best = result.baseline, result.best
+    done = Counter(t.state for t in result.trials)
+    lines = [f"\nsearch {result.config.name!r}: {len(result.trials)} trials "
+             f"({', '.join(f'{n} {s.lower()}' for s, n in sorted(done.items()))}), "
+             f"{len(result.pareto_front)} on the Pareto front"]
+    if best is None:
+        lines.append("no trial met the constraints; see `automc status` for failures")
+        return "\n".join(lines)
+    m = best.metrics
+    rows = [("", "baseline", f"best (trial #{best.number})")]
+    rows.append(("val accuracy", f"{b['accuracy']:.2f}%", f"{m['accuracy']:.2f}%"))
+    if "test_accuracy" in m:
+        rows.append(("test accuracy", f"{b.get('test_accuracy', float('nan')):.2f}%", f"{m['test_accuracy']:.2f}%"))
+    shapes = result.table.resolve([result.best.policy]) if result.table is not None else None
+    macs = float(shapes.macs.sum()) if shapes is not None else m.get("macs")
+    params = float(shapes.params.sum()) if shapes is not None else m.get("params")
+    rows.append(("MACs", _fmt_count(b.get("macs")), _fmt_count(macs)))
+    rows.append(("params", _fmt_count(b.get("params")), _fmt_count(params)))
+    if "file_bytes" in m:
+        rows.append(("MindIR file", _fmt_bytes(b.get("file_bytes")), _fmt_bytes(m["file_bytes"])))
+    for key, value in m.items():
+        if key.startswith(("latency@", "energy@")) or key == "size":
+            unit = "ms" if key.startswith("latency") else "mJ" if key.startswith("energy") else ""
+            fmt = (lambda v: _fmt_bytes(v)) if key == "size" else (lambda v: f"{v:.3f} {unit}")
+            rows.append((key, fmt(b[key]) if key in b else "-", fmt(value)))
+    width = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, width)) for r in rows]
+    lines.append("")
+    for key, path in result.artifacts.items():
+        if key not in ("tracking_uri",):
+            lines.append(f"{key:>18}: {path}")
+    uri = result.artifacts.get("tracking_uri", "")
+    if uri:
+        lines.append(f"\nMLflow: {mask_secrets(uri)}")
+        lines.append(f"  open the UI:  automc ui <experiment.yaml>   (or: mlflow ui --backend-store-uri {mask_secrets(uri)})")
+    return "\n".join(lines)
+
+
+def status_text(config: ExperimentConfig) -> str:
+    from automc.search.runner import load_result
+
+    result = load_result(config)
+    counts = Counter(t.state for t in result.trials)
+    lines = [f"study {config.name!r}: {len(result.trials)}/{config.search.n_trials} trials "
+             + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))]
+    if result.best is not None:
+        m = result.best.metrics
+        lines.append(f"best so far: trial #{result.best.number}, accuracy {m['accuracy']:.2f}% "
+                     f"(baseline {result.baseline['accuracy']:.2f}%), "
+                     + ", ".join(f"{k} {_fmt_count(v)}" for k, v in m.items() if k in config.objectives and k != "accuracy"))
+    fails = [t for t in result.trials if t.state == "FAIL"]
+    for t in fails[-10:]:
+        lines.append(f"failed trial #{t.number}: {t.fail_reason or 'no reason recorded'}")
+    return "\n".join(lines)
+
+
+def devices_text() -> str:
+    from automc.hw_cost import get_device, list_devices
+
+    rows = [("device", "kind", "peak TOPS (fp32/fp16/int8/int4)", "DRAM GB/s", "launch us", "align cin/cout")]
+    for name in list_devices():
+        d = get_device(name)
+        peaks = "/".join(f"{d.peak_tops[p]:g}" if p in d.peak_tops else "-" for p in ("fp32", "fp16", "int8", "int4"))
+        rows.append((name, d.kind, peaks, f"{d.memory_bandwidth_gbps:g}", f"{d.launch_overhead_us:g}",
+                     f"{d.align.get('cin', 1)}/{d.align.get('cout', 1)}"))
+    width = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, width)) for r in rows]
+    lines.append("\nSources for every figure: automc/hw_cost/devices/<device>.yaml; add your own with a YAML file of the same fields.")
+    return "\n".join(lines)
