@@ -111,9 +111,36 @@ class QuantizationConfig(_Section):
 
 
 class NasConfig(_Section):
-    width: list[float] = Field(default_factory=lambda: [0.5, 0.75, 1.0], description="width multipliers per stage")
+    """Choice lists of the elastic dimensions the network declares (see ``automc.algorithms.nas``)."""
+
+    width: list[float] = Field(default_factory=lambda: [0.5, 0.75, 1.0], description="width multipliers, in (0, 1]")
     depth: list[int] = Field(default_factory=list, description="blocks kept per stage (empty = keep all)")
-    kernel: list[int] = Field(default_factory=list, description="depthwise kernel sizes (empty = keep)")
+    kernel: list[int] = Field(default_factory=list, description="odd kernel sizes, at most the baseline's (empty = keep)")
+    importance: Literal["l1", "l2"] = Field("l1", description="which channels a smaller width keeps")
+
+    @field_validator("width")
+    @classmethod
+    def _width(cls, v: list[float]) -> list[float]:
+        bad = [w for w in v if not 0 < w <= 1]
+        if bad:
+            raise ValueError(f"width multiplier {bad[0]} is outside (0, 1]; e.g. width: [0.5, 0.75, 1.0]")
+        return v
+
+    @field_validator("depth")
+    @classmethod
+    def _depth(cls, v: list[int]) -> list[int]:
+        bad = [d for d in v if d < 0]
+        if bad:
+            raise ValueError(f"depth {bad[0]} is negative; a depth is the number of blocks a stage keeps")
+        return v
+
+    @field_validator("kernel")
+    @classmethod
+    def _kernel(cls, v: list[int]) -> list[int]:
+        bad = [k for k in v if k < 1 or k % 2 == 0]
+        if bad:
+            raise ValueError(f"kernel size {bad[0]} is invalid; use odd sizes such as [3, 5, 7]")
+        return v
 
 
 class CompressConfig(_Section):
@@ -135,7 +162,8 @@ class SearchConfig(_Section):
     trial_timeout_s: Optional[float] = Field(None, gt=0, description="a trial running longer fails")
     pruner: Literal["median", "hyperband", "none"] = "median"
     storage: Optional[str] = Field(None, description="Optuna storage URL (default: sqlite file in output_dir)")
-    retry_failed: int = Field(0, ge=0, description="re-run a trial whose worker died up to this many times")
+    retry_failed: int = Field(0, ge=0, description="re-run a trial whose process died up to this many times")
+    heartbeat_s: float = Field(10.0, gt=0, description="trial heartbeat interval; a trial silent for 3 intervals is failed")
 
 
 class ExecutionConfig(_Section):

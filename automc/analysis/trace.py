@@ -26,6 +26,10 @@ import numpy as np
 from automc.analysis.layer_table import CouplingGroup, LayerTable
 
 PROBES_PER_PRODUCER = 2
+# While tracing, element-wise activation cells act as the identity (in the clean pass and the
+# probes alike), so a channel that a ReLU happens to clamp for the random input is still seen.
+ACTIVATIONS = frozenset({"ReLU", "ReLU6", "LeakyReLU", "HSwish", "HSigmoid", "Sigmoid", "Tanh", "GELU",
+                         "SiLU", "Mish", "ELU", "Hardtanh", "Softsign", "Softplus", "CELU", "SeLU"})
 
 
 @dataclass
@@ -122,13 +126,15 @@ def trace_network(net, input_shape: Sequence[int], *, seed: int = 0) -> NetworkT
             leaf.order = state["order"]
             state["order"] += 1
             leaf.y = output.asnumpy() if hasattr(output, "asnumpy") else None
-            return None
+            return inputs[0] if type(cell).__name__ in ACTIVATIONS else None
+        if type(cell).__name__ in ACTIVATIONS:
+            return inputs[0]
         if leaf.y is None or _kind_of(cell) not in mixing:
             return None
         replay = np.repeat(leaf.y, state["n"], axis=0)
         scale = 10 * np.abs(leaf.y).mean() + 1.0
-        for b, k in state["by_leaf"].get(leaf.name, ()):
-            replay[b, k] += rng.standard_normal(replay[b, k].shape).astype(np.float32) * scale
+        for b, k, sign in state["by_leaf"].get(leaf.name, ()):
+            replay[b, k] += sign * np.abs(rng.standard_normal(replay[b, k].shape)).astype(np.float32) * scale
         return ms.Tensor(replay)
 
     handles = [leaf.cell.register_forward_hook(hook) for leaf in leaves.values()]
@@ -138,24 +144,25 @@ def trace_network(net, input_shape: Sequence[int], *, seed: int = 0) -> NetworkT
         base_out = net(ms.Tensor(x)).asnumpy()
         executed = sorted((l for l in leaves.values() if l.calls > 0), key=lambda l: l.order)
         producers = [l for l in executed if _kind_of(l.cell) in ("conv", "dense") and l.y is not None]
-        probes = [(p, int(k)) for p in producers
-                  for k in rng.choice(p.y.shape[1], size=min(PROBES_PER_PRODUCER, p.y.shape[1]), replace=False)]
+        probes = [(p, int(k), sign) for p in producers
+                  for k in rng.choice(p.y.shape[1], size=min(PROBES_PER_PRODUCER, p.y.shape[1]), replace=False)
+                  for sign in (1.0, -1.0)]
         trace = NetworkTrace(leaves=executed)
         trace.relations = {p.name: {} for p in producers}
         if not probes:
             return trace
-        for b, (p, k) in enumerate(probes):
-            state["by_leaf"].setdefault(p.name, []).append((b, k))
+        for b, (p, k, sign) in enumerate(probes):
+            state["by_leaf"].setdefault(p.name, []).append((b, k, sign))
         state["probing"], state["n"] = True, len(probes)
         out = net(ms.Tensor(np.repeat(x, len(probes), axis=0))).asnumpy()
-        for b, (p, _) in enumerate(probes):
+        for b, (p, _, _) in enumerate(probes):
             if len(_changed(base_out, out[b : b + 1])):
                 trace.output_aligned.add(p.name)
         for leaf in executed:
             bx, px = leaf.x, leaf.probe_x
             if bx is None or px is None or px.shape[1:] != bx.shape[1:]:
                 continue
-            for b, (p, k) in enumerate(probes):
+            for b, (p, k, _) in enumerate(probes):
                 if leaf is p:
                     continue
                 changed_in = _changed(bx, px[b : b + 1])
@@ -165,7 +172,8 @@ def trace_network(net, input_shape: Sequence[int], *, seed: int = 0) -> NetworkT
                 flat = bx.ndim == 2 and bx.shape[1] != n_out and bx.shape[1] % n_out == 0
                 factor = bx.shape[1] // n_out if flat else 1
                 r = trace.relations[p.name].setdefault(leaf.name, _Relation())
-                if changed_in.tolist() == list(range(k * factor, (k + 1) * factor)):
+                same_width = flat or bx.shape[1] == n_out  # else a concat/slice sits in between
+                if same_width and changed_in.tolist() == list(range(k * factor, (k + 1) * factor)):
                     if _kind_of(leaf.cell) in mixing:
                         r.consumer, r.in_factor = True, factor
                     else:
@@ -250,7 +258,11 @@ def coupling_groups(trace: NetworkTrace) -> list[CouplingGroup]:
 
 
 def build_layer_table(net, input_shape: Sequence[int], *, seed: int = 0) -> LayerTable:
-    """The layer table of ``net`` for inputs of shape ``input_shape`` (C, H, W)."""
+    """The layer table of ``net`` for inputs of shape ``input_shape`` (C, H, W).
+
+    A network with an ``elastic_space()`` method (see ``automc.algorithms.nas``) gets its NAS
+    resolver attached as ``table.elastic``.
+    """
     trace = trace_network(net, input_shape, seed=seed)
     groups = coupling_groups(trace)
     group_of_producer = {p: i for i, g in enumerate(groups) for p in g.producers}
@@ -298,4 +310,10 @@ def build_layer_table(net, input_shape: Sequence[int], *, seed: int = 0) -> Laye
         if after is not None and _kind_of(after.cell) == "paramless" and after.x is not None:
             row["has_act"] = type(after.cell).__name__ in ("ReLU", "ReLU6", "HSwish", "HSigmoid", "SiLU", "GELU", "Sigmoid")
         rows.append(row)
-    return LayerTable.from_rows(rows, groups, input_shape=tuple(input_shape))
+    table = LayerTable.from_rows(rows, groups, input_shape=tuple(input_shape))
+    declared = getattr(net, "elastic_space", None)
+    if declared is not None:  # NAS: the network declares elastic width/depth/kernel
+        from automc.algorithms.nas import with_elastic_space
+
+        table = with_elastic_space(table, net, declared() if callable(declared) else declared)
+    return table

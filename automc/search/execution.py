@@ -14,6 +14,7 @@ from typing import Any
 from automc.errors import ConfigError, TrialFailed
 from automc.policy import Policy
 from automc.search.evaluate import Evaluator, TrialContext
+from automc.search.strategies import median_says_prune
 
 
 def _run_trial(evaluator: Evaluator, number: int, policy: Policy, ckpt_dir: Path, *, report=None,
@@ -47,6 +48,7 @@ class LocalExecutor:
         self.time_limit_s = ctx.config.search.trial_timeout_s
         self._pending: list[tuple[int, Policy, Any]] = []
         self._multi = len(ctx.config.objectives) > 1
+        self._median = ctx.config.search.pruner == "median"
 
     def submit(self, number: int, policy: Policy, trial) -> None:
         self._pending.append((number, policy, trial))
@@ -58,10 +60,13 @@ class LocalExecutor:
 
         def report(epoch: int, acc: float) -> None:
             trial.set_user_attr(f"val_accuracy_epoch_{epoch}", acc)
-            if not self._multi:  # Optuna's pruners support single-objective studies
+            if self._multi:  # Optuna's pruners judge single-objective studies only
+                prune = self._median and median_says_prune(trial.study, epoch, acc)
+            else:
                 trial.report(acc, epoch)
-                if trial.should_prune():
-                    raise optuna.TrialPruned(f"val accuracy {acc:.2f}% at epoch {epoch}")
+                prune = trial.should_prune()
+            if prune:
+                raise optuna.TrialPruned(f"val accuracy {acc:.2f}% at epoch {epoch} is below the median")
 
         try:
             return [(number, _run_trial(self.evaluator, number, policy, self.ckpt_dir, report=report,

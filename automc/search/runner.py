@@ -111,37 +111,85 @@ def _storage_url(config: ExperimentConfig) -> str:
 
 
 def open_study(config: ExperimentConfig, objectives: list[Metric], *, constraints: bool):
+    """The study on SQL storage, with heartbeats so trials of a dead process are found and retried."""
     import optuna
+    from optuna.storages import RDBStorage, RetryFailedTrialCallback
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    heartbeat = config.search.heartbeat_s
+    storage = RDBStorage(
+        _storage_url(config),
+        heartbeat_interval=heartbeat,
+        grace_period=3 * heartbeat,
+        failed_trial_callback=RetryFailedTrialCallback(max_retry=config.search.retry_failed)
+        if config.search.retry_failed else None,
+        engine_kwargs={"connect_args": {"timeout": 60}} if _storage_url(config).startswith("sqlite") else None,
+    )
     return optuna.create_study(
         study_name=config.name,
-        storage=_storage_url(config),
+        storage=storage,
         directions=[m.direction for m in objectives],
         sampler=make_sampler(config.search.strategy, seed=config.seed, n_objectives=len(objectives),
                              constrained=constraints),
-        pruner=make_pruner(config.search.pruner),
+        pruner=make_pruner(config.search.pruner, n_objectives=len(objectives)),
         load_if_exists=True,
     )
 
 
+def _counts(study) -> tuple[int, int]:
+    """(finished, running) trials of the whole study, whichever process runs them."""
+    from optuna.trial import TrialState
+
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    finished = sum(s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL) for s in states)
+    return finished, sum(s == TrialState.RUNNING for s in states)
+
+
 def _finished(study) -> int:
-    from optuna.trial import TrialState
-
-    return sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL) for t in study.get_trials(deepcopy=False))
+    return _counts(study)[0]
 
 
-def _fail_stale_running(study, log: Log) -> int:
-    """Trials left RUNNING by a process that died are marked FAIL (this process owns the study now)."""
-    from optuna.trial import TrialState
+class _Heartbeat:
+    """Records a heartbeat for this process's running trials, so other processes (and a later
+    resume) can tell them from trials whose process died (Optuna's ``fail_stale_trials``)."""
 
-    stale = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
-    for t in stale:
-        study._storage.set_trial_user_attr(t._trial_id, "fail_reason", "worker died (found RUNNING on resume)")
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-    if stale:
-        log(f"resume: marked {len(stale)} interrupted trial(s) as failed")
-    return len(stale)
+    def __init__(self, study, interval_s: float):
+        import threading
+
+        self.storage, self.interval_s = study._storage, interval_s
+        self.trial_ids: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="automc-heartbeat", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            for trial_id in list(self.trial_ids):
+                try:
+                    self.storage.record_heartbeat(trial_id)
+                except Exception:  # a finished trial refuses heartbeats; nothing to do
+                    self.trial_ids.discard(trial_id)
+
+    def add(self, trial) -> None:
+        self.storage.record_heartbeat(trial._trial_id)
+        self.trial_ids.add(trial._trial_id)
+
+    def remove(self, trial) -> None:
+        self.trial_ids.discard(trial._trial_id)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _fail_stale(study, log: Log) -> None:
+    """Trials whose process stopped sending heartbeats become FAIL (and are retried if configured)."""
+    import optuna
+
+    before = _counts(study)[1]
+    optuna.storages.fail_stale_trials(study)
+    failed = before - _counts(study)[1]
+    if failed > 0:
+        log(f"marked {failed} trial(s) of a stopped process as failed")
 
 
 def run_search(
@@ -170,7 +218,7 @@ def run_search(
         except KeyError:
             pass
     study = open_study(config, prepared.objectives, constraints=bool(prepared.constraints))
-    _fail_stale_running(study, log)
+    _fail_stale(study, log)
 
     tracker = Tracker(config.tracking.tracking_uri or default_tracking_uri(out),
                       config.tracking.experiment_name or config.name, out / "mlartifacts")
@@ -211,29 +259,38 @@ def run_search(
 
 
 def _drive(study, prepared: Prepared, executor, tracker, n_trials: int, log: Log) -> None:
-    """Ask/tell loop: keep ``executor.capacity`` trials in flight until ``n_trials`` are finished."""
-    import optuna
-    from optuna.trial import TrialState
-
+    """Ask/tell loop: keep ``executor.capacity`` trials in flight until the study holds
+    ``n_trials`` finished trials (counting trials other processes run on the same study)."""
     ctx, space = prepared.context, prepared.space
     in_flight: dict[int, tuple[Any, Policy, dict[str, float], float]] = {}
+    heartbeat = _Heartbeat(study, ctx.config.search.heartbeat_s)
     started = time.perf_counter()
     timeout = ctx.config.search.timeout_s
-    while True:
-        done = _finished(study)
-        out_of_time = timeout is not None and time.perf_counter() - started > timeout
-        while not out_of_time and len(in_flight) < executor.capacity and done + len(in_flight) < n_trials:
-            trial = study.ask()
-            policy = space.suggest(trial)
-            costs = {k: float(v[0]) for k, v in cost_metrics(ctx.table, policy, _cost_metrics_of(prepared)).items()}
-            trial.set_user_attr("policy", policy.to_json())
-            in_flight[trial.number] = (trial, policy, costs, time.perf_counter())
-            executor.submit(trial.number, policy, trial)
-        if not in_flight:
-            return
-        for number, outcome in executor.wait():
-            trial, policy, costs, t0 = in_flight.pop(number)
-            _tell(study, trial, policy, costs, outcome, prepared, tracker, time.perf_counter() - t0, n_trials, log)
+    try:
+        while True:
+            _fail_stale(study, log)
+            done, running = _counts(study)
+            out_of_time = timeout is not None and time.perf_counter() - started > timeout
+            while not out_of_time and len(in_flight) < executor.capacity and done + running < n_trials:
+                trial = study.ask()
+                heartbeat.add(trial)
+                running += 1
+                policy = space.suggest(trial)
+                costs = {k: float(v[0]) for k, v in cost_metrics(ctx.table, policy, _cost_metrics_of(prepared)).items()}
+                trial.set_user_attr("policy", policy.to_json())
+                in_flight[trial.number] = (trial, policy, costs, time.perf_counter())
+                executor.submit(trial.number, policy, trial)
+            if not in_flight:
+                if done >= n_trials or out_of_time:
+                    return
+                time.sleep(min(1.0, ctx.config.search.heartbeat_s))  # other processes still run trials
+                continue
+            for number, outcome in executor.wait():
+                trial, policy, costs, t0 = in_flight.pop(number)
+                _tell(study, trial, policy, costs, outcome, prepared, tracker, time.perf_counter() - t0, n_trials, log)
+                heartbeat.remove(trial)
+    finally:
+        heartbeat.stop()
 
 
 def _cost_metrics_of(prepared: Prepared) -> list[Metric]:

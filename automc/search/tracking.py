@@ -24,8 +24,13 @@ def default_tracking_uri(out_dir: Path) -> str:
 
 class Tracker:
     def __init__(self, tracking_uri: str, experiment_name: str, artifact_dir: Path):
+        import logging
+
         import mlflow
         from mlflow.tracking import MlflowClient
+
+        for name in ("mlflow", "alembic"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
         self.tracking_uri = tracking_uri
         mlflow.set_tracking_uri(tracking_uri)

@@ -1,0 +1,203 @@
+// automc_lite: a small command-line front end to the MindSpore Lite 2.0 converter and runtime.
+//
+//   automc_lite convert <model.mindir> <output_prefix> [config_file] [no_fusion 0|1]
+//       MindIR -> .ms (MINDIR_LITE); Lite appends ".ms" to <output_prefix>.
+//   automc_lite run <model.ms> <threads> <warmup> <repeats> <n_inputs> {<input.bin> <rank> <d0> ...}...
+//                   <output_prefix>
+//       Builds the model, feeds raw float32 inputs (resizing when the shape differs), runs
+//       warmup + repeats predictions, writes each output to <output_prefix>.<i>.bin and prints
+//       one JSON line: {"latency_ms": [...], "outputs": [{"name":..., "shape": [...], "file":...}]}.
+//
+// Written for automc; links against the libraries shipped in the mindspore-lite 2.0.0 wheel.
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <new>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "include/api/context.h"
+#include "include/api/model.h"
+#include "include/api/status.h"
+#include "include/api/types.h"
+#include "include/registry/converter_context.h"
+
+namespace mindspore {
+// The wheel ships no converter.h. This declares the subset of the exported
+// mindspore::Converter API used here (symbols in libmindspore_converter.so).
+struct ConverterPara;
+class Converter {
+ public:
+  Converter(converter::FmkType fmk_type, const std::vector<char> &model_file, const std::vector<char> &output_file,
+            const std::vector<char> &weight_file);
+  void SetSaveType(ModelType save_type);
+  void SetConfigFile(const std::vector<char> &config_file);
+  void SetNoFusion(bool no_fusion);
+  Status Convert();
+
+ private:
+  std::shared_ptr<ConverterPara> data_;
+};
+}  // namespace mindspore
+
+namespace {
+
+std::vector<char> Chars(const std::string &s) { return std::vector<char>(s.begin(), s.end()); }
+
+int Fail(const std::string &msg) {
+  std::cerr << "automc_lite: " << msg << std::endl;
+  return 1;
+}
+
+std::string JsonEscape(const std::string &s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out += ' ';
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+int Convert(int argc, char **argv) {
+  if (argc < 4) return Fail("usage: convert <model.mindir> <output_prefix> [config_file] [no_fusion]");
+  std::string model = argv[2], output = argv[3];
+  std::string config = argc > 4 ? argv[4] : "";
+  bool no_fusion = argc > 5 && std::string(argv[5]) == "1";
+  // Placement-new into an over-sized buffer: the real object may hold more than our declaration.
+  alignas(64) static unsigned char storage[4096];
+  auto *conv = new (storage) mindspore::Converter(mindspore::converter::kFmkTypeMs, Chars(model), Chars(output),
+                                                  Chars(""));
+  conv->SetSaveType(mindspore::kMindIR_Lite);
+  if (!config.empty()) conv->SetConfigFile(Chars(config));
+  if (no_fusion) conv->SetNoFusion(true);
+  mindspore::Status st = conv->Convert();
+  if (st != mindspore::kSuccess) {
+    return Fail("conversion failed: status " + std::to_string(static_cast<int>(st.StatusCode())) + " " +
+                st.ToString());
+  }
+  std::cout << "{\"ok\": true}" << std::endl;
+  return 0;
+}
+
+bool ReadFile(const std::string &path, std::vector<char> *buf) {
+  std::ifstream f(path, std::ios::binary | std::ios::ate);
+  if (!f) return false;
+  std::streamsize n = f.tellg();
+  f.seekg(0, std::ios::beg);
+  buf->resize(static_cast<size_t>(n));
+  return static_cast<bool>(f.read(buf->data(), n));
+}
+
+int Run(int argc, char **argv) {
+  int i = 2;
+  auto need = [&](int k) { return i + k <= argc; };
+  if (!need(5)) return Fail("usage: run <model.ms> <threads> <warmup> <repeats> <n_inputs> ... <output_prefix>");
+  std::string model_path = argv[i++];
+  int threads = std::atoi(argv[i++]);
+  int warmup = std::atoi(argv[i++]);
+  int repeats = std::atoi(argv[i++]);
+  int n_inputs = std::atoi(argv[i++]);
+  std::vector<std::string> in_files;
+  std::vector<std::vector<int64_t>> in_shapes;
+  for (int k = 0; k < n_inputs; ++k) {
+    if (!need(2)) return Fail("missing input file/rank");
+    in_files.push_back(argv[i++]);
+    int rank = std::atoi(argv[i++]);
+    if (!need(rank)) return Fail("missing input dims");
+    std::vector<int64_t> shape;
+    for (int r = 0; r < rank; ++r) shape.push_back(std::atoll(argv[i++]));
+    in_shapes.push_back(shape);
+  }
+  if (!need(1)) return Fail("missing output prefix");
+  std::string out_prefix = argv[i++];
+
+  std::vector<char> model_buf;
+  if (!ReadFile(model_path, &model_buf)) return Fail("cannot read " + model_path);
+  auto context = std::make_shared<mindspore::Context>();
+  context->SetThreadNum(threads > 0 ? threads : 1);
+  auto cpu = std::make_shared<mindspore::CPUDeviceInfo>();
+  cpu->SetEnableFP16(false);
+  context->MutableDeviceInfo().push_back(cpu);
+  mindspore::Model model;
+  mindspore::Status st = model.Build(model_buf.data(), model_buf.size(), mindspore::kMindIR_Lite, context);
+  if (st != mindspore::kSuccess) return Fail("Model::Build failed: " + st.ToString());
+
+  auto inputs = model.GetInputs();
+  if (static_cast<int>(inputs.size()) != n_inputs) {
+    return Fail("model has " + std::to_string(inputs.size()) + " inputs, got " + std::to_string(n_inputs));
+  }
+  bool resize = false;
+  for (int k = 0; k < n_inputs; ++k) {
+    if (inputs[k].Shape() != in_shapes[k]) resize = true;
+  }
+  if (resize) {
+    st = model.Resize(inputs, in_shapes);
+    if (st != mindspore::kSuccess) return Fail("Model::Resize failed: " + st.ToString());
+    inputs = model.GetInputs();
+  }
+  for (int k = 0; k < n_inputs; ++k) {
+    std::vector<char> data;
+    if (!ReadFile(in_files[k], &data)) return Fail("cannot read " + in_files[k]);
+    if (data.size() != inputs[k].DataSize()) {
+      return Fail("input " + std::to_string(k) + " has " + std::to_string(data.size()) + " bytes, model expects " +
+                  std::to_string(inputs[k].DataSize()));
+    }
+    std::memcpy(inputs[k].MutableData(), data.data(), data.size());
+  }
+
+  std::vector<double> times;
+  std::vector<mindspore::MSTensor> outputs;
+  for (int r = 0; r < warmup + repeats; ++r) {
+    outputs.clear();
+    auto t0 = std::chrono::steady_clock::now();
+    st = model.Predict(inputs, &outputs);
+    auto t1 = std::chrono::steady_clock::now();
+    if (st != mindspore::kSuccess) return Fail("Model::Predict failed: " + st.ToString());
+    if (r >= warmup) times.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+  }
+
+  std::ostringstream js;
+  js << "{\"latency_ms\": [";
+  for (size_t k = 0; k < times.size(); ++k) js << (k ? ", " : "") << times[k];
+  js << "], \"outputs\": [";
+  for (size_t k = 0; k < outputs.size(); ++k) {
+    auto &t = outputs[k];
+    if (t.DataType() != mindspore::DataType::kNumberTypeFloat32) {
+      return Fail("output " + std::to_string(k) + " is not float32");
+    }
+    std::string file = out_prefix + "." + std::to_string(k) + ".bin";
+    std::ofstream f(file, std::ios::binary);
+    auto data = t.Data();
+    f.write(static_cast<const char *>(data.get()), static_cast<std::streamsize>(t.DataSize()));
+    if (!f) return Fail("cannot write " + file);
+    js << (k ? ", " : "") << "{\"name\": \"" << JsonEscape(t.Name()) << "\", \"shape\": [";
+    auto shape = t.Shape();
+    for (size_t d = 0; d < shape.size(); ++d) js << (d ? ", " : "") << shape[d];
+    js << "], \"file\": \"" << JsonEscape(file) << "\"}";
+  }
+  js << "]}";
+  std::cout << js.str() << std::endl;
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+  if (argc < 2) return Fail("usage: automc_lite convert|run ...");
+  std::string cmd = argv[1];
+  if (cmd == "convert") return Convert(argc, argv);
+  if (cmd == "run") return Run(argc, argv);
+  return Fail("unknown command " + cmd);
+}

@@ -1,0 +1,59 @@
+"""ONNX export (MindSpore's exporter) and its parity through ONNX Runtime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from automc.deploy._parity import ParityReport, as_batch, compare, network_outputs, run_in_batches
+from automc.deploy.mindir import _target
+from automc.errors import DeployError
+
+
+def export_onnx(net, sample_input: np.ndarray, path: str | Path) -> Path:
+    """Export ``net`` (eval mode) for inputs shaped like ``sample_input`` to an ``.onnx`` file."""
+    from mindspore import Tensor
+
+    try:
+        from mindspore.onnx import export as onnx_export
+    except ImportError:  # MindSpore < 2.6
+        import mindspore as ms
+
+        def onnx_export(net, *inputs, file_name):
+            ms.export(net, *inputs, file_name=file_name, file_format="ONNX")
+
+    sample = as_batch(sample_input, what="sample_input")
+    target, stem = _target(path, ".onnx")
+    if target.exists():
+        target.chmod(0o644)
+        target.unlink()
+    net.set_train(False)
+    try:
+        onnx_export(net, Tensor(sample), file_name=stem)
+    except Exception as exc:
+        raise DeployError(f"ONNX export of {type(net).__name__} failed: {str(exc).splitlines()[0]}") from exc
+    if not target.exists():
+        raise DeployError(f"the ONNX exporter wrote no {target}; check that the folder is writable")
+    target.chmod(0o644)
+    return target
+
+
+def check_onnx_parity(net, onnx_path: str | Path, inputs: np.ndarray) -> ParityReport:
+    """Run ``inputs`` through ONNX Runtime (CPU) and the network; compare the outputs."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise DeployError("ONNX parity needs onnxruntime: pip install onnxruntime") from None
+    x = as_batch(inputs)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.log_severity_level = 3
+    try:
+        sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise DeployError(f"ONNX Runtime cannot load {onnx_path}: {str(exc).splitlines()[0]}") from exc
+    inp = sess.get_inputs()[0]
+    batch = inp.shape[0] if isinstance(inp.shape[0], int) else len(x)
+    got = run_in_batches(lambda chunk: sess.run(None, {inp.name: chunk})[0], x, batch)
+    return compare(network_outputs(net, x), got, fmt="onnx", path=Path(onnx_path))

@@ -1,0 +1,278 @@
+"""Calibration: fit a device's efficiencies and overheads to a handful of measured networks.
+
+The roofline is linear in its knobs once each layer's bound (compute or memory) is fixed, so
+the fit alternates: classify layers with the current knobs, then solve a non-negative least
+squares problem in *relative* error (every network counts the same, whatever its latency) with
+a weak pull towards the datasheet-derived prior (keeps the fit sane with ~10 samples and
+collinear features). A few rounds settle it. The result is a ``CalibrationProfile`` that
+``apply_profile`` folds back into a ``DeviceSpec``; profiles save atomically as YAML or JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from automc.analysis.layer_table import LayerTable
+from automc.errors import ConfigError
+from automc.hw_cost.model import DeviceParams, LayerTerms, layer_seconds, layer_terms
+from automc.hw_cost.specs import COST_CLASSES, DeviceSpec, get_device
+from automc.policy import Policy
+
+PROFILE_FORMAT = 1
+_C = len(COST_CLASSES)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One measured network: its table, the policy applied, and the measured latency."""
+
+    table: LayerTable
+    latency_ms: float
+    policy: Policy = field(default_factory=Policy)
+
+
+@dataclass(frozen=True)
+class CalibrationProfile:
+    """Fitted knobs of one device (efficiencies may exceed 1 when the datasheet peak is low)."""
+
+    device: str
+    efficiency: Mapping[str, float]
+    memory_efficiency: float
+    op_overhead_us: Mapping[str, float]
+    network_overhead_us: float
+    n_samples: int = 0
+    fit_rel_rmse: float = float("nan")
+    source: str = ""
+    machine: str = ""
+    created: str = ""
+    format: int = PROFILE_FORMAT
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["efficiency"] = {k: float(v) for k, v in self.efficiency.items()}
+        d["op_overhead_us"] = {k: float(v) for k, v in self.op_overhead_us.items()}
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, where: str = "<profile>") -> "CalibrationProfile":
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"{where}: unknown profile field {unknown[0]!r}; valid fields: {', '.join(sorted(known))}")
+        for key in ("device", "efficiency", "memory_efficiency", "op_overhead_us", "network_overhead_us"):
+            if key not in data:
+                raise ConfigError(f"{where}: missing profile field {key!r}")
+        if int(data.get("format", PROFILE_FORMAT)) > PROFILE_FORMAT:
+            raise ConfigError(f"{where}: profile format {data['format']} is newer than this automc ({PROFILE_FORMAT}); upgrade automc")
+        for key in ("efficiency", "op_overhead_us"):
+            bad = sorted(set(data[key]) - set(COST_CLASSES))
+            if bad:
+                raise ConfigError(f"{where}: unknown entry {key}.{bad[0]}; valid entries: {', '.join(COST_CLASSES)}")
+        return cls(**{k: data[k] for k in data})
+
+
+def _features(terms: LayerTerms, params: DeviceParams) -> np.ndarray:
+    """Design row per policy ``(P, 2C+2)``: linear in [inv_eff(C), overhead(C), inv_mem, net]."""
+    cls = terms.cost_class
+    compute = terms.compute_s * params.inv_efficiency[cls][None, :]
+    memory = terms.memory_s * params.inv_memory_efficiency
+    compute_bound = (compute >= memory) & terms.present
+    memory_bound = (~compute_bound) & terms.present
+    p = terms.compute_s.shape[0]
+    x = np.zeros((p, 2 * _C + 2))
+    onehot = np.eye(_C)[cls]  # (L, C)
+    x[:, :_C] = np.where(compute_bound, terms.compute_s, 0.0) @ onehot
+    x[:, _C : 2 * _C] = terms.present.astype(np.float64) @ onehot
+    x[:, _C + COST_CLASSES.index("add")] += terms.unfused_ops.sum(axis=1)
+    x[:, 2 * _C] = np.where(memory_bound, terms.memory_s, 0.0).sum(axis=1) + terms.unfused_memory_s.sum(axis=1)
+    x[:, 2 * _C + 1] = 1.0
+    return x
+
+
+def _rel_rmse(terms: Sequence[LayerTerms], theta: np.ndarray, y: np.ndarray) -> float:
+    params = _params(theta)
+    pred = np.array([layer_seconds(t, params).sum() for t in terms]) + params.network_overhead_s
+    return float(np.sqrt(np.mean(((pred - y) / y) ** 2)))
+
+
+def _theta(params: DeviceParams) -> np.ndarray:
+    return np.concatenate([params.inv_efficiency, params.overhead_s, [params.inv_memory_efficiency, params.network_overhead_s]])
+
+
+def _params(theta: np.ndarray) -> DeviceParams:
+    return DeviceParams(
+        inv_efficiency=theta[:_C].copy(),
+        overhead_s=theta[_C : 2 * _C].copy(),
+        inv_memory_efficiency=float(theta[2 * _C]),
+        network_overhead_s=float(theta[2 * _C + 1]),
+    )
+
+
+def _fit(
+    terms: Sequence[LayerTerms],
+    y: np.ndarray,
+    theta_init: np.ndarray,
+    basis: np.ndarray,
+    prior: np.ndarray,
+    free: np.ndarray,
+    prior_weight: float,
+    rounds: int,
+    *,
+    fallback: np.ndarray,
+    return_err: bool = False,
+):
+    """Alternate bound classification and NNLS over ``theta = basis @ s`` (s >= 0).
+
+    Rows are relative errors; ``prior_weight`` adds ``sqrt(w n) (s - prior)`` rows. Returns the
+    round with the lowest relative RMSE (and that RMSE when ``return_err``).
+    """
+    from scipy.optimize import nnls
+
+    theta = theta_init.copy()
+    best, best_err = fallback.copy(), _rel_rmse(terms, fallback, y)
+    n_s = basis.shape[1]
+    for _ in range(rounds):
+        params = _params(theta)
+        x = np.vstack([_features(t, params) for t in terms]) @ basis  # (n, n_s)
+        a = x / y[:, None]
+        b = np.ones(len(y)) - a[:, ~free] @ prior[~free]
+        used = np.abs(a).sum(axis=0) > 0
+        lam = np.sqrt(prior_weight * len(y))
+        rows, rhs = [a[:, free]], [b]
+        if lam > 0:
+            rows.append(np.eye(n_s)[np.ix_(free, free)] * lam)
+            rhs.append(lam * prior[free])
+        s_free, _ = nnls(np.vstack(rows), np.concatenate(rhs), maxiter=100 * n_s)
+        s_vec = prior.copy()
+        s_vec[free] = s_free
+        s_vec[~used] = prior[~used] if prior_weight > 0 else s_vec[~used]
+        new = basis @ s_vec
+        # efficiencies and memory efficiency stay finite: floor their inverse
+        for i in list(range(_C)) + [2 * _C]:
+            new[i] = max(new[i], 1e-3 * fallback[i], 1e-9)
+        err = _rel_rmse(terms, new, y)
+        if err < best_err:
+            best, best_err = new, err
+        if np.allclose(new, theta, rtol=1e-6, atol=1e-12):
+            break
+        theta = new
+    return (best, best_err) if return_err else best
+
+
+def calibrate(
+    device: str | DeviceSpec,
+    samples: Sequence[Sample] | Iterable[tuple[LayerTable, float]],
+    *,
+    prior_weight: float = 1e-3,
+    rounds: int = 8,
+    fit_network_overhead: bool = True,
+    source: str = "",
+) -> CalibrationProfile:
+    """Fit efficiencies, per-class op overheads, memory efficiency and a network overhead.
+
+    ``samples`` are ``Sample`` records or ``(table, latency_ms)`` / ``(table, latency_ms,
+    policy)`` tuples. Needs at least 2 samples; unused classes keep their prior values.
+    """
+    spec = get_device(device)
+    recs = [s if isinstance(s, Sample) else Sample(s[0], float(s[1]), s[2] if len(s) > 2 else Policy()) for s in samples]
+    if len(recs) < 2:
+        raise ConfigError(f"calibrate({spec.name}): need at least 2 measured samples, got {len(recs)}")
+    y = np.array([r.latency_ms * 1e-3 for r in recs])
+    if not np.all(np.isfinite(y)) or np.any(y <= 0):
+        raise ConfigError(f"calibrate({spec.name}): measured latencies must be positive numbers")
+    terms = [layer_terms(r.table, r.table.resolve([r.policy]), spec) for r in recs]
+
+    theta0 = _theta(DeviceParams.of(spec))
+    free = np.ones(theta0.size, dtype=bool)
+    if not fit_network_overhead:
+        free[2 * _C + 1] = False
+    # Stage 1: a tied model (one compute scale, one memory scale, one per-op overhead, one
+    # network overhead) fitted without prior: robust with few samples, fixes gross scale.
+    tie = np.zeros((theta0.size, 4))
+    tie[:_C, 0] = theta0[:_C]
+    tie[_C : 2 * _C, 1] = 1e-6
+    tie[2 * _C, 2] = theta0[2 * _C]
+    tie[2 * _C + 1, 3] = 1e-3
+    tie_free = np.array([True, True, True, bool(free[2 * _C + 1])])
+    theta1 = _fit(terms, y, theta0, tie, np.zeros(4), tie_free, 0.0, rounds, fallback=theta0)
+    # Stage 2: every class free, pulled towards the stage-1 values.
+    scale = np.maximum(theta1, np.concatenate([1e-3 * theta0[:_C], np.full(_C, 1e-7), [1e-3 * theta0[2 * _C]], [1e-6]]))
+    basis = np.diag(scale)
+    best, best_err = _fit(terms, y, theta1, basis, theta1 / scale, free, prior_weight, rounds, fallback=theta1, return_err=True)
+
+    fitted = _params(best)
+    rel_rmse = best_err
+    return CalibrationProfile(
+        device=spec.name,
+        efficiency={c: float(1.0 / fitted.inv_efficiency[i]) for i, c in enumerate(COST_CLASSES)},
+        memory_efficiency=float(1.0 / fitted.inv_memory_efficiency),
+        op_overhead_us={c: float(fitted.overhead_s[i] * 1e6) for i, c in enumerate(COST_CLASSES)},
+        network_overhead_us=float(fitted.network_overhead_s * 1e6),
+        n_samples=len(recs),
+        fit_rel_rmse=rel_rmse,
+        source=source,
+        created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+    )
+
+
+def apply_profile(device: str | DeviceSpec, profile: CalibrationProfile) -> DeviceSpec:
+    """The device with the profile's fitted knobs (a new spec; the original is unchanged)."""
+    spec = get_device(device)
+    return replace(
+        spec,
+        efficiency=dict(profile.efficiency),
+        memory_efficiency=float(profile.memory_efficiency),
+        op_overhead_us=dict(profile.op_overhead_us),
+        network_overhead_us=float(profile.network_overhead_us),
+        calibrated_from=profile.source or f"{profile.n_samples} measured networks",
+    )
+
+
+def save_profile(profile: CalibrationProfile, path: str | Path) -> Path:
+    """Write the profile atomically (temp file + ``os.replace``); YAML unless the suffix is .json."""
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = profile.to_dict()
+    if path.suffix == ".json":
+        text = json.dumps(data, indent=2, sort_keys=True)
+    else:
+        import yaml
+
+        text = yaml.safe_dump(data, sort_keys=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load_profile(path: str | Path) -> CalibrationProfile:
+    """Read a profile written by ``save_profile``; errors name the file and field."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ConfigError(f"calibration profile {path} does not exist; create it with automc.hw_cost.calibrate + save_profile")
+    text = path.read_text()
+    try:
+        if path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:  # noqa: BLE001 - any parse error becomes one line
+        raise ConfigError(f"{path}: cannot parse calibration profile ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: a calibration profile must be a mapping")
+    return CalibrationProfile.from_dict(data, where=str(path))

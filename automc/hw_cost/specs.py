@@ -1,0 +1,345 @@
+"""Device specifications: the ``DeviceSpec`` record, its YAML form and the device registry.
+
+A device file lists peak throughput per precision, memory bandwidth, on-chip buffer size,
+per-op overheads, the tile/lane alignment of the compute units and the efficiency factors
+the roofline model uses; every published number cites its source under ``sources:``.
+Built-in devices live in ``automc/hw_cost/devices/<name>.yaml``; users load their own with
+``load_device(path)`` or register them with ``register_device``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from automc.errors import ConfigError
+
+DEVICES_DIR = Path(__file__).with_name("devices")
+
+#: Precisions a device may list, with their bit-widths (the executed width of a layer).
+PRECISION_BITS = {"int4": 4, "int8": 8, "fp16": 16, "fp32": 32}
+#: Calibration classes: layer kinds, with 1x1 convolutions apart from k x k ones.
+COST_CLASSES = ("conv", "conv1x1", "dwconv", "dense", "pool", "add")
+
+_REQUIRED = ("name", "kind", "peak_tops", "memory_bandwidth_gbps", "onchip_buffer_kib", "launch_overhead_us", "align")
+_OPTIONAL = (
+    "description",
+    "onchip_bandwidth_gbps",
+    "fuses_conv_bn_act",
+    "efficiency",
+    "memory_efficiency",
+    "op_overhead_us",
+    "network_overhead_us",
+    "energy",
+    "lut",
+    "sources",
+    "notes",
+    "calibrated_from",
+)
+_DEVICE_KINDS = ("cpu", "gpu", "npu", "fpga", "asic")
+_DEFAULT_EFFICIENCY = {"conv": 0.5, "conv1x1": 0.5, "dwconv": 0.15, "dense": 0.3, "pool": 0.05, "add": 0.05}
+
+
+@dataclass(frozen=True)
+class EnergySpec:
+    """Energy terms: static power while busy, dynamic energy per MAC and per DRAM byte."""
+
+    static_power_w: float = 0.0
+    pj_per_mac: Mapping[str, float] = field(default_factory=dict)
+    pj_per_dram_byte: float = 0.0
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """One device as the cost model sees it (all throughput figures are dense, no sparsity).
+
+    ``peak_tops`` maps a precision (``fp32``/``fp16``/``int8``/``int4``) to peak tera-ops/s
+    (1 MAC = 2 ops); a precision the device lacks is absent. A layer runs at the fastest listed
+    precision at least as wide as ``max(w_bits, a_bits)`` (e.g. 4-bit weights run at INT8 on
+    a device without INT4, but are stored and moved as 4-bit); wider than every listed one
+    falls back to the widest (fp32 models run at fp16 on an fp16-only NPU).
+    ``align`` gives the compute tile: ``cin``/``cout`` channel multiples and ``hw`` output
+    pixel multiples that convolutions and dense layers are padded to (16x16x16 cubes on Da
+    Vinci, 8-wide tensor-core/NEON lanes), so latency steps with channel count.
+    ``efficiency`` is the achieved fraction of peak per cost class, ``memory_efficiency`` the
+    achieved fraction of bandwidth, ``op_overhead_us`` the fixed cost per op per class
+    (defaults to ``launch_overhead_us``), ``network_overhead_us`` a fixed cost per inference.
+    """
+
+    name: str
+    kind: str
+    peak_tops: Mapping[str, float]
+    memory_bandwidth_gbps: float
+    onchip_buffer_kib: float
+    launch_overhead_us: float
+    align: Mapping[str, int]
+    description: str = ""
+    onchip_bandwidth_gbps: float | None = None
+    fuses_conv_bn_act: bool = True
+    efficiency: Mapping[str, float] = field(default_factory=dict)
+    memory_efficiency: float = 0.7
+    op_overhead_us: Mapping[str, float] = field(default_factory=dict)
+    network_overhead_us: float = 0.0
+    energy: EnergySpec = field(default_factory=EnergySpec)
+    lut: Any = None  # automc.hw_cost.lut.LatencyLUT or None
+    sources: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    notes: str = ""
+    calibrated_from: str = ""
+    path: str = field(default="", compare=False)
+
+    # ------------------------------------------------------------ derived values
+    def efficiency_of(self, cost_class: str) -> float:
+        if cost_class in self.efficiency:
+            return float(self.efficiency[cost_class])
+        if cost_class == "conv1x1" and "conv" in self.efficiency:
+            return float(self.efficiency["conv"])
+        return _DEFAULT_EFFICIENCY[cost_class]
+
+    def overhead_us_of(self, cost_class: str) -> float:
+        if cost_class in self.op_overhead_us:
+            return float(self.op_overhead_us[cost_class])
+        if cost_class == "conv1x1" and "conv" in self.op_overhead_us:
+            return float(self.op_overhead_us["conv"])
+        return float(self.launch_overhead_us)
+
+    @property
+    def onchip_bw_gbps(self) -> float:
+        """Bandwidth for tensors that fit on chip; 4x DRAM bandwidth when not given (assumption)."""
+        return float(self.onchip_bandwidth_gbps or 4.0 * self.memory_bandwidth_gbps)
+
+    def exec_precision(self, bits: int) -> str:
+        """Precision a layer asking for ``bits`` (max of weight and activation bits) runs at."""
+        wide_enough = [p for p in self.peak_tops if PRECISION_BITS[p] >= bits]
+        if not wide_enough:
+            return max(self.peak_tops, key=lambda p: PRECISION_BITS[p])
+        return max(wide_enough, key=lambda p: (self.peak_tops[p], -PRECISION_BITS[p]))
+
+    def with_updates(self, **changes: Any) -> "DeviceSpec":
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The YAML form (without the LUT object, which is saved separately)."""
+        out: dict[str, Any] = {
+            "name": self.name,
+            "kind": self.kind,
+            "description": self.description,
+            "peak_tops": dict(self.peak_tops),
+            "memory_bandwidth_gbps": self.memory_bandwidth_gbps,
+            "onchip_buffer_kib": self.onchip_buffer_kib,
+            "launch_overhead_us": self.launch_overhead_us,
+            "align": dict(self.align),
+            "fuses_conv_bn_act": self.fuses_conv_bn_act,
+            "efficiency": dict(self.efficiency),
+            "memory_efficiency": self.memory_efficiency,
+            "op_overhead_us": dict(self.op_overhead_us),
+            "network_overhead_us": self.network_overhead_us,
+            "energy": {
+                "static_power_w": self.energy.static_power_w,
+                "pj_per_mac": dict(self.energy.pj_per_mac),
+                "pj_per_dram_byte": self.energy.pj_per_dram_byte,
+            },
+        }
+        if self.onchip_bandwidth_gbps is not None:
+            out["onchip_bandwidth_gbps"] = self.onchip_bandwidth_gbps
+        if self.notes:
+            out["notes"] = self.notes
+        if self.calibrated_from:
+            out["calibrated_from"] = self.calibrated_from
+        if self.sources:
+            out["sources"] = _plain(self.sources)
+        return out
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+# ------------------------------------------------------------------ parsing
+def _number(data: Mapping[str, Any], key: str, where: str, *, positive: bool = True) -> float:
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{where}: field {key!r} must be a number, got {value!r}")
+    if value < 0 or (positive and value == 0):
+        raise ConfigError(f"{where}: field {key!r} must be {'> 0' if positive else '>= 0'}, got {value!r}")
+    return float(value)
+
+
+def _number_map(value: Any, key: str, where: str, allowed: tuple[str, ...], *, allow_null: bool = False) -> dict[str, float]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: field {key!r} must be a mapping of {', '.join(allowed)} to numbers")
+    out = {}
+    for k, v in value.items():
+        if k not in allowed:
+            raise ConfigError(f"{where}: unknown entry {key}.{k}; valid entries: {', '.join(allowed)}")
+        if v is None and allow_null:
+            continue
+        out[k] = _number({f"{key}.{k}": v}, f"{key}.{k}", where, positive=False)
+    return out
+
+
+def spec_from_dict(data: Mapping[str, Any], *, where: str = "<dict>", base_dir: Path | None = None) -> DeviceSpec:
+    """Validate a device mapping (the YAML content) and build the ``DeviceSpec``.
+
+    Every problem raises one-line ``ConfigError`` naming the field and ``where`` (the file).
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: a device file must be a YAML mapping with fields {', '.join(_REQUIRED)}")
+    unknown = sorted(set(data) - set(_REQUIRED) - set(_OPTIONAL))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown field {unknown[0]!r}; valid fields: {', '.join(_REQUIRED + _OPTIONAL)}"
+        )
+    for key in _REQUIRED:
+        if key not in data or data[key] is None:
+            raise ConfigError(f"{where}: missing required field {key!r}")
+    kind = str(data["kind"])
+    if kind not in _DEVICE_KINDS:
+        raise ConfigError(f"{where}: field 'kind' must be one of {', '.join(_DEVICE_KINDS)}, got {kind!r}")
+    peak = _number_map(data["peak_tops"], "peak_tops", where, tuple(PRECISION_BITS), allow_null=True)
+    peak = {k: v for k, v in peak.items() if v > 0}
+    if not peak:
+        raise ConfigError(f"{where}: field 'peak_tops' needs at least one precision with a positive figure")
+    align_raw = data["align"]
+    if not isinstance(align_raw, Mapping):
+        raise ConfigError(f"{where}: field 'align' must be a mapping with cin, cout, hw (positive integers)")
+    align = {}
+    for k in ("cin", "cout", "hw"):
+        v = align_raw.get(k, 1)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"{where}: field 'align.{k}' must be a positive integer, got {v!r}")
+        align[k] = v
+    extra = sorted(set(align_raw) - {"cin", "cout", "hw"})
+    if extra:
+        raise ConfigError(f"{where}: unknown entry align.{extra[0]}; valid entries: cin, cout, hw")
+
+    efficiency = _number_map(data.get("efficiency") or {}, "efficiency", where, COST_CLASSES)
+    for k, v in efficiency.items():
+        if v <= 0:
+            raise ConfigError(f"{where}: field 'efficiency.{k}' must be > 0 (fraction of peak), got {v!r}")
+    op_overhead = _number_map(data.get("op_overhead_us") or {}, "op_overhead_us", where, COST_CLASSES)
+
+    energy_raw = data.get("energy") or {}
+    if not isinstance(energy_raw, Mapping):
+        raise ConfigError(f"{where}: field 'energy' must be a mapping (static_power_w, pj_per_mac, pj_per_dram_byte)")
+    bad = sorted(set(energy_raw) - {"static_power_w", "pj_per_mac", "pj_per_dram_byte"})
+    if bad:
+        raise ConfigError(f"{where}: unknown entry energy.{bad[0]}; valid entries: static_power_w, pj_per_mac, pj_per_dram_byte")
+    energy = EnergySpec(
+        static_power_w=_number(energy_raw, "static_power_w", f"{where}: energy", positive=False) if "static_power_w" in energy_raw else 0.0,
+        pj_per_mac=_number_map(energy_raw.get("pj_per_mac") or {}, "energy.pj_per_mac", where, tuple(PRECISION_BITS), allow_null=True),
+        pj_per_dram_byte=_number(energy_raw, "pj_per_dram_byte", f"{where}: energy", positive=False) if "pj_per_dram_byte" in energy_raw else 0.0,
+    )
+
+    mem_eff = _number(data, "memory_efficiency", where) if "memory_efficiency" in data else 0.7
+    fuses = data.get("fuses_conv_bn_act", True)
+    if not isinstance(fuses, bool):
+        raise ConfigError(f"{where}: field 'fuses_conv_bn_act' must be true or false, got {fuses!r}")
+    sources = data.get("sources") or {}
+    if not isinstance(sources, (Mapping, list)):
+        raise ConfigError(f"{where}: field 'sources' must be a mapping of field -> list of sources, or a list")
+
+    lut = None
+    if data.get("lut"):
+        from automc.hw_cost.lut import load_lut
+
+        lut_path = Path(str(data["lut"])).expanduser()
+        if not lut_path.is_absolute() and base_dir is not None:
+            lut_path = base_dir / lut_path
+        lut = load_lut(lut_path)
+
+    return DeviceSpec(
+        name=str(data["name"]),
+        kind=kind,
+        description=str(data.get("description") or ""),
+        peak_tops=peak,
+        memory_bandwidth_gbps=_number(data, "memory_bandwidth_gbps", where),
+        onchip_buffer_kib=_number(data, "onchip_buffer_kib", where, positive=False),
+        onchip_bandwidth_gbps=_number(data, "onchip_bandwidth_gbps", where) if data.get("onchip_bandwidth_gbps") else None,
+        launch_overhead_us=_number(data, "launch_overhead_us", where, positive=False),
+        align=align,
+        fuses_conv_bn_act=fuses,
+        efficiency=efficiency,
+        memory_efficiency=mem_eff,
+        op_overhead_us=op_overhead,
+        network_overhead_us=_number(data, "network_overhead_us", where, positive=False) if "network_overhead_us" in data else 0.0,
+        energy=energy,
+        lut=lut,
+        sources=sources if isinstance(sources, Mapping) else {"spec": sources},
+        notes=str(data.get("notes") or ""),
+        calibrated_from=str(data.get("calibrated_from") or ""),
+    )
+
+
+def load_device(path_or_name: str | Path) -> DeviceSpec:
+    """A device from a YAML file path, or a registered name (see ``list_devices``)."""
+    text = str(path_or_name)
+    path = Path(text).expanduser()
+    if not path.exists():
+        _scan_builtin()
+        if text in _REGISTRY:
+            return get_device(text)
+        raise ConfigError(f"device file {path} does not exist; pass a YAML path or one of: {', '.join(list_devices())}")
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    spec = spec_from_dict(data, where=str(path), base_dir=path.parent)
+    return replace(spec, path=str(path))
+
+
+# ------------------------------------------------------------------ registry
+_REGISTRY: dict[str, DeviceSpec | Path] = {}
+
+
+def _scan_builtin() -> None:
+    for p in sorted(DEVICES_DIR.glob("*.yaml")):
+        _REGISTRY.setdefault(p.stem, p)
+
+
+def register_device(spec: DeviceSpec | str | Path, *, name: str | None = None) -> DeviceSpec:
+    """Add a device (a spec or a YAML path) to the registry under ``name`` (default: its own)."""
+    if not isinstance(spec, DeviceSpec):
+        spec = load_device(spec)
+    _REGISTRY[name or spec.name] = spec
+    return spec
+
+
+def list_devices() -> list[str]:
+    """Registered device names (kebab-case, as used in ``latency@<device>`` objectives)."""
+    _scan_builtin()
+    return sorted(_REGISTRY)
+
+
+def get_device(name: str | DeviceSpec | Path) -> DeviceSpec:
+    """A ``DeviceSpec`` from a registry name, a YAML path or a spec (returned as is).
+
+    ``host-cpu`` returns the calibrated profile of this machine when one is cached
+    (see ``automc.hw_cost.host.calibrate_host``), else the uncalibrated default.
+    """
+    if isinstance(name, DeviceSpec):
+        return name
+    _scan_builtin()
+    key = str(name)
+    if key not in _REGISTRY:
+        if key.endswith((".yaml", ".yml")) or Path(key).exists():
+            return load_device(key)
+        raise ConfigError(f"unknown device {key!r}; valid names: {', '.join(list_devices())} (or a path to a device YAML)")
+    entry = _REGISTRY[key]
+    if isinstance(entry, Path):
+        entry = load_device(entry)
+        _REGISTRY[key] = entry
+    if key == "host-cpu":
+        from automc.hw_cost.host import cached_host_profile
+
+        calibrated = cached_host_profile(entry)
+        if calibrated is not None:
+            return calibrated
+    return entry

@@ -1,0 +1,100 @@
+"""The layer table against hand counts, and the coupling groups the probe finds."""
+
+import numpy as np
+import pytest
+
+from automc.analysis import LayerTable, CouplingGroup, build_layer_table, kept_channels
+from automc.models import build_model
+from automc.policy import Policy
+
+
+def _row(table, name):
+    return {r["name"]: r for r in table.rows()}[name]
+
+
+def test_lenet_hand_counts():
+    table = build_layer_table(build_model("lenet", num_classes=10, input_shape=(1, 8, 8)), (1, 8, 8))
+    assert table.names == ("conv1.0", "conv2.0", "pool1", "conv3.0", "pool2", "fc1", "fc2")
+    # conv: H_out*W_out*C_out*C_in*k*k MACs; params = weights + folded BN bias (dense: + bias)
+    expected = {
+        "conv1.0": (8 * 8 * 16 * 1 * 9, 16 * 1 * 9 + 16),
+        "conv2.0": (8 * 8 * 32 * 16 * 9, 32 * 16 * 9 + 32),
+        "conv3.0": (4 * 4 * 64 * 32 * 9, 64 * 32 * 9 + 64),
+        "fc1": (64 * 2 * 2 * 128, 256 * 128 + 128),
+        "fc2": (128 * 10, 128 * 10 + 10),
+        "pool1": (0, 0),
+    }
+    for name, (macs, params) in expected.items():
+        row = _row(table, name)
+        assert (row["macs"], row["params"]) == (macs, params), name
+    fc1 = _row(table, "fc1")
+    assert fc1["in_group"] == "conv3.0" and table.in_factor[table.index("fc1")] == 4  # flatten: 2x2 per channel
+    assert _row(table, "pool1")["h_out"] == 4
+
+
+def test_resnet20_hand_counts_and_residual_coupling():
+    table = build_layer_table(build_model("resnet20", num_classes=10, input_shape=(3, 32, 32)), (3, 32, 32))
+    totals = table.totals()
+    assert totals["macs"] == 40_813_184  # the well-known ~41M MACs of ResNet-20
+    assert totals["params"] == 271_690
+    assert _row(table, "stem.0")["macs"] == 32 * 32 * 16 * 3 * 9
+    assert _row(table, "layer2.0.conv1.0")["macs"] == 16 * 16 * 32 * 16 * 9  # stride 2
+    assert _row(table, "layer2.0.shortcut.0")["macs"] == 16 * 16 * 32 * 16
+    stage1 = table.group("stem.0")
+    # the stem and every block's second conv write the same channels (joined by residual adds)
+    assert stage1.producers == ("stem.0", "layer1.0.conv2.0", "layer1.1.conv2.0", "layer1.2.conv2.0")
+    assert set(stage1.consumers) == {"layer1.0.conv1.0", "layer1.1.conv1.0", "layer1.2.conv1.0",
+                                     "layer2.0.conv1.0", "layer2.0.shortcut.0"}
+    assert {"stem.1", "layer1.0.conv2.1"} <= set(stage1.followers)  # their batch-norms
+    # a block's inner channels are a group of their own
+    assert table.group("layer1.0.conv1.0").producers == ("layer1.0.conv1.0",)
+    assert not table.group("fc").prunable and "network output" in table.group("fc").reason
+    assert len(table.prunable_groups) == 12
+
+
+def test_mobilenetv2_depthwise_follows_and_inverted_residuals_couple():
+    table = build_layer_table(build_model("mobilenetv2", num_classes=10, input_shape=(3, 32, 32)), (3, 32, 32))
+    expand = table.group("features.2.conv.0.0")
+    assert "features.2.conv.1.0" in expand.followers  # the depthwise conv is indexed by the expansion channels
+    assert table.kind[table.index("features.2.conv.1.0")] == "dwconv"
+    stage = table.group("features.4.conv.2.0")  # 32-channel stage: 3 blocks joined by residual adds
+    assert stage.producers == ("features.4.conv.2.0", "features.5.conv.2.0", "features.6.conv.2.0")
+    shapes = table.resolve(Policy(prune={"features.2.conv.0.0": 0.5}))
+    dw = table.index("features.2.conv.1.0")
+    assert shapes.cin[0, dw] == shapes.cout[0, dw] == shapes.groups[0, dw] == 48
+
+
+def test_resolve_is_vectorised_and_bits_enter_bitops():
+    g = [CouplingGroup("c1", 16, ("c1",), ("fc",))]
+    table = LayerTable.from_rows(
+        [dict(name="c1", kind="conv", cin=3, cout=16, kh=3, kw=3, h_in=8, w_in=8, h_out=8, w_out=8, out_group="c1"),
+         dict(name="fc", kind="dense", cin=64, cout=10, in_group="c1", in_factor=4, has_bias=True)], g)
+    shapes = table.resolve([Policy(), Policy(prune={"c1": 0.5}, w_bits={"c1": 8}, a_bits={"c1": 8})])
+    assert shapes.cout[:, 0].tolist() == [16, 8]
+    assert shapes.cin[:, 1].tolist() == [64, 32]
+    assert shapes.macs[1, 0] == 8 * 8 * 8 * 3 * 9
+    assert shapes.bitops[1, 0] == shapes.macs[1, 0] * 64 and shapes.bitops[0, 0] == shapes.macs[0, 0] * 1024
+
+
+def test_kept_channels_rounds_and_keeps_one():
+    assert kept_channels(16, 0.5) == 8
+    assert kept_channels(10, 0.25) == 8  # 7.5 rounds up
+    assert kept_channels(3, 0.99) == 1
+
+
+def test_concat_makes_group_unprunable():
+    from mindspore import nn, ops
+
+    class Cat(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(3, 8, 3)
+            self.b = nn.Conv2d(3, 8, 3)
+            self.c = nn.Conv2d(16, 4, 1)
+
+        def construct(self, x):
+            return self.c(ops.concat((self.a(x), self.b(x)), axis=1)).mean((2, 3))
+
+    table = build_layer_table(Cat(), (3, 8, 8))
+    assert not table.group("a").prunable and not table.group("b").prunable
+    assert "re-indexed" in table.group("b").reason

@@ -1,0 +1,176 @@
+"""MindSpore Lite 2.0: real converter, real runtime (through automc's C++ runner), real .ms files.
+
+The first run downloads the mindspore-lite wheel (~170 MB) and compiles the runner into the
+user's cache folder; later runs reuse it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import deploy_nets
+from automc.errors import DeployError
+
+pytestmark = pytest.mark.slow
+TOL = 1e-4
+
+RESNET_BITS = {"stem.0": 8, "layer1.conv1": 4, "layer1.conv2": 6, "layer2.conv1": 2, "layer2.conv2": 3, "fc": 4}
+
+
+@pytest.fixture(scope="module")
+def toolchain():
+    from automc.deploy.lite import ensure_toolchain
+
+    return ensure_toolchain()
+
+
+@pytest.fixture(scope="module")
+def float_ms(exported, toolchain, tmp_path_factory):
+    from automc.deploy import convert_to_ms
+
+    root = tmp_path_factory.mktemp("ms")
+    return {name: convert_to_ms(path, root / name, toolchain=toolchain) for name, path in exported.items()}
+
+
+def test_toolchain_is_cached(toolchain):
+    from automc.deploy.lite import ensure_toolchain
+
+    again = ensure_toolchain()
+    assert again.runner == toolchain.runner and toolchain.runner.exists()
+    assert (toolchain.lib_dir / "libmindspore_converter.so").exists()
+
+
+@pytest.mark.parametrize("name", sorted(deploy_nets.NETS))
+def test_float_ms_runs_with_parity(name, float_ms, toolchain):
+    from automc.deploy import check_ms_parity, read_ms
+
+    path = float_ms[name]
+    assert path.suffix == ".ms" and read_ms(path).size_bytes == path.stat().st_size
+    report = check_ms_parity(deploy_nets.build(name), path, deploy_nets.batch(2, seed=4), repeats=5, toolchain=toolchain)
+    assert report.ok(TOL), str(report)
+    assert report.format == "ms" and report.latency_ms is not None and report.latency_ms > 0
+
+
+def test_run_ms_resizes_batch(float_ms, toolchain):
+    from automc.deploy import run_ms
+
+    x = deploy_nets.batch(7, seed=5)  # exported with batch 2
+    out, latency_ms = run_ms(float_ms["small_cnn"], x, repeats=3, toolchain=toolchain)
+    net = deploy_nets.build("small_cnn")
+    from mindspore import Tensor
+
+    assert out.shape == (7, 10) and latency_ms > 0
+    assert np.max(np.abs(out - net(Tensor(x)).asnumpy())) <= TOL
+
+
+def test_folded_network_converts(tmp_path, toolchain):
+    from automc.deploy import check_ms_parity, convert_to_ms, export_mindir, fold_batchnorm
+
+    x = deploy_nets.batch(2)
+    net = fold_batchnorm(deploy_nets.build("tiny_mobilenetv2"), x)
+    ms_path = convert_to_ms(export_mindir(net, x, tmp_path / "f"), tmp_path / "f.ms", toolchain=toolchain)
+    assert check_ms_parity(net, ms_path, x, repeats=2, toolchain=toolchain).ok(TOL)
+
+
+def test_per_layer_weight_bits_read_back(exported, tmp_path, toolchain):
+    from automc.deploy import convert_to_ms, ms_weight_bits, read_ms
+
+    path = convert_to_ms(exported["tiny_resnet"], tmp_path / "q", weight_bits=RESNET_BITS, toolchain=toolchain)
+    bits = ms_weight_bits(path)
+    assert bits == {**{f"{k}.weight": b for k, b in RESNET_BITS.items()}, "layer2.down.0.weight": 32}
+    tensors = {t.name: t for t in read_ms(path).tensors}
+    for key, b in RESNET_BITS.items():
+        t = tensors[f"{key}.weight"]
+        n = int(np.prod(t.dims))
+        assert t.data_type == "int8"
+        assert len(t.quant_params) == t.dims[0]  # per output channel
+        assert all(q.scale > 0 for q in t.quant_params)
+        if b == 8:
+            assert t.data_bytes == n and t.compress_type == "NONE"
+        else:  # bit-packed
+            assert t.data_bytes == (n * b + 7) // 8 and t.compress_type == "BITPACKING"
+    assert tensors["layer2.down.0.weight"].data_type == "float32"
+
+
+def test_weight_bits_unknown_key_lists_valid_ones(exported, tmp_path, toolchain):
+    from automc.deploy import convert_to_ms
+
+    with pytest.raises(DeployError, match="valid keys.*layer1.conv1"):
+        convert_to_ms(exported["tiny_resnet"], tmp_path / "q", weight_bits={"nope": 8}, toolchain=toolchain)
+
+
+def test_unquantizable_layer_is_reported(exported, tmp_path, toolchain):
+    """Lite 2.0's weight quantizer leaves depthwise convs float; strict mode says so."""
+    from automc.deploy import convert_to_ms, ms_weight_bits
+
+    bits = {"block.block.1.0": 8, "classifier": 8}
+    with pytest.raises(DeployError, match="block.block.1.0: asked 8, got 32"):
+        convert_to_ms(exported["tiny_mobilenetv2"], tmp_path / "m", weight_bits=bits, toolchain=toolchain)
+    path = convert_to_ms(exported["tiny_mobilenetv2"], tmp_path / "m", weight_bits=bits, strict=False, toolchain=toolchain)
+    got = ms_weight_bits(path)
+    assert got["classifier.weight"] == 8 and got["block.block.1.0.weight"] == 32
+
+
+def test_merge_mechanics_run_in_the_runtime(exported, float_ms, tmp_path, toolchain):
+    """Re-pointing tensors of a quantized .ms to appended float tables gives a model the runtime runs."""
+    from automc.deploy import check_ms_parity, convert_to_ms, read_ms
+    from automc.deploy.lite._msfile import merge_ms_tensors, set_node_quant_type
+
+    q = convert_to_ms(exported["tiny_resnet"], tmp_path / "q8", weight_bits={k: 8 for k in RESNET_BITS}, toolchain=toolchain)
+    model = read_ms(q)
+    donor = float_ms["tiny_resnet"].read_bytes()
+    data = merge_ms_tensors(q.read_bytes(), {t.index: (donor, t.index) for t in model.tensors if t.quant_params})
+    for node in model.nodes:
+        if node.quant_type != "QUANT_NONE":
+            data = set_node_quant_type(data, node.index, 0)
+    merged = tmp_path / "merged.ms"
+    merged.write_bytes(data)
+    assert set(read_ms(merged).weight_bits().values()) == {32}
+    report = check_ms_parity(deploy_nets.build("tiny_resnet"), merged, deploy_nets.batch(2), repeats=2, toolchain=toolchain)
+    assert report.ok(TOL), str(report)
+
+
+def test_weight_quantized_ms_does_not_run_in_lite_2_0(exported, tmp_path, toolchain):
+    """Known limitation of the 2.0 cloud runtime: weight-quantized conv/matmul fail at Build.
+
+    If this starts passing the run (a newer runtime), replace it with a parity test.
+    """
+    from automc.deploy import convert_to_ms, run_ms
+
+    q = convert_to_ms(exported["small_cnn"], tmp_path / "q", weight_bits={"conv2": 8}, toolchain=toolchain)
+    with pytest.raises(DeployError, match="pack weight|compile graph failed"):
+        run_ms(q, deploy_nets.batch(2), repeats=1, toolchain=toolchain)
+
+
+def test_mindcv_resnet18_converts_and_matches(tmp_path, toolchain):
+    mindcv = pytest.importorskip("mindcv")
+    import mindspore as ms
+
+    from automc.deploy import check_ms_parity, convert_to_ms, export_mindir
+
+    ms.set_seed(0)
+    net = mindcv.create_model("resnet18", pretrained=False, num_classes=10)
+    deploy_nets._randomize_bn(net, 2)  # noqa: SLF001
+    net.set_train(False)
+    x = np.random.default_rng(1).normal(size=(1, 3, 32, 32)).astype(np.float32)
+    ms_path = convert_to_ms(export_mindir(net, x, tmp_path / "r18"), tmp_path / "r18.ms", toolchain=toolchain)
+    report = check_ms_parity(net, ms_path, x, repeats=2, toolchain=toolchain)
+    assert report.ok(TOL), str(report)
+
+
+def test_zoo_models_convert(tmp_path, toolchain):
+    models = pytest.importorskip("automc.models")
+    if not hasattr(models, "build_model"):
+        pytest.skip("automc.models.build_model is not available yet")
+    from automc.deploy import check_mindir_parity, check_ms_parity, convert_to_ms, export_mindir
+
+    x = np.random.default_rng(0).normal(size=(2, 3, 32, 32)).astype(np.float32)
+    for name in ("lenet", "resnet20", "mobilenetv2", "vgg11"):
+        net = models.build_model(name, num_classes=10, input_shape=(3, 32, 32))
+        net.set_train(False)
+        mindir = export_mindir(net, x, tmp_path / name)
+        assert check_mindir_parity(net, mindir, x).ok(TOL)
+        report = check_ms_parity(net, convert_to_ms(mindir, tmp_path / f"{name}.ms", toolchain=toolchain), x,
+                                 repeats=2, toolchain=toolchain)
+        assert report.ok(TOL), f"{name}: {report}"

@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+
+from automc.errors import ConfigError
+from automc.hw_cost import (
+    LatencyLUT,
+    apply_profile,
+    calibrate,
+    estimate,
+    get_device,
+    load_lut,
+    load_profile,
+    save_lut,
+    save_profile,
+)
+from automc.policy import Policy
+
+from .conftest import conv_table
+
+
+def test_lut_entry_overrides_estimate(tmp_path, small_table):
+    spec = get_device("arm-a76")
+    base = estimate(small_table, None, spec)
+    lut = LatencyLUT.from_entries(
+        [
+            dict(kind="conv", cin=3, cout=16, k=3, stride=1, groups=1, h=32, w=32, bits=32, latency_ms=1.2345),
+            dict(kind="conv", cin=3, cout=16, k=3, stride=1, groups=1, h=32, w=32, bits=8, latency_ms=0.5),
+        ]
+    )
+    path = save_lut(lut, tmp_path / "a76.csv")
+    lut2 = load_lut(path)
+    assert len(lut2) == 2
+    est = estimate(small_table, [Policy(), Policy(w_bits={"conv": 8}, a_bits={"conv": 8}), Policy(w_bits={"conv": 4})], spec, lut=lut2)
+    assert est.layer_latency_ms[0, 0] == pytest.approx(1.2345)
+    assert est.layer_latency_ms[1, 0] == pytest.approx(0.5)
+    # no entry for the 4-bit weight signature (bits=max(w,a)=32 here -> entry exists) ...
+    assert est.layer_latency_ms[2, 0] == pytest.approx(1.2345)
+    # ... rows without entries keep the analytical figure
+    assert np.allclose(est.layer_latency_ms[0, 1:], base.layer_latency_ms[0, 1:])
+
+
+def test_lut_bad_file_names_column(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("kind,cin,cout\nconv,1,2\n")
+    with pytest.raises(ConfigError, match="bad.csv.*missing column"):
+        load_lut(path)
+
+
+def test_calibration_recovers_known_device_and_round_trips(tmp_path):
+    base = get_device("arm-a76")
+    truth = base.with_updates(
+        efficiency={"conv": 0.3, "conv1x1": 0.2, "dwconv": 0.1, "dense": 0.3, "pool": 0.1, "add": 0.1},
+        op_overhead_us={c: 15.0 for c in ("conv", "conv1x1", "dwconv", "dense", "pool", "add")},
+        network_overhead_us=100.0,
+    )
+    tables = [conv_table(cin=c, cout=c, k=k, hw=hw) for c in (16, 64, 128) for k in (1, 3) for hw in (8, 28)]
+    tables += [conv_table(cin=c, cout=c, hw=hw, kind="dwconv") for c in (32, 128) for hw in (14, 28)]
+    samples = [(t, float(estimate(t, None, truth).latency_ms[0])) for t in tables]
+    profile = calibrate(base, samples, source="synthetic")
+    assert profile.fit_rel_rmse < 0.05
+    fitted = apply_profile(base, profile)
+    for t, y in samples:
+        assert estimate(t, None, fitted).latency_ms[0] == pytest.approx(y, rel=0.1)
+    for suffix in (".yaml", ".json"):
+        path = save_profile(profile, tmp_path / f"profile{suffix}")
+        assert load_profile(path) == profile
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_profile_bad_field(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("device: x\nefficiency: {convv: 1}\nmemory_efficiency: 1\nop_overhead_us: {}\nnetwork_overhead_us: 0\n")
+    with pytest.raises(ConfigError, match="efficiency.convv"):
+        load_profile(path)

@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+
+from automc.analysis.layer_table import LayerTable
+from automc.hw_cost import estimate, get_device, list_devices
+from automc.hw_cost.model import fast_resolve
+from automc.policy import Policy
+
+from .conftest import conv_table
+
+
+def _bits(b: int) -> Policy:
+    return Policy(w_bits={"conv": b}, a_bits={"conv": b})
+
+
+@pytest.mark.parametrize("device", sorted(set(list_devices()) - {"host-cpu"}) + ["host-cpu"])
+def test_latency_monotone_in_bits(device):
+    table = conv_table(cin=64, cout=64, hw=28)
+    lat = estimate(table, [_bits(b) for b in (2, 4, 6, 8, 16, 32)], device).latency_ms
+    assert np.all(np.diff(lat) >= -1e-12), lat
+
+
+@pytest.mark.parametrize("device", ["arm-a76", "t4", "a100", "ascend310", "ascend910", "jetson-orin-nano", "kirin990-npu"])
+def test_int8_faster_than_float(device):
+    table = conv_table(cin=256, cout=256, hw=56)
+    lat = estimate(table, [_bits(8), _bits(32)], device).latency_ms
+    assert lat[0] < lat[1]
+
+
+def test_cube_alignment_steps_on_ascend():
+    spec = get_device("ascend310")
+    lat = {c: estimate(conv_table(cin=256, cout=c, hw=56), None, spec).latency_ms[0] for c in (15, 16, 17, 32)}
+    assert lat[17] > 1.5 * lat[16]  # a 17th channel costs a whole extra 16-wide tile
+    assert lat[15] >= lat[16] * 0.999  # 15 channels still occupy a full tile
+    assert abs(lat[17] - lat[32]) / lat[32] < 0.05
+    # the MAC count itself is smooth: the step comes from the tiling only
+    assert estimate(conv_table(cout=17), None, spec).macs[0] < 1.1 * estimate(conv_table(cout=16), None, spec).macs[0]
+
+
+def test_size_bytes_exact(small_table):
+    # conv: 16*3*3*3 = 432 weights at 3 bits = 1296 bits = 162 B; BN-folded bias 16*4 = 64 B;
+    #       fp32 per-channel scale 16*4 = 64 B  -> 290 B
+    # fc:   640 weights at 5 bits = 400 B; bias 40 B; scale 40 B -> 480 B;  pool: 0 B
+    est = estimate(small_table, Policy(w_bits={"conv": 3, "fc": 5}), "arm-a76")
+    assert int(est.size_bytes[0]) == 290 + 480
+    # float: 432*4 + 64 + 640*4 + 40 = 4392 B, no scales
+    assert int(estimate(small_table, Policy(), "arm-a76").size_bytes[0]) == 1728 + 64 + 2560 + 40
+    assert int(est.params[0]) == 432 + 16 + 640 + 10
+    assert int(est.macs[0]) == 432 * 1024 + 640
+    assert int(est.bitops[0]) == 432 * 1024 * 3 * 32 + 640 * 5 * 32
+
+
+def test_vectorised_matches_single_and_resolve(small_table):
+    rows = [
+        dict(name="c1", kind="conv", cin=3, cout=32, kh=3, kw=3, h_in=16, w_in=16, h_out=16, w_out=16, has_bn=True, out_group="g"),
+        dict(name="dw", kind="dwconv", cin=32, cout=32, kh=3, kw=3, h_in=16, w_in=16, h_out=16, w_out=16, has_bn=True, in_group="g", out_group="g"),
+        dict(name="c2", kind="conv", cin=32, cout=8, kh=1, kw=1, h_in=16, w_in=16, h_out=16, w_out=16, in_group="g"),
+    ]
+    from automc.analysis.layer_table import CouplingGroup
+
+    table = LayerTable.from_rows(rows, coupling=[CouplingGroup("g", 32, ("c1",), ("dw", "c2"))])
+    rng = np.random.default_rng(0)
+    pols = [Policy(prune={"g": float(r)}, w_bits={"c2": int(b)}) for r, b in zip(rng.uniform(0, 0.9, 100), rng.choice([4, 8, 32], 100))]
+    a, b = fast_resolve(table, pols), table.resolve(pols)
+    for f in ("cin", "cout", "groups", "w_bits", "a_bits", "has_bias"):
+        assert np.array_equal(getattr(a, f), getattr(b, f)), f
+    batch = estimate(table, pols, "kirin990-npu")
+    single = np.array([estimate(table, p, "kirin990-npu").latency_ms[0] for p in pols[:5]])
+    assert np.allclose(batch.latency_ms[:5], single)
+    assert batch.layer_latency_ms.shape == (100, 3)
+    assert np.allclose(batch.layer_latency_ms.sum(1) + get_device("kirin990-npu").network_overhead_us * 1e-3, batch.latency_ms)
+
+
+def test_energy_positive_and_lower_at_int8():
+    table = conv_table(cin=128, cout=128, hw=28)
+    est = estimate(table, [_bits(8), _bits(32)], "arm-a76")
+    assert np.all(est.energy_mj > 0) and est.energy_mj[0] < est.energy_mj[1]
+
+
+def test_unfused_device_charges_bn_and_act():
+    spec = get_device("arm-a76")
+    table = conv_table()
+    fused = estimate(table, None, spec).latency_ms[0]
+    unfused = estimate(table, None, spec.with_updates(fuses_conv_bn_act=False)).latency_ms[0]
+    assert unfused > fused
