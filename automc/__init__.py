@@ -17,6 +17,11 @@ from automc.config import ExperimentConfig, config_from_dict, load_config
 from automc.errors import AutomcError, CompressionError, ConfigError, DeployError, TrialFailed
 from automc.policy import Policy
 
+# Import the ``automc.search`` subpackage now, so that its first import cannot later replace
+# the ``automc.search()`` function below with the module object (Python binds a subpackage as
+# an attribute of its parent when it is first imported).
+import automc.search as _search_package  # noqa: E402,F401
+
 __all__ = [
     "AutomcError",
     "CompressionError",

@@ -1,0 +1,184 @@
+"""End-to-end searches on a real network, real Optuna storage and a real MLflow store."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import automc
+from automc.config import load_config
+
+from conftest import FRAGILE_NETS, write_experiment
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _mlflow_runs(result):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(result.artifacts["tracking_uri"])
+    exp = client.get_experiment_by_name(result.config.name)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return client, parents, children
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    path = write_experiment(tmp)
+    logs: list[str] = []
+    result = automc.search(path, log=logs.append)
+    return path, result, logs
+
+
+def test_search_finds_a_smaller_network_and_exports_it(searched):
+    import mindspore as ms
+
+    path, result, logs = searched
+    assert result.baseline["accuracy"] > 85
+    assert [t.state for t in result.trials] == ["COMPLETE"] * 4
+    best = result.best
+    assert best is not None and best.metrics["macs"] < result.baseline["macs"]
+    assert result.baseline["accuracy"] - best.metrics["accuracy"] <= 5.0
+    net = result.best_network()
+    assert isinstance(net, ms.nn.Cell)
+    assert callable(automc.search)  # still the API function after the subpackage was imported
+    x = np.random.default_rng(0).standard_normal((3, 1, 8, 8)).astype(np.float32)
+    assert net(ms.Tensor(x)).shape == (3, 10)
+    # progress lines: trial n/N and the best so far
+    assert any(l.startswith("trial 4/4") and "best so far" in l for l in logs)
+    # MindIR round trip was checked against the in-memory network
+    assert float(result.artifacts["mindir_max_abs_diff"]) < 1e-4
+    assert Path(result.artifacts["mindir"]).stat().st_size < Path(result.artifacts["baseline_mindir"]).stat().st_size
+    assert json.loads(Path(result.artifacts["policy"]).read_text())["prune"] == dict(best.policy.prune)
+    # the Pareto front is non-dominated in (accuracy up, MACs down)
+    for a in result.pareto_front:
+        assert not any(b.metrics["accuracy"] >= a.metrics["accuracy"] and b.metrics["macs"] < a.metrics["macs"]
+                       for b in result.trials)
+
+
+def test_mlflow_holds_a_parent_and_one_child_per_trial(searched):
+    _, result, _ = searched
+    client, parents, children = _mlflow_runs(result)
+    assert len(parents) == 1 and len(children) == 4
+    parent = parents[0]
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    child = children[0]
+    assert any(k.startswith("prune.conv") for k in child.data.params)
+    assert {"accuracy", "macs", "accuracy_drop"} <= set(child.data.metrics)
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"baseline", "best", "baseline_metrics.json", "layer_table.json"} <= artifacts
+    best_files = {Path(a.path).name for a in client.list_artifacts(parent.info.run_id, "best")}
+    assert {"best_policy.json", "best.mindir", "summary.json"} <= best_files
+
+
+def test_rerun_resumes_the_study_and_reuses_the_baseline(searched):
+    path, first, _ = searched
+    logs: list[str] = []
+    result = automc.search(path, n_trials=6, log=logs.append)
+    assert any("reusing" in l for l in logs)
+    assert [t.number for t in result.trials] == list(range(6))
+    assert result.trials[0].policy == first.trials[0].policy  # completed trials were kept
+
+
+def test_failing_candidates_become_failed_trials_and_the_search_goes_on(tmp_path, monkeypatch):
+    (tmp_path / "fragile_nets.py").write_text(FRAGILE_NETS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = write_experiment(tmp_path, name="fragile", model={"factory": "fragile_nets:build"},
+                            compress={"pruning": {"max_ratio": 0.6, "step": 0.05}},
+                            search={"n_trials": 6, "heartbeat_s": 1.0, "pruner": "none"})
+    result = automc.search(path, log=lambda s: None)
+    states = [t.state for t in result.trials]
+    assert len(states) == 6 and "FAIL" in states and "COMPLETE" in states
+    failed = [t for t in result.trials if t.state == "FAIL"]
+    assert all("12 channels" in t.fail_reason for t in failed)
+    _, _, children = _mlflow_runs(result)
+    failed_runs = [c for c in children if c.data.tags["automc.state"] == "FAIL"]
+    assert len(failed_runs) == len(failed) and all(r.info.status == "FAILED" for r in failed_runs)
+    assert all("12 channels" in r.data.tags["automc.fail_reason"] for r in failed_runs)
+
+
+def _trials(config):
+    import optuna
+
+    storage = f"sqlite:///{(config.out_path / 'study.db').resolve()}"
+    try:
+        return optuna.load_study(study_name=config.name, storage=storage).get_trials(deepcopy=False)
+    except Exception:
+        return []
+
+
+def _cli(path, *args, env=None):
+    return subprocess.Popen([sys.executable, "-m", "automc.cli", "search", str(path), *args], cwd=path.parent,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def test_sigkill_mid_search_then_rerun_loses_nothing(tmp_path):
+    path = write_experiment(tmp_path, name="killed", search={"n_trials": 6, "heartbeat_s": 1.0})
+    config = load_config(path)
+    proc = _cli(path)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if sum(t.state.name == "COMPLETE" for t in _trials(config)) >= 2:
+            break
+        time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {t.number: t.params for t in _trials(config) if t.state.name == "COMPLETE"}
+    assert len(before) >= 2
+    rerun = _cli(path)
+    out, _ = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, out
+    after = _trials(config)
+    numbers = [t.number for t in after]
+    assert len(numbers) == len(set(numbers))
+    finished = [t for t in after if t.state.name in ("COMPLETE", "FAIL", "PRUNED")]
+    assert len(finished) == 6 and not [t for t in after if t.state.name == "RUNNING"]
+    for number, params in before.items():
+        assert after[number].state.name == "COMPLETE" and after[number].params == params
+
+
+def test_two_processes_share_one_study_without_duplicates(tmp_path):
+    path = write_experiment(tmp_path, name="shared", search={"n_trials": 6, "heartbeat_s": 1.0})
+    config = load_config(path)
+    automc.search(path, n_trials=1, log=lambda s: None)  # trains and caches the baseline once
+    procs = [_cli(path), _cli(path)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    trials = _trials(config)
+    assert sorted(t.number for t in trials) == list(range(len(trials)))
+    finished = [t for t in trials if t.state.name in ("COMPLETE", "FAIL", "PRUNED")]
+    assert len(finished) == 6
+    assert all("trial" in o for o in outs)  # both processes evaluated trials
+
+
+def test_ray_backend_runs_trials_in_parallel_workers(tmp_path):
+    pytest.importorskip("ray")
+    path = write_experiment(tmp_path, name="ray", execution={"backend": "ray", "workers": 2},
+                            search={"n_trials": 4, "heartbeat_s": 1.0})
+    result = automc.search(path, log=lambda s: None)
+    assert [t.state for t in result.trials] == ["COMPLETE"] * 4
+    assert all(Path(t.checkpoint).is_file() for t in result.trials)
+    assert result.best_network() is not None
+
+
+def test_the_shipped_quickstart_meets_its_targets(tmp_path):
+    """The README's command, as a user runs it: under 5 minutes, fewer MACs, within 2 points."""
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "automc.cli", "search", str(REPO / "experiments" / "quickstart.yaml")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = json.loads((tmp_path / "runs" / "quickstart" / "export" / "summary.json").read_text())
+    assert summary["best"]["macs"] < summary["baseline"]["macs"]
+    assert summary["baseline"]["accuracy"] - summary["best"]["accuracy"] <= 2.0
+    assert "trial 20/20" in proc.stdout and "MindIR round-trip" in proc.stdout and "automc ui" in proc.stdout
+    print(f"quickstart took {time.perf_counter() - start:.0f}s")
