@@ -278,6 +278,10 @@ def _drive(study, prepared: Prepared, executor, tracker, n_trials: int, log: Log
                 heartbeat.add(trial)
                 running += 1
                 policy = space.suggest(trial)
+                if prepared.constraints:
+                    policy, feasible = _project(prepared, policy)
+                    if not feasible:
+                        trial.set_user_attr("projection", "could not meet the cost constraints")
                 costs = {k: float(v[0]) for k, v in cost_metrics(ctx.table, policy, _cost_metrics_of(prepared)).items()}
                 trial.set_user_attr("policy", policy.to_json())
                 in_flight[trial.number] = (trial, policy, costs, time.perf_counter())
@@ -293,6 +297,15 @@ def _drive(study, prepared: Prepared, executor, tracker, n_trials: int, log: Log
                 heartbeat.remove(trial)
     finally:
         heartbeat.stop()
+
+
+def _project(prepared: Prepared, policy: Policy) -> tuple[Policy, bool]:
+    from automc.search.projection import project
+
+    cfg = prepared.context.config.compress
+    return project(prepared.context.table, policy, prepared.constraints,
+                   max_ratio=cfg.pruning.max_ratio if cfg.pruning else 0.0,
+                   bit_choices=[b for b in (cfg.quantization.w_bits if cfg.quantization else []) if b < 32])
 
 
 def _cost_metrics_of(prepared: Prepared) -> list[Metric]:

@@ -1,0 +1,104 @@
+"""Projecting a sampled policy onto the cost budget before any training (AMC-style).
+
+AMC clips each layer's action so the whole network can still meet the budget; here a policy
+that breaks a cost constraint (``latency@dev <= 2ms``, ``size <= 1MB``, ``macs <= 5M``) is moved
+towards more compression, each prunable group in proportion to its share of the constrained
+cost: ``r_g(t) = r_g + t * share_g / max(share) * (max_ratio - r_g)``. The smallest ``t`` in
+[0, 1] that meets every cost constraint is found on a grid, in one vectorised cost-model call.
+If pruning alone cannot meet the budget, bit-widths are lowered the HAQ way (cheapest accuracy
+loss per unit of cost first) where the search has bit-width decisions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Sequence
+
+import numpy as np
+
+from automc.analysis.layer_table import LayerTable
+from automc.policy import Policy
+from automc.search.objectives import Constraint, cost_metrics
+
+GRID = np.linspace(0.0, 1.0, 41)
+
+
+def _cost_constraints(constraints: Sequence[Constraint]) -> list[Constraint]:
+    return [c for c in constraints if not c.metric.needs_training and c.op == "<="]
+
+
+def _violation(table: LayerTable, policies: list[Policy], constraints: list[Constraint]) -> np.ndarray:
+    costs = cost_metrics(table, policies, [c.metric for c in constraints])
+    return np.max([c.violation(costs[c.metric.name]) for c in constraints], axis=0)
+
+
+def _group_shares(table: LayerTable, policy: Policy, constraint: Constraint) -> np.ndarray:
+    """Each coupling group's share of the constrained cost (layers reading or writing it)."""
+    shapes = table.resolve(policy)
+    metric = constraint.metric
+    if metric.kind == "latency" or metric.kind == "energy":
+        from automc import hw_cost
+
+        per_layer = hw_cost.estimate(table, [policy], metric.device).layer_latency_ms[0]
+    elif metric.kind == "size":
+        from automc import hw_cost
+
+        per_layer = hw_cost.layer_size_bytes(shapes)[0]
+    elif metric.kind == "bitops":
+        per_layer = shapes.bitops[0]
+    elif metric.kind == "params":
+        per_layer = shapes.params[0]
+    else:
+        per_layer = shapes.macs[0]
+    shares = np.zeros(len(table.coupling))
+    for g in range(len(table.coupling)):
+        touches = (table.out_group == g) | (table.in_group == g)
+        shares[g] = per_layer[touches].sum()
+    return shares
+
+
+def project(table: LayerTable, policy: Policy, constraints: Sequence[Constraint], *, max_ratio: float,
+            bit_choices: Sequence[int] = ()) -> tuple[Policy, bool]:
+    """``(projected policy, feasible)``; the policy is returned unchanged when it already fits."""
+    cons = _cost_constraints(constraints)
+    if not cons or _violation(table, [policy], cons)[0] <= 0:
+        return policy, True
+    prunable = [g.name for g in table.prunable_groups]
+    if prunable:
+        shares = np.sum([_group_shares(table, policy, c) / max(_group_shares(table, policy, c).sum(), 1e-12)
+                         for c in cons], axis=0)
+        weight = {g.name: shares[i] / max(shares.max(), 1e-12) for i, g in enumerate(table.coupling)}
+        candidates = []
+        for t in GRID:
+            prune = {name: float(min(max_ratio, r + t * weight[name] * (max_ratio - r)))
+                     for name in prunable for r in [policy.prune.get(name, 0.0)]}
+            candidates.append(replace(policy, prune=prune))
+        ok = np.nonzero(_violation(table, candidates, cons) <= 0)[0]
+        if len(ok):
+            return candidates[ok[0]], True
+        policy = candidates[-1]
+    if bit_choices and policy.w_bits:
+        return _lower_bits(table, policy, cons, sorted(set(bit_choices)))
+    return policy, False
+
+
+def _lower_bits(table: LayerTable, policy: Policy, cons: list[Constraint], choices: list[int]) -> tuple[Policy, bool]:
+    """HAQ's budget rule: lower one layer's weight bits at a time, choosing the step with the
+    largest cost saving per unit of added quantisation noise (~ weights * 4^-bits)."""
+    shapes = table.resolve(policy)
+    n_weights = {name: float(shapes.weights[0, i]) for i, name in enumerate(table.names)}
+    current = _violation(table, [policy], cons)[0]
+    while current > 0:
+        steps = []
+        for name, bits in policy.w_bits.items():
+            lower = [b for b in choices if b < bits]
+            if lower:
+                w_bits = {**policy.w_bits, name: lower[-1]}
+                steps.append((name, replace(policy, w_bits=w_bits), bits, lower[-1]))
+        if not steps:
+            return policy, False
+        violations = _violation(table, [s[1] for s in steps], cons)
+        noise = np.array([n_weights.get(n, 0.0) * (4.0 ** -new - 4.0 ** -old) for n, _, old, new in steps]) + 1e-12
+        best = int(np.argmax((current - violations) / noise))
+        policy, current = steps[best][1], violations[best]
+    return policy, True

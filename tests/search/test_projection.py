@@ -1,0 +1,53 @@
+"""AMC-style projection: a policy over a cost budget is moved onto it before any training."""
+
+import numpy as np
+import pytest
+
+from automc.analysis import build_layer_table
+from automc.models import build_model
+from automc.policy import Policy
+from automc.search.objectives import cost_metrics, parse_constraint
+from automc.search.projection import project
+
+
+@pytest.fixture(scope="module")
+def table():
+    return build_layer_table(build_model("resnet20", num_classes=10, input_shape=(3, 32, 32)), (3, 32, 32))
+
+
+@pytest.mark.parametrize("text", ["macs <= 20M", "latency@arm-a76 <= 2ms", "size <= 600KB",
+                                  "latency@kirin990-npu <= 0.49ms"])
+def test_projection_meets_the_budget_and_only_adds_compression(table, text):
+    constraint = parse_constraint(text)
+    policy = Policy(prune={g.name: 0.1 for g in table.prunable_groups})
+    assert not constraint.satisfied(cost_metrics(table, policy, [constraint.metric])[constraint.metric.name][0])
+    projected, feasible = project(table, policy, [constraint], max_ratio=0.8)
+    assert feasible
+    cost = cost_metrics(table, projected, [constraint.metric])[constraint.metric.name][0]
+    assert constraint.satisfied(cost)
+    assert all(0.1 <= r <= 0.8 for r in projected.prune.values())
+    # minimal: a slightly smaller step would not have met the budget
+    if text.startswith("macs"):  # smooth in the ratios: the projection stops right at the budget
+        assert cost > 0.9 * constraint.value
+
+
+def test_expensive_groups_are_shrunk_more(table):
+    constraint = parse_constraint("macs <= 20M")
+    projected, _ = project(table, Policy(), [constraint], max_ratio=0.8)
+    # a block's inner channels cost 4.7M MACs in stage 1 (32x32 maps), 3.5M in stage 3's first block
+    assert projected.prune["layer1.0.conv1.0"] > projected.prune["layer3.0.conv1.0"] > 0
+
+
+def test_feasible_policies_are_untouched_and_impossible_budgets_are_reported(table):
+    policy = Policy(prune={"stem.0": 0.3})
+    assert project(table, policy, [parse_constraint("macs <= 1G")], max_ratio=0.8) == (policy, True)
+    _, feasible = project(table, policy, [parse_constraint("macs <= 1K")], max_ratio=0.8)
+    assert not feasible
+
+
+def test_bits_are_lowered_haq_style_when_pruning_is_not_enough(table):
+    size = parse_constraint("size <= 120KB")
+    policy = Policy(w_bits={n: 8 for n in table.compressible})
+    projected, feasible = project(table, policy, [size], max_ratio=0.5, bit_choices=[2, 4, 8])
+    assert feasible and any(b < 8 for b in projected.w_bits.values())
+    assert size.satisfied(cost_metrics(table, projected, [size.metric])["size"][0])
