@@ -42,6 +42,16 @@ def kept_channels(channels: np.ndarray | int, ratio: np.ndarray | float) -> np.n
     return np.maximum(kept, 1).astype(np.int64)
 
 
+def _matrix(mappings: Sequence[Any], keys: Sequence[str], default: float) -> np.ndarray:
+    """``(len(mappings), len(keys))`` floats, ``default`` where a mapping lacks a key (fast path
+    of ``resolve``: one C-level ``map`` per policy instead of a Python loop per entry)."""
+    if not keys:
+        return np.zeros((len(mappings), 0))
+    out = np.array([list(map(m.get, keys)) if m else [None] * len(keys) for m in mappings], dtype=np.float64)
+    out[np.isnan(out)] = default
+    return out
+
+
 @dataclass(frozen=True)
 class CouplingGroup:
     """Channels that must be pruned together.
@@ -259,12 +269,10 @@ class LayerTable:
             policies = [policies]
         n_p, n_l = len(policies), len(self.names)
 
-        ratios = np.zeros((n_p, len(self.coupling)))
-        for g_idx, g in enumerate(self.coupling):
-            for p_idx, pol in enumerate(policies):
-                ratios[p_idx, g_idx] = pol.prune.get(g.name, 0.0)
+        names = [g.name for g in self.coupling]
+        ratios = _matrix([pol.prune for pol in policies], names, 0.0)
         channels = np.array([g.channels for g in self.coupling], dtype=np.int64)
-        kept = kept_channels(channels[None, :], ratios) if len(self.coupling) else np.zeros((n_p, 0), np.int64)
+        kept = kept_channels(channels[None, :], ratios) if names else np.zeros((n_p, 0), np.int64)
 
         def grouped(base: np.ndarray, group: np.ndarray, factor: np.ndarray | int = 1) -> np.ndarray:
             out = np.broadcast_to(base, (n_p, n_l)).copy()
@@ -278,16 +286,8 @@ class LayerTable:
         is_dw = self.kind == "dwconv"
         groups = np.where(is_dw[None, :], cin, np.broadcast_to(self.groups, (n_p, n_l)))
 
-        w_bits = np.full((n_p, n_l), FLOAT_BITS, dtype=np.int64)
-        a_bits = np.full((n_p, n_l), FLOAT_BITS, dtype=np.int64)
-        index = {n: i for i, n in enumerate(self.names)}
-        for p_idx, pol in enumerate(policies):
-            for name, bits in pol.w_bits.items():
-                if name in index:
-                    w_bits[p_idx, index[name]] = bits
-            for name, bits in pol.a_bits.items():
-                if name in index:
-                    a_bits[p_idx, index[name]] = bits
+        w_bits = _matrix([pol.w_bits for pol in policies], self.names, FLOAT_BITS).astype(np.int64)
+        a_bits = _matrix([pol.a_bits for pol in policies], self.names, FLOAT_BITS).astype(np.int64)
 
         arrays = {
             "kind": self.kind,

@@ -221,57 +221,6 @@ def layer_seconds(terms: LayerTerms, params: DeviceParams) -> np.ndarray:
     return np.where(terms.present, t, 0.0)
 
 
-def fast_resolve(table: LayerTable, policies: Sequence[Policy]) -> LayerShapes:
-    """Same result as ``table.resolve(policies)``, with the per-policy Python work done as
-    list comprehensions (about 3x faster for thousands of policies). Tables with an
-    ``elastic`` (NAS) hook go through ``table.resolve`` itself."""
-    if table.elastic is not None or len(policies) < 64:
-        return table.resolve(policies)
-    from automc.analysis.layer_table import kept_channels
-    from automc.policy import FLOAT_BITS
-
-    n_p, n_l = len(policies), len(table.names)
-    gnames = [g.name for g in table.coupling]
-    if gnames:
-        ratios = np.array([[pol.prune.get(g, 0.0) for g in gnames] for pol in policies], dtype=np.float64)
-        channels = np.array([g.channels for g in table.coupling], dtype=np.int64)
-        kept = kept_channels(channels[None, :], ratios)
-    else:
-        kept = np.zeros((n_p, 0), np.int64)
-
-    def grouped(base: np.ndarray, group: np.ndarray, factor=1) -> np.ndarray:
-        out = np.broadcast_to(base, (n_p, n_l)).copy()
-        has = group >= 0
-        if has.any():
-            out[:, has] = kept[:, group[has]] * (factor[has] if isinstance(factor, np.ndarray) else factor)
-        return out
-
-    cin = grouped(table.cin, table.in_group, table.in_factor)
-    cout = grouped(table.cout, table.out_group)
-    is_dw = table.kind == "dwconv"
-    groups = np.where(is_dw[None, :], cin, np.broadcast_to(table.groups, (n_p, n_l)))
-    names = table.names
-    w_bits = np.array([[pol.w_bits.get(n, FLOAT_BITS) for n in names] for pol in policies], dtype=np.int64)
-    a_bits = np.array([[pol.a_bits.get(n, FLOAT_BITS) for n in names] for pol in policies], dtype=np.int64)
-    return LayerShapes(
-        kind=table.kind,
-        cin=cin,
-        cout=cout,
-        kh=np.broadcast_to(table.kh, (n_p, n_l)).copy(),
-        kw=np.broadcast_to(table.kw, (n_p, n_l)).copy(),
-        stride=np.broadcast_to(table.stride, (n_p, n_l)),
-        groups=groups,
-        h_in=np.broadcast_to(table.h_in, (n_p, n_l)),
-        w_in=np.broadcast_to(table.w_in, (n_p, n_l)),
-        h_out=np.broadcast_to(table.h_out, (n_p, n_l)),
-        w_out=np.broadcast_to(table.w_out, (n_p, n_l)),
-        has_bias=np.broadcast_to(table.has_bias | table.has_bn, (n_p, n_l)),
-        w_bits=w_bits,
-        a_bits=a_bits,
-        present=np.ones((n_p, n_l), dtype=bool),
-    )
-
-
 def _as_policies(policies: Policy | Sequence[Policy] | None) -> list[Policy]:
     if policies is None:
         return [Policy()]
@@ -293,7 +242,7 @@ def estimate(
     ``lut`` (a ``LatencyLUT``) overrides the device's own measured table, if any.
     """
     spec = get_device(device)
-    shapes = fast_resolve(table, _as_policies(policies))
+    shapes = table.resolve(_as_policies(policies))
     terms = layer_terms(table, shapes, spec)
     layer_ms = layer_seconds(terms, DeviceParams.of(spec)) * 1e3
     table_lut = lut if lut is not None else spec.lut
