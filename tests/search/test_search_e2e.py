@@ -182,3 +182,18 @@ def test_the_shipped_quickstart_meets_its_targets(tmp_path):
     assert summary["baseline"]["accuracy"] - summary["best"]["accuracy"] <= 2.0
     assert "trial 20/20" in proc.stdout and "MindIR round-trip" in proc.stdout and "automc ui" in proc.stdout
     print(f"quickstart took {time.perf_counter() - start:.0f}s")
+
+
+def test_postgresql_storage_resumes_and_masks_the_password(tmp_path, postgres_url):
+    import optuna
+
+    path = write_experiment(tmp_path, name="pg", search={"n_trials": 2, "heartbeat_s": 1.0, "storage": postgres_url})
+    logs: list[str] = []
+    automc.search(path, log=logs.append)
+    result = automc.search(path, n_trials=3, log=logs.append)
+    assert [t.state for t in result.trials] == ["COMPLETE"] * 3
+    assert len(optuna.load_study(study_name="pg", storage=postgres_url).trials) == 3
+    assert not any("s3cret" in line for line in logs)
+    _, parents, _ = _mlflow_runs(result)
+    stored = [p.data.params["storage"] for p in parents]
+    assert stored and all("s3cret" not in s and "postgres:***@" in s for s in stored)
