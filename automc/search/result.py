@@ -22,6 +22,7 @@ class TrialRecord:
     duration_s: float = 0.0
     fail_reason: str = ""
     checkpoint: str = ""
+    eval_seconds: float = 0.0  # compress + fine-tune + evaluate, inside the worker
 
     @classmethod
     def from_optuna(cls, t) -> "TrialRecord":
@@ -29,7 +30,8 @@ class TrialRecord:
         policy = Policy.from_json(attrs["policy"]) if "policy" in attrs else None
         duration = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else 0.0
         return cls(number=t.number, state=t.state.name, policy=policy, metrics=dict(attrs.get("metrics", {})),
-                   duration_s=duration, fail_reason=attrs.get("fail_reason", ""), checkpoint=attrs.get("checkpoint", ""))
+                   duration_s=duration, fail_reason=attrs.get("fail_reason", ""), checkpoint=attrs.get("checkpoint", ""),
+                   eval_seconds=float(attrs.get("eval_seconds", 0.0)))
 
 
 @dataclass

@@ -325,6 +325,7 @@ def _tell(study, trial, policy, costs, outcome, prepared: Prepared, tracker, sec
     else:
         state = TrialState.COMPLETE
         metrics["accuracy"] = outcome["accuracy"]
+        trial.set_user_attr("eval_seconds", outcome.get("seconds", 0.0))
         metrics["accuracy_drop"] = ctx.baseline_accuracy - outcome["accuracy"]
         trial.set_user_attr("checkpoint", outcome.get("checkpoint", ""))
         if not math.isfinite(outcome["accuracy"]):

@@ -1,0 +1,128 @@
+"""The search engine on the quickstart task (LeNet on digits), measured in one run.
+
+Prints:
+1. trials/min with 1 and 2 Ray workers (target: >= 1.8x);
+2. orchestration overhead: time a trial spends outside compress + fine-tune + evaluate, as a
+   share of trial time (target: <= 3 %);
+3. at an equal trial budget, the hypervolume of (accuracy, MACs) reached by TPE and NSGA-II
+   against random search;
+4. the best accuracy under a latency budget on arm-a76, against uniform pruning (one ratio
+   for every group) projected onto the same budget.
+
+    python benchmarks/search_engine.py [--trials 16] [--sections 1,2,3,4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import automc
+from automc.config import config_from_dict
+
+BASE = {
+    "name": "bench",
+    "model": {"name": "lenet"},
+    "data": {"name": "digits"},
+    "train": {"epochs": 10, "lr": 0.05},
+    "finetune": {"epochs": 1, "lr": 0.02},
+    "compress": {"pruning": {"max_ratio": 0.8, "step": 0.05}},
+    "objectives": ["accuracy", "macs"],
+    "search": {"n_trials": 16, "pruner": "none"},
+}
+
+
+def run(root: Path, name: str, trials: int, **changes):
+    cfg = copy.deepcopy(BASE)
+    for key, value in changes.items():
+        cfg[key] = {**cfg.get(key, {}), **value} if isinstance(value, dict) else value
+    cfg["name"], cfg["output_dir"] = name, str(root / name)
+    cfg["search"]["n_trials"] = trials
+    start = time.perf_counter()
+    result = automc.search(config_from_dict(cfg), log=lambda s: None)
+    return result, time.perf_counter() - start
+
+
+def trial_span_s(result) -> float:
+    """Seconds from the first trial's start to the last trial's end (no Ray start-up, no export)."""
+    import optuna
+
+    from automc.search.runner import _storage_url
+
+    trials = optuna.load_study(study_name=result.config.name, storage=_storage_url(result.config)).trials
+    return (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
+
+
+def hypervolume(result, baseline_macs: float) -> float:
+    """Area dominated by the trials in (accuracy %, MACs saved as a share of the baseline)."""
+    pts = sorted(((1 - t.metrics["macs"] / baseline_macs, t.metrics["accuracy"] / 100)
+                  for t in result.trials if t.state == "COMPLETE"), reverse=True)
+    area, best_acc = 0.0, 0.0
+    for i, (saved, acc) in enumerate(pts):
+        best_acc = max(best_acc, acc)
+        nxt = pts[i + 1][0] if i + 1 < len(pts) else 0.0
+        area += (saved - nxt) * best_acc
+    return area
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trials", type=int, default=16)
+    ap.add_argument("--sections", default="1,2,3,4")
+    args = ap.parse_args()
+    sections = {int(s) for s in args.sections.split(",")}
+    root = Path(tempfile.mkdtemp(prefix="automc-bench-"))
+
+    if sections & {1, 2}:
+        rates = {}
+        for workers in (1, 2):
+            res, wall = run(root, f"ray{workers}", args.trials, execution={"backend": "ray", "workers": workers})
+            done = [t for t in res.trials if t.state == "COMPLETE"]
+            rates[workers] = len(done) / (trial_span_s(res) / 60)
+            print(f"[1] ray workers={workers}: {rates[workers]:.1f} trials/min ({len(done)} trials, wall {wall:.0f}s)")
+        print(f"[1] speed-up with 2 workers: {rates[2] / rates[1]:.2f}x (target >= 1.8x)")
+    if 2 in sections:
+        res, _ = run(root, "local", args.trials)
+        done = [t for t in res.trials if t.state == "COMPLETE"]
+        total = sum(t.duration_s for t in done)
+        inner = sum(t.eval_seconds for t in done)
+        print(f"[2] orchestration overhead (local): {(total - inner) / total * 100:.2f}% of trial time "
+              f"({total - inner:.2f}s of {total:.1f}s; target <= 3%)")
+    if 3 in sections:
+        hv = {}
+        for strategy in ("random", "tpe", "nsga2"):
+            res, _ = run(root, f"hv-{strategy}", args.trials, search={"strategy": strategy, "n_trials": args.trials})
+            hv[strategy] = hypervolume(res, res.baseline["macs"])
+            print(f"[3] {strategy:>6}: hypervolume {hv[strategy]:.4f} after {args.trials} trials")
+        print(f"[3] TPE/random {hv['tpe'] / hv['random']:.3f}, NSGA-II/random {hv['nsga2'] / hv['random']:.3f}")
+    if 4 in sections:
+        from automc.search.objectives import cost_metrics, parse_constraint
+        from automc.search.projection import project
+        from automc.search.runner import prepare
+
+        budget = "latency@arm-a76 <= 0.035ms"
+        res, _ = run(root, "constrained", args.trials, constraints=[budget],
+                     objectives=["accuracy", "latency@arm-a76"])
+        prepared = prepare(res.config, train_baseline=False)
+        table = prepared.context.table
+        constraint = parse_constraint(budget)
+        uniform, feasible = project(table, automc.Policy(prune={g.name: 0.0 for g in table.prunable_groups}),
+                                    [constraint], max_ratio=0.95)
+        ratio = max(uniform.prune.values())
+        uniform = automc.Policy(prune={g.name: ratio for g in table.prunable_groups})
+        lat = cost_metrics(table, uniform, [constraint.metric])[constraint.metric.name][0]
+        from automc.search.evaluate import Evaluator
+
+        acc = Evaluator(prepared.context).evaluate(uniform, seed=0).accuracy
+        best = res.best
+        print(f"[4] budget {budget}: search best accuracy {best.metrics['accuracy']:.2f}% at "
+              f"{best.metrics['latency@arm-a76']:.4f}ms; uniform ratio {ratio:.2f}: {acc:.2f}% at {lat:.4f}ms")
+
+
+if __name__ == "__main__":
+    main()
