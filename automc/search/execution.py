@@ -37,6 +37,25 @@ def _run_trial(evaluator: Evaluator, number: int, policy: Policy, ckpt_dir: Path
             "epoch_accuracies": result.epoch_accuracies, "seconds": result.seconds}
 
 
+def _pruning_reporter(trial, *, multi_objective: bool, median: bool):
+    """``report(epoch, accuracy)`` that records the value on the trial and raises
+    ``optuna.TrialPruned`` when the study's pruner (or, for several objectives, the median
+    rule on validation accuracy) says the trial is hopeless."""
+    import optuna
+
+    def report(epoch: int, acc: float) -> None:
+        trial.set_user_attr(f"val_accuracy_epoch_{epoch}", acc)
+        if multi_objective:  # Optuna's pruners judge single-objective studies only
+            prune = median and median_says_prune(trial.study, epoch, acc)
+        else:
+            trial.report(acc, epoch)
+            prune = trial.should_prune()
+        if prune:
+            raise optuna.TrialPruned(f"val accuracy {acc:.2f}% at epoch {epoch} is below the median")
+
+    return report
+
+
 class LocalExecutor:
     """One trial at a time in this process; reports epochs to Optuna so pruners can stop it."""
 
@@ -54,20 +73,8 @@ class LocalExecutor:
         self._pending.append((number, policy, trial))
 
     def wait(self) -> list[tuple[int, Any]]:
-        import optuna
-
         number, policy, trial = self._pending.pop(0)
-
-        def report(epoch: int, acc: float) -> None:
-            trial.set_user_attr(f"val_accuracy_epoch_{epoch}", acc)
-            if self._multi:  # Optuna's pruners judge single-objective studies only
-                prune = self._median and median_says_prune(trial.study, epoch, acc)
-            else:
-                trial.report(acc, epoch)
-                prune = trial.should_prune()
-            if prune:
-                raise optuna.TrialPruned(f"val accuracy {acc:.2f}% at epoch {epoch} is below the median")
-
+        report = _pruning_reporter(trial, multi_objective=self._multi, median=self._median)
         try:
             return [(number, _run_trial(self.evaluator, number, policy, self.ckpt_dir, report=report,
                                         time_limit_s=self.time_limit_s))]
@@ -81,30 +88,46 @@ class LocalExecutor:
 
 
 class _RayWorker:
-    """A Ray actor holding one Evaluator (the baseline is rebuilt once per worker)."""
+    """A Ray actor holding one Evaluator (the baseline is rebuilt once per worker). It reports
+    each epoch to the study's SQL storage itself, so Optuna's pruners work across machines."""
 
-    def __init__(self, ctx: TrialContext):
+    def __init__(self, ctx: TrialContext, storage_url: str):
         import mindspore as ms
 
         ms.set_context(mode=ms.PYNATIVE_MODE)
         self.evaluator = Evaluator(ctx)
-        self.ckpt_dir = ctx.config.out_path.resolve() / "trials"
-        self.time_limit_s = ctx.config.search.trial_timeout_s
+        cfg = ctx.config
+        self.ckpt_dir = cfg.out_path.resolve() / "trials"
+        self.time_limit_s = cfg.search.trial_timeout_s
+        self.storage_url = storage_url
+        self._study = None
 
-    def evaluate(self, number: int, policy_json: str) -> dict[str, Any]:
-        return _run_trial(self.evaluator, number, Policy.from_json(policy_json), self.ckpt_dir,
+    def _trial(self, trial_id: int):
+        import optuna
+
+        from automc.search.strategies import make_pruner
+
+        cfg = self.evaluator.ctx.config
+        if self._study is None:
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            self._study = optuna.load_study(study_name=cfg.name, storage=self.storage_url,
+                                            pruner=make_pruner(cfg.search.pruner, n_objectives=len(cfg.objectives)))
+        return optuna.trial.Trial(self._study, trial_id)
+
+    def evaluate(self, number: int, trial_id: int, policy_json: str) -> dict[str, Any]:
+        cfg = self.evaluator.ctx.config
+        report = None
+        if cfg.search.pruner != "none":
+            report = _pruning_reporter(self._trial(trial_id), multi_objective=len(cfg.objectives) > 1,
+                                       median=cfg.search.pruner == "median")
+        return _run_trial(self.evaluator, number, Policy.from_json(policy_json), self.ckpt_dir, report=report,
                           time_limit_s=self.time_limit_s)
-
-    def pid(self) -> int:
-        import os
-
-        return os.getpid()
 
 
 class RayExecutor:
     """``workers`` Ray actors; the trial context goes to the object store once."""
 
-    def __init__(self, ctx: TrialContext):
+    def __init__(self, ctx: TrialContext, storage_url: str):
         import ray
 
         ex = ctx.config.execution
@@ -124,22 +147,46 @@ class RayExecutor:
         self._ray = ray
         self._ctx_ref = ray.put(ctx)
         self._actor_cls = ray.remote(num_cpus=ex.cpus_per_trial, num_gpus=ex.gpus_per_trial, max_restarts=-1)(_RayWorker)
-        self._actors = [self._actor_cls.remote(self._ctx_ref) for _ in range(ex.workers)]
+        self._storage_url = storage_url
+        self._actors = [self._new_actor() for _ in range(ex.workers)]
         self._free = list(self._actors)
-        self._running: dict[Any, tuple[int, Any]] = {}
+        self._running: dict[Any, tuple[int, Any, float]] = {}
         self.capacity = ex.workers
+        # a worker stuck past the soft limit (checked between epochs) is killed and replaced
+        limit = ctx.config.search.trial_timeout_s
+        self._hard_limit_s = None if limit is None else 1.5 * limit + 60
+
+    def _new_actor(self):
+        return self._actor_cls.remote(self._ctx_ref, self._storage_url)
 
     def submit(self, number: int, policy: Policy, trial) -> None:
         actor = self._free.pop()
-        ref = actor.evaluate.remote(number, policy.to_json())
-        self._running[ref] = (number, actor)
+        ref = actor.evaluate.remote(number, trial._trial_id, policy.to_json())
+        self._running[ref] = (number, actor, time.perf_counter())
+
+    def _kill_overdue(self) -> list[tuple[int, Any]]:
+        out = []
+        now = time.perf_counter()
+        for ref, (number, actor, started) in list(self._running.items()):
+            if self._hard_limit_s is not None and now - started > self._hard_limit_s:
+                self._ray.kill(actor)
+                del self._running[ref]
+                replacement = self._new_actor()
+                self._actors = [replacement if a is actor else a for a in self._actors]
+                self._free.append(replacement)
+                out.append((number, TrialFailed(f"killed after {now - started:.0f}s (search.trial_timeout_s)")))
+        return out
 
     def wait(self) -> list[tuple[int, Any]]:
         ray = self._ray
-        ready, _ = ray.wait(list(self._running), num_returns=1)
-        out = []
+        while True:
+            ready, _ = ray.wait(list(self._running), num_returns=1, timeout=5.0)
+            overdue = self._kill_overdue()
+            if ready or overdue:
+                break
+        out = overdue
         for ref in ready:
-            number, actor = self._running.pop(ref)
+            number, actor, _ = self._running.pop(ref)
             self._free.append(actor)
             try:
                 out.append((number, ray.get(ref)))
@@ -157,7 +204,7 @@ class RayExecutor:
             self._ray.shutdown()
 
 
-def make_executor(config, ctx: TrialContext):
+def make_executor(config, ctx: TrialContext, storage_url: str):
     if config.execution.backend == "ray":
-        return RayExecutor(ctx)
+        return RayExecutor(ctx, storage_url)
     return LocalExecutor(ctx)

@@ -237,7 +237,7 @@ def run_search(
 
     from automc.search.execution import make_executor
 
-    executor = make_executor(config, ctx)
+    executor = make_executor(config, ctx, _storage_url(config))
     status = "FINISHED"
     try:
         _drive(study, prepared, executor, tracker, n_trials, log)

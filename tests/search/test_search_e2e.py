@@ -197,3 +197,12 @@ def test_postgresql_storage_resumes_and_masks_the_password(tmp_path, postgres_ur
     _, parents, _ = _mlflow_runs(result)
     stored = [p.data.params["storage"] for p in parents]
     assert stored and all("s3cret" not in s and "postgres:***@" in s for s in stored)
+
+
+def test_a_trial_over_its_time_limit_fails_with_the_reason(tmp_path):
+    path = write_experiment(tmp_path, name="slowtrial", finetune={"epochs": 3, "lr": 0.02},
+                            search={"n_trials": 2, "heartbeat_s": 1.0, "trial_timeout_s": 0.01})
+    result = automc.search(path, log=lambda s: None)
+    assert [t.state for t in result.trials] == ["FAIL", "FAIL"]
+    assert all("trial_timeout_s" in t.fail_reason for t in result.trials)
+    assert result.best is None
