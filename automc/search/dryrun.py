@@ -13,15 +13,15 @@ from automc.search.space import SearchSpace
 def dry_run(config: ExperimentConfig) -> str:
     """Everything a search would check before training: data, network, layer table, space, costs."""
     from automc.search.evaluate import build_baseline
-    from automc.search.runner import load_data
+    from automc.search.runner import load_data, tracked_cost_metrics
 
     data = load_data(config)
     net = build_baseline(config, data.num_classes, data.input_shape)
     table = build_layer_table(net, data.input_shape, seed=config.seed)
     space = SearchSpace(table, build_compressors(config))
-    metrics = [parse_objective(o) for o in config.objectives] + [parse_constraint(c).metric for c in config.constraints]
-    metrics += [parse_objective(f"{kind}@{d}") for d in config.devices for kind in ("latency", "energy")]
-    costs = cost_metrics(table, Policy(), metrics + [parse_objective(k) for k in ("macs", "params", "size")])
+    metrics = tracked_cost_metrics(config, [parse_objective(o) for o in config.objectives],
+                                   [parse_constraint(c) for c in config.constraints])
+    costs = cost_metrics(table, Policy(), [parse_objective(k) for k in ("macs", "params")] + metrics)
     lines = [
         f"experiment {config.name!r} is valid",
         f"data: {data.name}, {len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test samples, "

@@ -97,8 +97,7 @@ def prepare(config: ExperimentConfig, *, train_baseline: bool = True, log: Log =
     table = build_layer_table(net, data.input_shape, seed=config.seed)
     objectives = [parse_objective(o) for o in config.objectives]
     constraints = [parse_constraint(c) for c in config.constraints]
-    extra = [parse_objective(f"latency@{d}") for d in config.devices]
-    cost = cost_metrics(table, Policy(), [m for m in objectives + [c.metric for c in constraints] + extra])
+    cost = cost_metrics(table, Policy(), tracked_cost_metrics(config, objectives, constraints))
     metrics = {**metrics, **{k: float(v[0]) for k, v in cost.items()}}
     metrics.update(table.totals())
     ctx = TrialContext(config=config, baseline_weights=network_weights(net), table=table, data=data,
@@ -282,7 +281,8 @@ def _drive(study, prepared: Prepared, executor, tracker, n_trials: int, log: Log
                     policy, feasible = _project(prepared, policy)
                     if not feasible:
                         trial.set_user_attr("projection", "could not meet the cost constraints")
-                costs = {k: float(v[0]) for k, v in cost_metrics(ctx.table, policy, _cost_metrics_of(prepared)).items()}
+                tracked = tracked_cost_metrics(ctx.config, prepared.objectives, prepared.constraints)
+                costs = {k: float(v[0]) for k, v in cost_metrics(ctx.table, policy, tracked).items()}
                 trial.set_user_attr("policy", policy.to_json())
                 in_flight[trial.number] = (trial, policy, costs, time.perf_counter())
                 executor.submit(trial.number, policy, trial)
@@ -308,9 +308,12 @@ def _project(prepared: Prepared, policy: Policy) -> tuple[Policy, bool]:
                    bit_choices=[b for b in (cfg.quantization.w_bits if cfg.quantization else []) if b < 32])
 
 
-def _cost_metrics_of(prepared: Prepared) -> list[Metric]:
-    devices = [parse_objective(f"latency@{d}") for d in prepared.context.config.devices]
-    return [m for m in prepared.objectives + [c.metric for c in prepared.constraints] + devices if not m.needs_training]
+def tracked_cost_metrics(config: ExperimentConfig, objectives: list[Metric], constraints: list[Constraint]) -> list[Metric]:
+    """Cost metrics computed for every trial: objectives, constraints, and latency and energy on
+    each extra device of ``devices`` (so MLflow compares trials per device)."""
+    devices = [parse_objective(f"{kind}@{d}") for d in config.devices for kind in ("latency", "energy")]
+    metrics = objectives + [c.metric for c in constraints] + devices + [parse_objective("size")]
+    return list({m.name: m for m in metrics if not m.needs_training}.values())
 
 
 def _tell(study, trial, policy, costs, outcome, prepared: Prepared, tracker, seconds, n_trials, log: Log) -> None:
