@@ -47,12 +47,6 @@ class Metric:
     def needs_training(self) -> bool:
         return self.kind in ("accuracy", "accuracy_drop")
 
-    @property
-    def mlflow_key(self) -> str:
-        """MLflow metric keys may not contain '@'."""
-        key = self.name.replace("@", "_")
-        return f"{key}_{self.unit}" if self.unit in ("ms", "mJ", "bytes") else key
-
 
 def parse_objective(text: str) -> Metric:
     name = text.strip()

@@ -131,7 +131,7 @@ def open_study(config: ExperimentConfig, objectives: list[Metric], *, constraint
         storage=storage,
         directions=[m.direction for m in objectives],
         sampler=make_sampler(config.search.strategy, seed=config.seed, n_objectives=len(objectives),
-                             constrained=constraints),
+                             constrained=constraints, n_trials=config.search.n_trials),
         pruner=make_pruner(config.search.pruner, n_objectives=len(objectives)),
         load_if_exists=True,
     )
@@ -343,7 +343,7 @@ def _tell(study, trial, policy, costs, outcome, prepared: Prepared, tracker, sec
     else:
         study.tell(trial, state=state)
     tracker.log_trial(trial.number, params=policy.flat_params(),
-                      metrics={_key(k): v for k, v in metrics.items()}, state=state.name, reason=reason,
+                      metrics=metrics, state=state.name, reason=reason,
                       duration_s=seconds,
                       step_metrics={"val_accuracy": outcome.get("epoch_accuracies", [])} if isinstance(outcome, dict) else None)
     done = _finished(study)
@@ -355,10 +355,6 @@ def _tell(study, trial, policy, costs, outcome, prepared: Prepared, tracker, sec
     if best:
         line += f" | best so far: {best}"
     log(line)
-
-
-def _key(name: str) -> str:
-    return name.replace("@", "_")
 
 
 def _fmt(name: str, value: float) -> str:

@@ -10,14 +10,16 @@ def _constraints(trial) -> list[float]:
     return list(trial.user_attrs.get("constraint_violations", []))
 
 
-def make_sampler(name: str, *, seed: int, n_objectives: int, constrained: bool):
+def make_sampler(name: str, *, seed: int, n_objectives: int, constrained: bool, n_trials: int = 100):
     import optuna
 
     cf = _constraints if constrained else None
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, constraints_func=cf)
     if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, constraints_func=cf)
+        # a population of 50 (Optuna's default) would make a small budget one random generation
+        population = max(4, min(50, n_trials // 4))
+        return optuna.samplers.NSGAIISampler(seed=seed, constraints_func=cf, population_size=population)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "cmaes":

@@ -18,6 +18,11 @@ from automc.config import mask_secrets
 MAX_PARAM_LEN = 500
 
 
+def metric_key(name: str) -> str:
+    """MLflow metric names may not contain '@': ``latency@arm-a76`` is logged as ``latency_at_arm-a76``."""
+    return name.replace("@", "_at_")
+
+
 def default_tracking_uri(out_dir: Path) -> str:
     return f"sqlite:///{(out_dir / 'mlflow.db').resolve()}"
 
@@ -74,7 +79,7 @@ class Tracker:
         self.log_metrics(run_id, clean)
         for key, values in (step_metrics or {}).items():
             for step, value in enumerate(values):
-                self.client.log_metric(run_id, key, float(value), step=step)
+                self.client.log_metric(run_id, metric_key(key), float(value), step=step)
         self.client.set_terminated(run_id, status="FINISHED" if state in ("COMPLETE", "PRUNED") else "FAILED")
         return run_id
 
@@ -96,7 +101,7 @@ class Tracker:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+        items = [Metric(metric_key(k), float(v), now, 0) for k, v in metrics.items()]
         for i in range(0, len(items), 100):
             self.client.log_batch(run_id, metrics=items[i : i + 100])
 

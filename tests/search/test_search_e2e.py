@@ -206,3 +206,17 @@ def test_a_trial_over_its_time_limit_fails_with_the_reason(tmp_path):
     assert [t.state for t in result.trials] == ["FAIL", "FAIL"]
     assert all("trial_timeout_s" in t.fail_reason for t in result.trials)
     assert result.best is None
+
+
+def test_device_objectives_constraints_and_extra_devices_reach_mlflow(tmp_path):
+    path = write_experiment(tmp_path, name="hw", objectives=["accuracy", "latency@arm-a76"],
+                            constraints=["latency@arm-a76 <= 0.04ms"], devices=["t4", "kirin990-npu"],
+                            search={"n_trials": 3, "heartbeat_s": 1.0, "strategy": "nsga2"})
+    result = automc.search(path, log=lambda s: None)
+    for t in result.trials:
+        assert t.metrics["latency@arm-a76"] <= 0.04  # projected onto the budget before training
+        assert {"latency@t4", "energy@t4", "latency@kirin990-npu", "size"} <= set(t.metrics)
+    _, parents, children = _mlflow_runs(result)
+    assert {"latency_at_arm-a76", "latency_at_t4", "energy_at_kirin990-npu"} <= set(children[0].data.metrics)
+    assert "baseline_latency_at_arm-a76" in parents[0].data.metrics
+    assert result.best is not None and result.baseline["latency@arm-a76"] > 0.04
