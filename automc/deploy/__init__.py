@@ -12,8 +12,7 @@ Names load lazily: importing automc.deploy does not import MindSpore.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from automc._lazy import lazy_exports
 
 _EXPORTS = {
     "ParityReport": "automc.deploy._parity",
@@ -36,16 +35,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'automc.deploy' has no attribute {name!r}; available: {__all__}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

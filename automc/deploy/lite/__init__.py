@@ -6,8 +6,7 @@ Heavy pieces (MindSpore, the toolchain download/build) load only when used.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from automc._lazy import lazy_exports
 
 _EXPORTS = {
     "LiteToolchain": "automc.deploy.lite._toolchain",
@@ -29,16 +28,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'automc.deploy.lite' has no attribute {name!r}; available: {__all__}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
