@@ -59,13 +59,18 @@ def export_best(result: SearchResult, prepared, tracker, *, log: Callable[[str],
         from automc.deploy.onnx import check_onnx_parity, export_onnx
 
         path = export_onnx(net, sample, out / "best.onnx")
-        log(f"ONNX parity (onnxruntime): {check_onnx_parity(net, path, check_x)}")
+        report = check_onnx_parity(net, path, check_x)
+        log(f"ONNX parity (onnxruntime): {report}")
         artifacts["onnx"] = str(path)
+        artifacts["onnx_max_abs_diff"] = f"{report.max_abs_diff:.3g}"
     if "ms" in config.export.formats:
         from automc.deploy import lite
 
         ms_path = lite.convert_to_ms(artifacts["mindir"], out / "best.ms")
+        report = lite.check_ms_parity(net, ms_path, check_x)
+        log(f"MindSpore Lite .ms (real Lite runtime): {report}")
         artifacts["ms"] = str(ms_path)
+        artifacts["ms_max_abs_diff"] = f"{report.max_abs_diff:.3g}"
 
     summary = {"baseline": result.baseline, "best": {"trial": best.number, **best.metrics},
                "policy": best.policy.to_dict(), "artifacts": artifacts}

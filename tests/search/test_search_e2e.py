@@ -211,8 +211,11 @@ def test_a_trial_over_its_time_limit_fails_with_the_reason(tmp_path):
 def test_device_objectives_constraints_and_extra_devices_reach_mlflow(tmp_path):
     path = write_experiment(tmp_path, name="hw", objectives=["accuracy", "latency@arm-a76"],
                             constraints=["latency@arm-a76 <= 0.04ms"], devices=["t4", "kirin990-npu"],
-                            search={"n_trials": 3, "heartbeat_s": 1.0, "strategy": "nsga2"})
+                            search={"n_trials": 3, "heartbeat_s": 1.0, "strategy": "nsga2"},
+                            export={"formats": ["mindir", "onnx", "ms"], "max_accuracy_drop": 5.0})
     result = automc.search(path, log=lambda s: None)
+    for fmt in ("mindir", "onnx", "ms"):  # each export checked against the in-memory winner
+        assert Path(result.artifacts[fmt]).is_file() and float(result.artifacts[f"{fmt}_max_abs_diff"]) <= 1e-4
     for t in result.trials:
         assert t.metrics["latency@arm-a76"] <= 0.04  # projected onto the budget before training
         assert {"latency@t4", "energy@t4", "latency@kirin990-npu", "size"} <= set(t.metrics)
