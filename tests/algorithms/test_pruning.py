@@ -20,10 +20,11 @@ def _n_params(net):
     return sum(int(np.prod(p.shape)) for p in net.trainable_params())
 
 
-@pytest.mark.parametrize("name,shape", [("lenet", (1, 8, 8)), ("resnet20", (3, 32, 32)),
-                                        ("mobilenetv2", (3, 32, 32)), ("vgg11", (3, 32, 32))])
-def test_pruned_network_is_smaller_runs_and_matches_the_table(name, shape):
-    net = build_model(name, num_classes=10, input_shape=shape)
+@pytest.mark.parametrize("name,shape,kwargs", [
+    ("lenet", (1, 8, 8), {}), ("resnet20", (3, 32, 32), {}),
+    ("mobilenetv2", (3, 16, 16), {"width_mult": 0.5, "last_channels": 256}), ("vgg11", (3, 32, 32), {})])
+def test_pruned_network_is_smaller_runs_and_matches_the_table(name, shape, kwargs):
+    net = build_model(name, num_classes=10, input_shape=shape, **kwargs)
     table = build_layer_table(net, shape)
     policy = _random_policy(table)
     pruned = prune(net, table, policy)
