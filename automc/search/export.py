@@ -18,6 +18,33 @@ def deploy_form(net, evaluator: Evaluator):
     return net
 
 
+def latency_devices(config) -> list[str]:
+    """Devices the experiment cares about: from objectives, constraints and ``devices``."""
+    from automc.search.objectives import parse_constraint, parse_objective
+
+    metrics = [parse_objective(o) for o in config.objectives] + [parse_constraint(c).metric for c in config.constraints]
+    names = [m.device for m in metrics if m.device] + list(config.devices)
+    return list(dict.fromkeys(names))
+
+
+def layer_latency_breakdown(prepared, policy) -> str:
+    """CSV: per layer, baseline and best-policy latency (ms) on each device of the experiment."""
+    from automc import hw_cost
+    from automc.policy import Policy
+
+    devices = latency_devices(prepared.context.config)
+    if not devices:
+        return ""
+    table = prepared.context.table
+    cols = {d: hw_cost.estimate(table, [Policy(), policy], d).layer_latency_ms for d in devices}
+    header = "layer,kind," + ",".join(f"baseline_ms@{d},best_ms@{d}" for d in devices)
+    lines = [header]
+    for i, name in enumerate(table.names):
+        cells = ",".join(f"{cols[d][0, i]:.6f},{cols[d][1, i]:.6f}" for d in devices)
+        lines.append(f"{name},{table.kind[i]},{cells}")
+    return "\n".join(lines) + "\n"
+
+
 def export_best(result: SearchResult, prepared, tracker, *, log: Callable[[str], None] = print) -> dict[str, str]:
     """Export the winner (and the baseline, for comparison) to the configured formats; log artifacts."""
     from automc.deploy.mindir import check_mindir_parity, export_mindir
@@ -42,6 +69,11 @@ def export_best(result: SearchResult, prepared, tracker, *, log: Callable[[str],
     table_path = out / "best_layer_table.json"
     table_path.write_text(json.dumps(prepared.context.table.rows(), indent=2))
     artifacts["layer_table"] = str(table_path)
+    breakdown = layer_latency_breakdown(prepared, best.policy)
+    if breakdown:
+        breakdown_path = out / "best_layer_latency.csv"
+        breakdown_path.write_text(breakdown)
+        artifacts["layer_latency"] = str(breakdown_path)
 
     if "mindir" in config.export.formats or "ms" in config.export.formats:
         path = export_mindir(net, sample, out / "best.mindir")
@@ -76,7 +108,7 @@ def export_best(result: SearchResult, prepared, tracker, *, log: Callable[[str],
                "policy": best.policy.to_dict(), "artifacts": artifacts}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     artifacts["summary"] = str(out / "summary.json")
-    for key in ("policy", "layer_table", "summary", "mindir", "onnx", "ms"):
+    for key in ("policy", "layer_table", "layer_latency", "summary", "mindir", "onnx", "ms"):
         if key in artifacts:
             tracker.log_artifact(Path(artifacts[key]), "best")
     tracker.log_artifact(prepared.baseline_checkpoint, "baseline")

@@ -214,6 +214,9 @@ def test_device_objectives_constraints_and_extra_devices_reach_mlflow(tmp_path):
                             search={"n_trials": 3, "heartbeat_s": 1.0, "strategy": "nsga2"},
                             export={"formats": ["mindir", "onnx", "ms"], "max_accuracy_drop": 5.0})
     result = automc.search(path, log=lambda s: None)
+    breakdown = Path(result.artifacts["layer_latency"]).read_text().splitlines()
+    assert breakdown[0].startswith("layer,kind,baseline_ms@arm-a76,best_ms@arm-a76,baseline_ms@t4")
+    assert len(breakdown) == 1 + len(result.table)
     for fmt in ("mindir", "onnx", "ms"):  # each export checked against the in-memory winner
         assert Path(result.artifacts[fmt]).is_file() and float(result.artifacts[f"{fmt}_max_abs_diff"]) <= 1e-4
     for t in result.trials:
