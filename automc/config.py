@@ -17,16 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from automc.errors import ConfigError
 
-VALID_BITS = tuple(range(2, 17)) + (32,)
-
-
-def check_bits(value: Any, where: str) -> int:
-    """A bit-width is an integer in 2..16, or 32 for float."""
-    if isinstance(value, bool) or not isinstance(value, int) or value not in VALID_BITS:
-        raise ValueError(f"{where}: bit-width {value!r} is invalid; use an integer from 2 to 16, or 32 for float")
-    return value
-
-
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -104,10 +94,15 @@ class QuantizationConfig(_Section):
 
     @field_validator("w_bits", "a_bits", mode="before")
     @classmethod
-    def _bits(cls, v: Any, info) -> list[int]:
+    def _bits(cls, v: Any) -> list[int]:
+        from automc.algorithms.quantization._bits import check_bits
+
         if not isinstance(v, (list, tuple)) or not v:
             raise ValueError("give a non-empty list of bit-widths, e.g. [4, 8, 32]")
-        return [check_bits(b, f"compress.quantization.{info.field_name}") for b in v]
+        try:
+            return [check_bits(b, where="entry") for b in v]
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
 
 
 class NasConfig(_Section):

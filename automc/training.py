@@ -6,6 +6,7 @@ An optional teacher turns fine-tuning into knowledge distillation (soft targets 
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -44,9 +45,13 @@ def _loss_cell(net, teacher, settings: TrainSettings):
     if teacher is None or settings.distill_weight <= 0:
         return nn.WithLossCell(net, ce)
 
-    teacher.set_train(False)
-    for p in teacher.trainable_params():
+    # A private copy with its own parameter names: a compressed student keeps the baseline's names,
+    # and one graph may not hold two parameters of the same name.
+    teacher = copy.deepcopy(teacher)
+    for p in teacher.get_parameters():
+        p.name = "teacher." + p.name
         p.requires_grad = False
+    teacher.set_train(False)
     alpha, t = settings.distill_weight, settings.temperature
 
     class _DistillLoss(nn.Cell):

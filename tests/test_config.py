@@ -36,9 +36,9 @@ def _with(**changes):
     ({"objectives": ["accuracy", "speed"]}, "unknown objective 'speed'"),
     ({"constraints": ["size < 2MB"]}, "must look like"),
     ({"constraints": ["size <= 2 parsecs"]}, "unit 'parsecs'"),
-    ({"compress": {"quantization": {"w_bits": [0, 8]}}}, "bit-width 0 is invalid"),
-    ({"compress": {"quantization": {"w_bits": [33]}}}, "bit-width 33 is invalid"),
-    ({"compress": {"quantization": {"a_bits": [4.5]}}}, "bit-width 4.5 is invalid"),
+    ({"compress": {"quantization": {"w_bits": [0, 8]}}}, "entry = 0 is out of range; use integers 2..16, or 32 for float"),
+    ({"compress": {"quantization": {"w_bits": [33]}}}, "entry = 33 is out of range"),
+    ({"compress": {"quantization": {"a_bits": [4.5]}}}, "entry = 4.5 is not a valid bit-width"),
     ({"compress": {}}, "enable at least one of pruning, quantization, nas"),
 ])
 def test_bad_input_names_the_field(changes, needle):

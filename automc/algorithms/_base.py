@@ -41,6 +41,7 @@ class Compressor(abc.ABC):
 
     name: ClassVar[str]
     section: ClassVar[str]
+    needs_finetune: bool = True  # False for compressors that only calibrate (post-training quantization)
 
     @abc.abstractmethod
     def decisions(self, table: LayerTable) -> Sequence[Decision]:

@@ -94,7 +94,7 @@ class Evaluator:
             if report is not None:
                 report(epoch, acc)
 
-        if cfg.finetune.epochs > 0:
+        if cfg.finetune.epochs > 0 and any(c.needs_finetune for c in self.compressors):
             teacher = self.baseline if cfg.finetune.distill_weight > 0 else None
             train(net, data.train.x, data.train.y, settings_from(cfg.finetune, seed), teacher=teacher, on_epoch=on_epoch)
         acc = history[-1] if history else accuracy(net, data.val.x, data.val.y)

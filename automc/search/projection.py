@@ -83,22 +83,14 @@ def project(table: LayerTable, policy: Policy, constraints: Sequence[Constraint]
 
 
 def _lower_bits(table: LayerTable, policy: Policy, cons: list[Constraint], choices: list[int]) -> tuple[Policy, bool]:
-    """HAQ's budget rule: lower one layer's weight bits at a time, choosing the step with the
-    largest cost saving per unit of added quantisation noise (~ weights * 4^-bits)."""
-    shapes = table.resolve(policy)
-    n_weights = {name: float(shapes.weights[0, i]) for i, name in enumerate(table.names)}
-    current = _violation(table, [policy], cons)[0]
-    while current > 0:
-        steps = []
-        for name, bits in policy.w_bits.items():
-            lower = [b for b in choices if b < bits]
-            if lower:
-                w_bits = {**policy.w_bits, name: lower[-1]}
-                steps.append((name, replace(policy, w_bits=w_bits), bits, lower[-1]))
-        if not steps:
-            return policy, False
-        violations = _violation(table, [s[1] for s in steps], cons)
-        noise = np.array([n_weights.get(n, 0.0) * (4.0 ** -new - 4.0 ** -old) for n, _, old, new in steps]) + 1e-12
-        best = int(np.argmax((current - violations) / noise))
-        policy, current = steps[best][1], violations[best]
-    return policy, True
+    """HAQ's rule (``project_bits``): lower one layer's weight bits at a time, where the cost
+    saved per unit of added quantisation noise is largest, until the constraints hold."""
+    from automc.algorithms.quantization.projection import project_bits
+    from automc.errors import CompressionError
+
+    try:
+        projected = project_bits(table, policy, budget=0.0, bit_choices=choices, layers=list(policy.w_bits),
+                                 budget_fn=lambda t, p: float(_violation(t, [p], cons)[0]))
+    except CompressionError:
+        return policy, False
+    return projected, True

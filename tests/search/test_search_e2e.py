@@ -226,3 +226,19 @@ def test_device_objectives_constraints_and_extra_devices_reach_mlflow(tmp_path):
     assert {"latency_at_arm-a76", "latency_at_t4", "energy_at_kirin990-npu"} <= set(children[0].data.metrics)
     assert "baseline_latency_at_arm-a76" in parents[0].data.metrics
     assert result.best is not None and result.baseline["latency@arm-a76"] > 0.04
+
+
+@pytest.mark.parametrize("mode", ["ptq", "qat"])
+def test_joint_pruning_and_mixed_precision_search(tmp_path, mode):
+    path = write_experiment(tmp_path, name=f"joint-{mode}", objectives=["accuracy", "size"],
+                            compress={"pruning": {"max_ratio": 0.5}, "quantization": {"w_bits": [4, 8], "a_bits": [8], "mode": mode}},
+                            search={"n_trials": 3, "heartbeat_s": 1.0})
+    result = automc.search(path, log=lambda s: None)
+    assert [t.state for t in result.trials] == ["COMPLETE"] * 3
+    for t in result.trials:
+        assert set(t.policy.w_bits.values()) <= {4, 8} and set(t.policy.a_bits.values()) == {8}
+        assert t.metrics["size"] < result.baseline["size"] / 3.5  # <= 8-bit weights, pruned
+    net = result.best_network()
+    kinds = {type(c).__name__ for _, c in net.cells_and_names()}
+    assert {"QuantConv2d", "QuantDense"} <= kinds
+    assert float(result.artifacts["mindir_max_abs_diff"]) < 1e-4  # the deploy form, exported

@@ -1,0 +1,23 @@
+"""The training loop, including distillation from the baseline into a compressed copy of it."""
+
+import numpy as np
+
+from automc.algorithms.pruning import prune
+from automc.analysis import build_layer_table
+from automc.data import load_dataset
+from automc.models import build_model
+from automc.policy import Policy
+from automc.training import TrainSettings, accuracy, train
+
+
+def test_distillation_into_a_pruned_copy_with_the_same_parameter_names():
+    data = load_dataset("digits", seed=0)
+    teacher = build_model("lenet", num_classes=10, input_shape=(1, 8, 8))
+    train(teacher, data.train.x, data.train.y, TrainSettings(epochs=3, lr=0.05))
+    table = build_layer_table(teacher, (1, 8, 8))
+    student = prune(teacher, table, Policy(prune={"conv2.0": 0.5, "fc1": 0.5}))
+    before = {p.name for p in teacher.get_parameters()}
+    loss = train(student, data.train.x, data.train.y,
+                 TrainSettings(epochs=1, lr=0.02, distill_weight=0.5), teacher=teacher)
+    assert np.isfinite(loss) and accuracy(student, data.val.x, data.val.y) > 80
+    assert {p.name for p in teacher.get_parameters()} == before  # the caller's teacher is untouched
