@@ -45,6 +45,28 @@ def layer_latency_breakdown(prepared, policy) -> str:
     return "\n".join(lines) + "\n"
 
 
+def pareto_rows(result: SearchResult) -> list[dict]:
+    """The Pareto front as plain rows: trial, every metric, and the policy's params."""
+    return [{"trial": t.number, **t.metrics, **(t.policy.flat_params() if t.policy else {})}
+            for t in result.pareto_front]
+
+
+def log_pareto_front(result: SearchResult, tracker) -> Path:
+    """Write the Pareto front as CSV next to the exports and log it to the search's parent run."""
+    import csv
+
+    rows = pareto_rows(result)
+    path = result.config.out_path / "export" / "pareto_front.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    tracker.log_artifact(path)
+    return path
+
+
 def export_best(result: SearchResult, prepared, tracker, *, log: Callable[[str], None] = print) -> dict[str, str]:
     """Export the winner (and the baseline, for comparison) to the configured formats; log artifacts."""
     from automc.deploy.mindir import check_mindir_parity, export_mindir

@@ -250,9 +250,10 @@ def run_search(
             tracker.end_search(status)
 
     result = collect_result(config, study, prepared)
-    if result.best is not None:
-        from automc.search.export import export_best
+    from automc.search.export import export_best, log_pareto_front
 
+    result.artifacts["pareto_front"] = str(log_pareto_front(result, tracker))
+    if result.best is not None:
         result.artifacts.update(export_best(result, prepared, tracker, log=log))
     tracker.end_search(status)
     result.artifacts["tracking_uri"] = tracker.tracking_uri

@@ -76,7 +76,7 @@ def test_mlflow_holds_a_parent_and_one_child_per_trial(searched):
     assert any(k.startswith("prune.conv") for k in child.data.params)
     assert {"accuracy", "macs", "accuracy_drop"} <= set(child.data.metrics)
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"baseline", "best", "baseline_metrics.json", "layer_table.json"} <= artifacts
+    assert {"baseline", "best", "baseline_metrics.json", "layer_table.json", "pareto_front.csv"} <= artifacts
     best_files = {Path(a.path).name for a in client.list_artifacts(parent.info.run_id, "best")}
     assert {"best_policy.json", "best.mindir", "summary.json"} <= best_files
 
