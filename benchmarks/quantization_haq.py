@@ -20,7 +20,6 @@ float model's bytes instead.
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import tempfile
 import time
@@ -31,14 +30,14 @@ from mindspore import nn, ops
 
 from automc.algorithms.quantization import (
     compressible_layers,
-    find_bn_pairs,
     project_bits,
     quantize,
     to_deploy_form,
     uniform_policy,
     weight_size_bytes,
 )
-from automc.analysis.layer_table import LayerTable
+from automc.analysis import LayerTable, build_layer_table
+from automc.models import build_model
 from automc.errors import TrialFailed
 from automc.policy import Policy
 from automc.training import TrainSettings, accuracy, predict, train
@@ -48,62 +47,12 @@ A_BITS = 8
 
 
 # ----------------------------------------------------------------------------- networks
-class LeNet(nn.Cell):
-    """LeNet-style CNN for 1x8x8 digits."""
-
-    def __init__(self, num_classes: int = 10):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 6, 3)
-        self.bn1 = nn.BatchNorm2d(6)
-        self.conv2 = nn.Conv2d(6, 12, 3)
-        self.bn2 = nn.BatchNorm2d(12)
-        self.pool = nn.MaxPool2d(2, 2)
-        self.flatten = nn.Flatten()
-        self.fc1 = nn.Dense(12 * 4 * 4, 32)
-        self.fc2 = nn.Dense(32, num_classes)
-
-    def construct(self, x):
-        x = ops.relu(self.bn1(self.conv1(x)))
-        x = self.pool(ops.relu(self.bn2(self.conv2(x))))
-        return self.fc2(ops.relu(self.fc1(self.flatten(x))))
+def lenet():
+    return build_model("lenet", num_classes=10, input_shape=(1, 8, 8), width=8)
 
 
-class BasicBlock(nn.Cell):
-    def __init__(self, cin: int, cout: int, stride: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.has_down = stride != 1 or cin != cout
-        if self.has_down:
-            self.down = nn.SequentialCell([nn.Conv2d(cin, cout, 1, stride=stride), nn.BatchNorm2d(cout)])
-
-    def construct(self, x):
-        out = ops.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        shortcut = self.down(x) if self.has_down else x
-        return ops.relu(out + shortcut)
-
-
-class ResNet20(nn.Cell):
-    """CIFAR-style ResNet-20 (3 stages x 3 basic blocks, 16/32/64 channels, 1x1 projection shortcuts)."""
-
-    def __init__(self, num_classes: int = 10):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 16, 3)
-        self.bn1 = nn.BatchNorm2d(16)
-        blocks, cin = [], 16
-        for cout, stride in ((16, 1), (32, 2), (64, 2)):
-            for i in range(3):
-                blocks.append(BasicBlock(cin, cout, stride if i == 0 else 1))
-                cin = cout
-        self.layers = nn.SequentialCell(blocks)
-        self.fc = nn.Dense(64, num_classes)
-
-    def construct(self, x):
-        x = self.layers(ops.relu(self.bn1(self.conv1(x))))
-        return self.fc(x.mean(axis=(2, 3)))
+def resnet20():
+    return build_model("resnet20", num_classes=10, input_shape=(3, 16, 16))
 
 
 # ----------------------------------------------------------------------------- data
@@ -144,41 +93,7 @@ def synthetic_data(n_train=1200, n_val=300, n_test=600, sigma=2.6, seed=0):
 
 # ----------------------------------------------------------------------------- helpers
 def layer_table(net: nn.Cell, sample: np.ndarray) -> LayerTable:
-    """Conv/dense rows of ``net`` traced with forward hooks (enough for size budgets)."""
-    layers = compressible_layers(net)
-    bn_of = find_bn_pairs(net, sample)
-    shapes: dict[str, tuple] = {}
-    handles = [
-        cell.register_forward_hook(lambda c, i, o, n=name: shapes.__setitem__(n, (i[0].shape, o.shape)))
-        for name, cell in layers.items()
-    ]
-    net.set_train(False)
-    net(ms.Tensor(sample[:1]))
-    for h in handles:
-        h.remove()
-    rows = []
-    for name, cell in layers.items():
-        (in_shape, out_shape) = shapes[name]
-        if isinstance(cell, nn.Conv2d):
-            kh, kw = cell.kernel_size
-            dw = cell.group > 1 and cell.group == cell.in_channels == cell.out_channels
-            rows.append(dict(name=name, kind="dwconv" if dw else "conv", cin=cell.in_channels, cout=cell.out_channels,
-                             kh=kh, kw=kw, groups=cell.group, h_in=in_shape[2], w_in=in_shape[3],
-                             h_out=out_shape[2], w_out=out_shape[3], has_bias=cell.has_bias, has_bn=name in bn_of))
-        else:
-            rows.append(dict(name=name, kind="dense", cin=cell.in_channels, cout=cell.out_channels,
-                             has_bias=cell.has_bias))
-    return LayerTable.from_rows(rows, input_shape=tuple(sample.shape[1:]))
-
-
-def teacher_copy(net: nn.Cell) -> nn.Cell:
-    """The float network as a distillation teacher, with its own parameter names (the student is a
-    copy of it, and one graph cannot hold two parameters with the same name: automc.training
-    fails with "its name 'conv1.weight' already exists" when given the network itself)."""
-    teacher = copy.deepcopy(net)
-    for p in teacher.get_parameters():
-        p.name = "teacher." + p.name
-    return teacher
+    return build_layer_table(net, sample.shape[1:])
 
 
 def ce_loss(logits: np.ndarray, y: np.ndarray) -> float:
@@ -210,7 +125,7 @@ def measure_sensitivity(net, layers, table, calib_x, val):
 def qat(net, policy, train_data, calib_x, *, epochs, lr, seed=0):
     qnet = quantize(net, policy, calib_x=calib_x)
     x, y = train_data
-    train(qnet, x, y, TrainSettings(epochs=epochs, lr=lr, distill_weight=0.5, seed=seed), teacher=teacher_copy(net))
+    train(qnet, x, y, TrainSettings(epochs=epochs, lr=lr, distill_weight=0.5, seed=seed), teacher=net)
     return qnet
 
 
@@ -318,12 +233,12 @@ def main() -> None:
     tasks = args.tasks.split(",")
     if "digits" in tasks:
         tr, va, te = digits_data()
-        run_task("digits / LeNet", LeNet, tr, va, te, float_epochs=20, float_lr=0.05, qat_epochs=4,
+        run_task("digits / LeNet", lenet, tr, va, te, float_epochs=20, float_lr=0.05, qat_epochs=4,
                  search_epochs=2, qat_lr=0.01, trials=args.trials, budget_fraction=args.budget_fraction,
                  seeds=args.seeds)
     if "resnet20" in tasks:
         tr, va, te = synthetic_data()
-        run_task("synthetic 3x16x16 / ResNet-20", ResNet20, tr, va, te, float_epochs=12, float_lr=0.05,
+        run_task("synthetic 3x16x16 / ResNet-20", resnet20, tr, va, te, float_epochs=12, float_lr=0.05,
                  qat_epochs=2, search_epochs=1, qat_lr=0.002, trials=max(2, args.trials // 2),
                  budget_fraction=args.budget_fraction, seeds=max(1, args.seeds - 1))
 
