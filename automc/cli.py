@@ -1,7 +1,9 @@
 """The ``automc`` command: search, and what users do around a search.
 
-Every ``AutomcError`` becomes one line on stderr and exit code 2; nothing already computed is
-lost (trials live in the study storage, runs in MLflow).
+``init`` a starter YAML, ``search`` (``--dry-run`` first), follow it with ``status`` and ``ui``,
+then ``report`` and ``export`` any trial. Every ``AutomcError`` becomes one line on stderr and
+exit code 2; nothing already computed is lost (trials live in the study storage, runs in
+MLflow). Everything printed passes through ``mask_secrets``: no password reaches the console.
 """
 
 from __future__ import annotations
@@ -14,14 +16,20 @@ from typing import List, Optional
 
 import typer
 
+from automc.config import mask_secrets
 from automc.errors import AutomcError
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
+    rich_markup_mode=None,
     help="AutoML model compression for MindSpore: search pruning / mixed-precision / NAS policies, "
-    "score them on hardware cost models, track them in MLflow, export the winner.",
+    "score them on hardware cost models, track them in MLflow, export the winner.\n\n"
+    "Typical session: automc init my.yaml; automc search my.yaml --dry-run; automc search my.yaml; "
+    "automc status my.yaml; automc ui my.yaml; automc report my.yaml; automc export my.yaml --trial N.",
 )
+
+_EXPERIMENT = typer.Argument(..., help="experiment YAML file", show_default=False)
 
 
 def _quiet_libraries() -> None:
@@ -30,10 +38,11 @@ def _quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def _console():
+def _out(text: str = "") -> None:
+    """Print for people: secrets masked, no rich markup interpretation of ``[...]``."""
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True)
+    Console(highlight=False, soft_wrap=True).print(mask_secrets(str(text)), markup=False)
 
 
 def _load(path: Path):
@@ -42,75 +51,156 @@ def _load(path: Path):
     return load_config(path)
 
 
-@app.command()
+def _version(value: bool) -> None:
+    if value:
+        from automc import __version__
+
+        print(f"automc {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print the version and exit")) -> None:
+    """AutoML model compression for MindSpore."""
+
+
+@app.command(short_help="Run (or resume) a search; --dry-run checks it first.")
 def search(
-    experiment: Path = typer.Argument(..., help="experiment YAML file"),
+    experiment: Path = _EXPERIMENT,
     trials: Optional[int] = typer.Option(None, "--trials", "-n", help="finished trials wanted in the study (overrides search.n_trials)"),
     resume: bool = typer.Option(True, "--resume/--new", help="continue the study of the same name, or start it afresh"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="validate, build the layer table, print the search space and predicted costs; no training"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="validate, build the layer table, print the search space and predicted costs; no training, no storage or cluster connection"),
 ) -> None:
     """Run (or resume) a compression search."""
     config = _load(experiment)
-    console = _console()
     if dry_run:
         from automc.search.dryrun import dry_run as _dry
 
-        console.print(_dry(config))
+        _out(_dry(config))
+        _out(_where(config))
         return
     from automc.search.runner import run_search
     from automc.search.summary import summary_text
 
-    result = run_search(config, n_trials=trials, resume=resume, log=console.print)
-    console.print(summary_text(result))
+    result = run_search(config, n_trials=trials, resume=resume, log=_out)
+    _out(summary_text(result))
+    _out(f"\nnext: automc report {experiment}  |  automc export {experiment} --trial N --format mindir,onnx")
 
 
-@app.command()
-def status(experiment: Path = typer.Argument(..., help="experiment YAML file")) -> None:
-    """Progress of a search: trials by state, best so far, failures."""
-    from automc.search.summary import status_text
+def _where(config) -> str:
+    """Where a search would run and write, as the dry-run shows it (nothing is contacted)."""
+    from automc.report._mlflow import tracking_uri
+    from automc.report._store import storage_url
 
-    _console().print(status_text(_load(experiment)))
+    ex = config.execution
+    storage = storage_url(config)
+    runs_on = f"ray at {ex.ray_address or 'a local Ray'}" if ex.backend == "ray" else "this process"
+    return (f"\nstudy storage: {storage}\nMLflow tracking: {tracking_uri(config)}\n"
+            f"trials run on: {runs_on}, {ex.workers} at a time\n(--dry-run contacts none of these)")
 
 
-@app.command()
+@app.command(short_help="Progress, best so far, latest trials, failures.")
+def status(experiment: Path = _EXPERIMENT) -> None:
+    """Progress of a search: trials by state, best so far (overall and per device), latest trials, failures."""
+    from automc.report.status import status_text
+
+    _out(status_text(_load(experiment), experiment_file=str(experiment)))
+
+
+@app.command(short_help="Pareto table, best per device, per-layer breakdown, plots.")
+def report(
+    experiment: Path = _EXPERIMENT,
+    fmt: str = typer.Option("html", "--format", "-f", help="html (plots embedded) or md (plots linked)"),
+    log_mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="log the plots and the report to the search's MLflow parent run"),
+) -> None:
+    """Pareto table, best policy per device, per-layer breakdown and plots; writes <output_dir>/report/report.html."""
+    from automc.report._store import load
+    from automc.report._writer import build, to_text, write_report
+
+    if fmt not in ("html", "md"):
+        raise AutomcError(f"--format {fmt!r}: use html or md")
+    result = load(_load(experiment))
+    _out(to_text(build(result)))
+    path = write_report(result, fmt=fmt, mlflow=log_mlflow)
+    plots = sorted(p.name for p in path.parent.glob("*.png"))
+    _out(f"\nplots: {', '.join(plots) or 'none (no completed trial yet)'} in {path.parent}")
+    if log_mlflow:
+        _out("logged to the search's MLflow parent run: plots/, report/  (automc ui " f"{experiment})")
+    _out(f"report: {path}")
+
+
+@app.command(short_help="Re-export any trial to MindIR/ONNX/.ms with parity checks.")
+def export(
+    experiment: Path = _EXPERIMENT,
+    trial: Optional[int] = typer.Option(None, "--trial", "-t", help="trial number (default: the search's winner)"),
+    formats: str = typer.Option("mindir", "--format", "-f", help="comma-separated: mindir, onnx, ms"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="folder (default: <output_dir>/export/trial-NNNN)"),
+    log_mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="log the files to the search's MLflow parent run"),
+) -> None:
+    """Re-export a logged trial from its saved checkpoint, check parity, log the files to MLflow."""
+    from automc.report.trial_export import export_trial, parse_formats
+
+    fmts = parse_formats(formats)  # bad formats fail before anything loads
+    done = export_trial(_load(experiment), trial=trial, formats=fmts, out_dir=out, mlflow=log_mlflow, log=_out)
+    for key, path in done.files.items():
+        _out(f"{key:>7}: {path}")
+    if done.mlflow_run:
+        _out(f"logged to MLflow run {done.mlflow_run} under exports/trial-{done.trial:04d}/")
+
+
+@app.command(short_help="Known devices and their key figures.")
 def devices() -> None:
-    """List the known devices and their key figures."""
+    """List the known devices and their key figures (sources: automc/hw_cost/devices/<device>.yaml)."""
     from automc.search.summary import devices_text
 
-    _console().print(devices_text())
+    _out(devices_text())
 
 
-@app.command()
+def _is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+@app.command(short_help="Start the MLflow UI (127.0.0.1) on the experiment's runs.")
 def ui(
-    experiment: Path = typer.Argument(..., help="experiment YAML file"),
-    host: str = typer.Option("127.0.0.1", help="address to listen on (127.0.0.1 keeps it local)"),
+    experiment: Path = _EXPERIMENT,
+    host: str = typer.Option("127.0.0.1", help="address to listen on; 127.0.0.1 keeps it on this machine"),
     port: int = typer.Option(5000, help="port"),
 ) -> None:
     """Start the MLflow UI on the experiment's tracking store and print its URL."""
     import subprocess
 
-    from automc.config import mask_secrets
-    from automc.search.tracking import default_tracking_uri
+    from automc.report._mlflow import tracking_uri
 
     config = _load(experiment)
-    uri = config.tracking.tracking_uri or default_tracking_uri(config.out_path)
-    if uri.startswith("http"):
-        _console().print(f"this experiment logs to an MLflow server: open {mask_secrets(uri)}")
+    uri = tracking_uri(config)
+    if uri.startswith(("http://", "https://", "databricks")):
+        _out(f"this experiment logs to an MLflow server: open {uri}")
         return
-    _console().print(f"MLflow UI for {mask_secrets(uri)} at http://{host}:{port}  (Ctrl-C to stop)")
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    if not _is_loopback(host):
+        _out(f"warning: listening on {host}: anyone who can reach this machine can read (and delete) these runs")
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    _out(f"MLflow UI for {uri}")
+    _out(f"open {url}/#/experiments  (experiment {config.tracking.experiment_name or config.name!r}; Ctrl-C to stop)")
+    artifacts = (config.out_path / "mlartifacts").resolve()
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--default-artifact-root",
+           artifacts.as_uri(), "--host", host, "--port", str(port)]
+    sys.stdout.flush()
     raise typer.Exit(subprocess.call(cmd))
 
 
-@app.command()
+@app.command(short_help="Write a commented starter experiment YAML.")
 def init(path: Path = typer.Argument(Path("experiment.yaml"), help="where to write the starter YAML")) -> None:
-    """Write a commented starter experiment YAML."""
+    """Write a fully commented starter experiment YAML (runs as is: LeNet on digits)."""
     from importlib.resources import files
 
     if path.exists():
         raise AutomcError(f"{path} exists already; give another file name")
-    path.write_text((files("automc") / "templates" / "experiment.yaml").read_text())
-    _console().print(f"wrote {path}; edit it, then: automc search {path} --dry-run")
+    text = (files("automc") / "templates" / "experiment.yaml").read_text()
+    name = path.stem if path.stem.replace("-", "").replace("_", "").replace(".", "").isalnum() else "my-experiment"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text.replace("name: my-experiment", f"name: {name}", 1))
+    _out(f"wrote {path}; edit it, then: automc search {path} --dry-run")
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -118,12 +208,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     try:
         app(args=argv, standalone_mode=False)
     except AutomcError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {mask_secrets(str(exc))}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted: completed trials are saved; run the same command again to resume", file=sys.stderr)
         sys.exit(130)
-    except Exception as exc:  # click's usage errors
+    except Exception as exc:
         import click
 
         if isinstance(exc, click.exceptions.ClickException):
@@ -131,7 +221,12 @@ def main(argv: Optional[List[str]] = None) -> None:
             sys.exit(exc.exit_code)
         if isinstance(exc, click.exceptions.Abort):
             sys.exit(1)
-        raise
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        import traceback
+
+        print(mask_secrets(traceback.format_exc()), file=sys.stderr, end="")  # a bug: full trace, no secrets
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -228,7 +228,7 @@ def run_search(
         params={"model": config.model.name or config.model.factory, "data": config.data.name,
                 "strategy": config.search.strategy, "n_trials": n_trials, "objectives": ",".join(config.objectives),
                 "constraints": "; ".join(config.constraints), "storage": mask_secrets(_storage_url(config))},
-        tags={"automc.version": __version__},
+        tags={"automc.version": __version__, "automc.role": "search"},
     )
     tracker.log_metrics(tracker.parent_id, {f"baseline_{k}": v for k, v in prepared.baseline_metrics.items()})
     tracker.log_json(prepared.baseline_metrics, "baseline_metrics.json")
@@ -255,6 +255,12 @@ def run_search(
     result.artifacts["pareto_front"] = str(log_pareto_front(result, tracker))
     if result.best is not None:
         result.artifacts.update(export_best(result, prepared, tracker, log=log))
+    from automc.report import write_report
+
+    try:  # plots and report are a convenience: never lose a finished search to them
+        result.artifacts["report"] = str(write_report(result, tracker=tracker))
+    except Exception as exc:  # noqa: BLE001
+        log(f"warning: report not written ({type(exc).__name__}: {exc}); `automc report` retries")
     tracker.end_search(status)
     result.artifacts["tracking_uri"] = tracker.tracking_uri
     return result

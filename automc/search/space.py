@@ -25,7 +25,8 @@ class SearchSpace:
         params = {}
         for d in self.decisions:
             if d.kind == "float":
-                params[d.param_name] = trial.suggest_float(d.param_name, d.low, d.high, step=d.step)
+                value = trial.suggest_float(d.param_name, d.low, d.high, step=d.step)
+                params[d.param_name] = round(value, 6)  # 0.35, not 0.35000000000000003
             else:
                 params[d.param_name] = trial.suggest_categorical(d.param_name, list(d.choices))
         return self.policy_from_params(params)

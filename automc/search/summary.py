@@ -66,24 +66,6 @@ def summary_text(result: SearchResult) -> str:
     return "\n".join(lines)
 
 
-def status_text(config: ExperimentConfig) -> str:
-    from automc.search.runner import load_result
-
-    result = load_result(config)
-    counts = Counter(t.state for t in result.trials)
-    lines = [f"study {config.name!r}: {len(result.trials)}/{config.search.n_trials} trials "
-             + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))]
-    if result.best is not None:
-        m = result.best.metrics
-        lines.append(f"best so far: trial #{result.best.number}, accuracy {m['accuracy']:.2f}% "
-                     f"(baseline {result.baseline['accuracy']:.2f}%), "
-                     + ", ".join(f"{k} {_fmt_count(v)}" for k, v in m.items() if k in config.objectives and k != "accuracy"))
-    fails = [t for t in result.trials if t.state == "FAIL"]
-    for t in fails[-10:]:
-        lines.append(f"failed trial #{t.number}: {t.fail_reason or 'no reason recorded'}")
-    return "\n".join(lines)
-
-
 def devices_text() -> str:
     from automc.hw_cost import get_device, list_devices
 

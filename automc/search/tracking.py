@@ -44,7 +44,9 @@ class Tracker:
         if exp is None:
             artifact_dir.mkdir(parents=True, exist_ok=True)
             self.experiment_id = self.client.create_experiment(
-                experiment_name, artifact_location=artifact_dir.resolve().as_uri()
+                experiment_name, artifact_location=artifact_dir.resolve().as_uri(),
+                # MLflow 3 opens GenAI pages for experiments of unknown kind; ours is model development
+                tags={"mlflow.experimentKind": "custom_model_development"},
             )
         else:
             self.experiment_id = exp.experiment_id

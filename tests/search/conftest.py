@@ -1,64 +1,11 @@
-import textwrap
-from pathlib import Path
-
-import yaml
-
-
-def write_experiment(tmp_path: Path, name: str = "e2e", **overrides) -> Path:
-    """A small but real experiment: LeNet on digits, short training, a handful of trials."""
-    cfg = {
-        "name": name,
-        "output_dir": str(tmp_path / "runs" / name),
-        "seed": 0,
-        "model": {"name": "lenet"},
-        "data": {"name": "digits"},
-        "train": {"epochs": 4, "lr": 0.05},
-        "finetune": {"epochs": 0.5, "lr": 0.02},
-        "compress": {"pruning": {"max_ratio": 0.6, "step": 0.05}},
-        "objectives": ["accuracy", "macs"],
-        "search": {"strategy": "tpe", "n_trials": 4, "heartbeat_s": 1.0},
-        "export": {"formats": ["mindir"], "max_accuracy_drop": 5.0},
-    }
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(cfg.get(key), dict) and key != "model":
-            cfg[key] = {**cfg[key], **value}
-        else:
-            cfg[key] = value
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-FRAGILE_NETS = textwrap.dedent('''
-    """A user network that refuses to run with fewer than 12 channels after conv1."""
-    from mindspore import nn, ops
-
-
-    class Fragile(nn.Cell):
-        def __init__(self, num_classes=10):
-            super().__init__()
-            self.conv1 = nn.Conv2d(1, 16, 3, pad_mode="same")
-            self.bn1 = nn.BatchNorm2d(16)
-            self.conv2 = nn.Conv2d(16, 16, 3, pad_mode="same")
-            self.fc = nn.Dense(16, num_classes)
-
-        def construct(self, x):
-            x = ops.relu(self.bn1(self.conv1(x)))
-            if x.shape[1] < 12:
-                raise ValueError("Fragile needs at least 12 channels after conv1")
-            return self.fc(ops.relu(self.conv2(x)).mean((2, 3)))
-
-
-    def build(num_classes):
-        return Fragile(num_classes)
-''')
-
+from __future__ import annotations
 
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
+from pathlib import Path
 
 import pytest
 

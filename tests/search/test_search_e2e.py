@@ -14,7 +14,7 @@ import pytest
 import automc
 from automc.config import load_config
 
-from conftest import FRAGILE_NETS, write_experiment
+from search_helpers import FRAGILE_NETS, write_experiment
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]

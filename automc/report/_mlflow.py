@@ -1,0 +1,70 @@
+"""Find a search's MLflow runs again after the search process ended, and log files to them.
+
+The runner makes one parent run per ``automc search`` invocation (tag ``automc.version``) and
+one child run per trial (tags ``mlflow.parentRunId``, ``automc.trial``), in the experiment named
+by ``tracking.experiment_name`` (default: the experiment name).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from automc.config import ExperimentConfig, mask_secrets
+from automc.errors import AutomcError
+
+
+def tracking_uri(config: ExperimentConfig) -> str:
+    from automc.search.tracking import default_tracking_uri
+
+    return config.tracking.tracking_uri or default_tracking_uri(config.out_path)
+
+
+def experiment_name(config: ExperimentConfig) -> str:
+    return config.tracking.experiment_name or config.name
+
+
+class SearchRuns:
+    """The MLflow experiment of one automc search, read with an explicit client."""
+
+    def __init__(self, config: ExperimentConfig):
+        import logging
+
+        from mlflow.tracking import MlflowClient
+
+        for name in ("mlflow", "alembic"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        self.uri = tracking_uri(config)
+        self.client = MlflowClient(self.uri)
+        exp = self.client.get_experiment_by_name(experiment_name(config))
+        if exp is None:
+            raise AutomcError(f"no MLflow experiment {experiment_name(config)!r} in {mask_secrets(self.uri)}; "
+                              "run `automc search` first")
+        self.experiment_id = exp.experiment_id
+
+    def parent_runs(self) -> list:
+        """The search's parent runs, newest first."""
+        runs = self.client.search_runs([self.experiment_id], max_results=1000, order_by=["attributes.start_time DESC"])
+        return [r for r in runs if "mlflow.parentRunId" not in r.data.tags and "automc.trial" not in r.data.tags]
+
+    def trial_runs(self) -> list:
+        runs = self.client.search_runs([self.experiment_id], "tags.`automc.trial` != ''", max_results=5000,
+                                       order_by=["attributes.start_time DESC"])
+        return [r for r in runs if "automc.trial" in r.data.tags]
+
+    def parent_for_trial(self, number: int) -> str:
+        """The parent run of the search invocation that ran trial ``number`` (else the newest parent)."""
+        for run in self.trial_runs():
+            if run.data.tags.get("automc.trial") == str(number) and run.data.tags.get("mlflow.parentRunId"):
+                return run.data.tags["mlflow.parentRunId"]
+        return self.latest_parent()
+
+    def latest_parent(self) -> str:
+        parents = self.parent_runs()
+        if not parents:
+            raise AutomcError(f"no search run in MLflow experiment {self.experiment_id} at {mask_secrets(self.uri)}; "
+                              "run `automc search` first")
+        return parents[0].info.run_id
+
+    def log_files(self, run_id: str, paths: list[Path], artifact_path: str) -> None:
+        for p in paths:
+            self.client.log_artifact(run_id, str(p), artifact_path)

@@ -1,0 +1,31 @@
+"""Read a search back for the commands (status, report, export), with storage errors as one line."""
+
+from __future__ import annotations
+
+from automc.config import ExperimentConfig, mask_secrets
+from automc.errors import AutomcError
+from automc.search.result import SearchResult
+
+
+def load(config: ExperimentConfig) -> SearchResult:
+    """``automc.search.runner.load_result``, but an unreachable or driver-less study storage
+    becomes an ``AutomcError`` naming the (masked) URL instead of a driver traceback."""
+    from automc.search.runner import load_result
+
+    try:
+        return load_result(config)
+    except AutomcError:
+        raise
+    except ImportError as exc:
+        raise AutomcError(f"cannot open the study storage {mask_secrets(storage_url(config))}: {exc}; "
+                          "for PostgreSQL: pip install 'automc[postgres]'") from None
+    except Exception as exc:
+        if type(exc).__module__.split(".")[0] not in ("sqlalchemy", "psycopg", "psycopg2", "pymysql"):
+            raise
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise AutomcError(f"cannot open the study storage {mask_secrets(storage_url(config))}: "
+                          f"{mask_secrets(first)}") from None
+
+
+def storage_url(config: ExperimentConfig) -> str:
+    return config.search.storage or f"sqlite:///{(config.out_path / 'study.db').resolve()}"

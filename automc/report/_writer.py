@@ -1,0 +1,245 @@
+"""The search report: tables (Pareto front, winner per device, per-layer breakdown) and plots,
+as self-contained HTML (plots embedded) or Markdown (plots linked), plus a console form.
+
+Every URL is passed through ``mask_secrets``: a report never shows a password.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from automc import __version__
+from automc.config import mask_secrets
+from automc.report import _analysis as A
+from automc.search.result import SearchResult
+
+Format = Literal["html", "md"]
+
+
+@dataclass
+class Table:
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    note: str = ""
+
+
+@dataclass
+class Report:
+    title: str
+    facts: list[tuple[str, str]]
+    tables: list[Table] = field(default_factory=list)
+
+
+def build(result: SearchResult) -> Report:
+    """The report's content, independent of its format."""
+    from automc.report._mlflow import tracking_uri
+    from automc.report._store import storage_url
+
+    cfg = result.config
+    counts = Counter(t.state for t in result.trials)
+    facts = [
+        ("model", str(cfg.model.name or cfg.model.factory)),
+        ("data", cfg.data.name),
+        ("compression", ", ".join(k for k in ("nas", "pruning", "quantization") if getattr(cfg.compress, k))),
+        ("objectives", ", ".join(cfg.objectives)),
+        ("constraints", "; ".join(cfg.constraints) or "none"),
+        ("strategy", f"{cfg.search.strategy}, {len(result.trials)}/{cfg.search.n_trials} trials "
+                     f"({', '.join(f'{n} {s.lower()}' for s, n in sorted(counts.items())) or 'none yet'})"),
+        ("study storage", mask_secrets(storage_url(cfg))),
+        ("MLflow", mask_secrets(tracking_uri(cfg))),
+    ]
+    report = Report(title=f"automc report: {cfg.name}", facts=facts)
+    report.tables.append(_summary(result))
+    report.tables.append(_pareto(result))
+    per_device = _per_device(result)
+    if per_device is not None:
+        report.tables.append(per_device)
+    layers = _layers(result)
+    if layers is not None:
+        report.tables.append(layers)
+    fails = [t for t in result.trials if t.state == "FAIL"]
+    if fails:
+        report.tables.append(Table("Failed trials", ["trial", "reason"],
+                                   [[f"#{t.number}", t.fail_reason or "no reason recorded"] for t in fails[-20:]]))
+    return report
+
+
+def _summary(result: SearchResult) -> Table:
+    best, base = result.best, result.baseline
+    keys = ["accuracy", *(k for k in A.cost_axes(result) if k != "accuracy"), "macs", "params", "size"]
+    keys = list(dict.fromkeys(keys))
+    rows = [[k, A.fmt_metric(k, A.metric_value(result, None, k)),
+             A.fmt_metric(k, A.metric_value(result, best, k)) if best else "-"] for k in keys]
+    note = "" if best else "No completed trial meets the constraints yet."
+    if best:
+        note = (f"Winner: lowest {result.config.export.select_by or A.cost_axes(result)[0]} among feasible trials "
+                f"within {_points(result)} of the baseline. "
+                f"Policy: {A.policy_text(best.policy)}")
+    return Table("Baseline vs winner", ["metric", "baseline", f"winner (trial #{best.number})" if best else "winner"],
+                 rows, note)
+
+
+def _points(result: SearchResult) -> str:
+    drop = result.config.export.max_accuracy_drop
+    return f"{drop:g} point" + ("" if drop == 1 else "s")
+
+
+def _pareto(result: SearchResult) -> Table:
+    metrics = [m.name for m in A.objective_metrics(result)]
+    extra = [k for k in A.cost_axes(result) if k not in metrics]
+    cols = metrics + extra
+    rows = []
+    for t in result.pareto_front:
+        mark = " (winner)" if result.best is not None and t.number == result.best.number else ""
+        rows.append([f"#{t.number}{mark}", *(A.fmt_metric(k, t.metrics.get(k)) for k in cols),
+                     "yes" if A.feasible(result, t) else "no", A.policy_text(t.policy, limit=4)])
+    return Table(f"Pareto front over {', '.join(metrics)} ({len(rows)} trials)", ["trial", *cols, "feasible", "policy"],
+                 rows, "" if rows else "No completed trial yet.")
+
+
+def _per_device(result: SearchResult) -> Table | None:
+    rows = []
+    for d in A.best_per_device(result):
+        if d.trial is None:
+            rows.append([d.device, "-", A.fmt_metric("latency", d.baseline_ms), "-", "-", "-"])
+            continue
+        rows.append([d.device, f"#{d.trial.number}", A.fmt_metric("latency", d.baseline_ms),
+                     A.fmt_metric("latency", d.best_ms), f"{d.speedup:.2f}x" if math.isfinite(d.speedup) else "-",
+                     A.fmt_metric("accuracy", d.trial.metrics.get("accuracy"))])
+    if not rows:
+        return None
+    return Table("Best policy per device", ["device", "trial", "baseline latency", "best latency", "speed-up", "accuracy"],
+                 rows, "Per device: the feasible trial with the lowest latency on it, within "
+                       f"{_points(result)} of the baseline (cost-model estimates).")
+
+
+def _layers(result: SearchResult) -> Table | None:
+    bd = A.layer_breakdown(result)
+    if bd is None:
+        return None
+    devs = list(bd.latency_ms)
+    header = ["layer", "kind", "out channels", "removed", "w/a bits", *(f"ms@{d}" for d in devs)]
+    rows = []
+    for i, name in enumerate(bd.names):
+        present = bool(bd.present[1][i])
+        ch = f"{bd.cout[0][i]} -> {bd.cout[1][i]}" if present else f"{bd.cout[0][i]} -> removed"
+        bits = f"{bd.w_bits[1][i]}/{bd.a_bits[1][i]}" if bd.kinds[i] in A.WEIGHT_KINDS else "-"
+        lat = [f"{bd.latency_ms[d][0][i]:.4f} -> {bd.latency_ms[d][1][i]:.4f}" for d in devs]
+        weights = bd.kinds[i] in A.WEIGHT_KINDS
+        rows.append([name, bd.kinds[i], ch, f"{bd.prune_ratio[i]:.0%}" if weights else "-", bits, *lat])
+    totals = [f"{bd.latency_ms[d][0].sum():.4f} -> {bd.latency_ms[d][1].sum():.4f}" for d in devs]
+    rows.append(["total", "", "", "", "", *totals])
+    note = "Latency: baseline -> winner, per layer, from the hardware cost model."
+    if bd.reference_device:
+        note += f" The experiment names no device; {devs[0]} is shown for reference."
+    return Table(f"Per-layer breakdown of the winner (trial #{result.best.number})", header, rows, note)
+
+
+# ---------------------------------------------------------------------------- renderers
+def to_text(report: Report) -> str:
+    lines = [report.title, ""]
+    width = max(len(k) for k, _ in report.facts)
+    lines += [f"  {k.ljust(width)}  {v}" for k, v in report.facts]
+    for t in report.tables:
+        lines += ["", t.title]
+        rows = [t.header, *t.rows]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(t.header))]
+        lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+        if t.note:
+            lines.append(f"  {t.note}")
+    return "\n".join(lines)
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def to_markdown(report: Report, plots: dict[str, Path], out_dir: Path) -> str:
+    lines = [f"# {report.title}", "", *[f"- **{k}**: {_md_cell(v)}" for k, v in report.facts]]
+    for t in report.tables:
+        lines += ["", f"## {t.title}", "", "| " + " | ".join(map(_md_cell, t.header)) + " |",
+                  "|" + "---|" * len(t.header)]
+        lines += ["| " + " | ".join(map(_md_cell, r)) + " |" for r in t.rows]
+        if t.note:
+            lines += ["", t.note]
+    if plots:
+        lines += ["", "## Plots", ""]
+        lines += [f"![{k}]({p.relative_to(out_dir) if p.is_relative_to(out_dir) else p})" for k, p in plots.items()]
+    lines += ["", f"<sub>automc {__version__}, {time.strftime('%Y-%m-%d %H:%M')}</sub>", ""]
+    return "\n".join(lines)
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1em}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:left}
+th{background:#f3f5f7}h2{margin-top:1.6em}img{max-width:100%;border:1px solid #eee;margin:.5em 0}
+.note{color:#555;font-size:13px}dl{display:grid;grid-template-columns:max-content auto;gap:2px 12px}dt{font-weight:600}"""
+
+
+def to_html(report: Report, plots: dict[str, Path]) -> str:
+    e = html.escape
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(report.title)}</title>"
+             f"<style>{_CSS}</style></head><body><h1>{e(report.title)}</h1><dl>"]
+    parts += [f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in report.facts]
+    parts.append("</dl>")
+    for t in report.tables:
+        parts.append(f"<h2>{e(t.title)}</h2><table><tr>{''.join(f'<th>{e(h)}</th>' for h in t.header)}</tr>")
+        parts += [f"<tr>{''.join(f'<td>{e(c)}</td>' for c in r)}</tr>" for r in t.rows]
+        parts.append("</table>")
+        if t.note:
+            parts.append(f"<p class='note'>{e(t.note)}</p>")
+    if plots:
+        parts.append("<h2>Plots</h2>")
+        for key, path in plots.items():
+            data = base64.b64encode(path.read_bytes()).decode()
+            parts.append(f"<figure><img alt='{e(key)}' src='data:image/png;base64,{data}'>"
+                         f"<figcaption class='note'>{e(path.name)}</figcaption></figure>")
+    parts.append(f"<p class='note'>automc {__version__}, {time.strftime('%Y-%m-%d %H:%M')}</p></body></html>")
+    return "\n".join(parts)
+
+
+def write_report(result: SearchResult, *, fmt: Format = "html", out_dir: str | Path | None = None,
+                 mlflow: bool = True, tracker=None) -> Path:
+    """Draw the plots, write ``<output_dir>/report/report.html`` (or ``.md``) and return its path.
+
+    With ``mlflow=True`` the PNGs go to the search's MLflow parent run under ``plots/`` and the
+    report under ``report/``: to ``tracker.parent_id`` when a live ``Tracker`` is given (inside
+    ``run_search``), else to the newest parent run of the experiment.
+    """
+    from automc.report.plots import make_plots
+
+    if fmt not in ("html", "md"):
+        raise ValueError(f"report format {fmt!r}; use 'html' or 'md'")
+    out = Path(out_dir) if out_dir is not None else result.out_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    plots = make_plots(result, out)
+    content = build(result)
+    path = out / f"report.{fmt}"
+    text = to_html(content, plots) if fmt == "html" else to_markdown(content, plots, out)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(mask_secrets(text))
+    tmp.replace(path)
+    if mlflow:
+        _log(result, [*plots.values()], path, tracker)
+    return path
+
+
+def _log(result: SearchResult, plots: list[Path], report: Path, tracker) -> None:
+    if tracker is not None and tracker.parent_id:
+        for p in plots:
+            tracker.log_artifact(p, "plots")
+        tracker.log_artifact(report, "report")
+        return
+    from automc.report._mlflow import SearchRuns
+
+    runs = SearchRuns(result.config)
+    parent = runs.latest_parent()
+    runs.log_files(parent, plots, "plots")
+    runs.log_files(parent, [report], "report")

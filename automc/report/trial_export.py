@@ -1,0 +1,111 @@
+"""``automc export``: re-export any logged trial from its saved checkpoint, check parity, and log
+the files to the MLflow parent run of the search that ran it. Nothing is re-searched or re-trained:
+the trial's policy is replayed on the cached baseline and its fine-tuned weights are loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from automc.config import ExperimentConfig
+from automc.errors import AutomcError
+
+FORMATS = ("mindir", "onnx", "ms")
+
+
+@dataclass
+class TrialExport:
+    trial: int
+    files: dict[str, Path] = field(default_factory=dict)
+    parity: dict[str, str] = field(default_factory=dict)   # format -> parity report line
+    max_abs_diff: dict[str, float] = field(default_factory=dict)
+    mlflow_run: str = ""
+
+
+def parse_formats(text: str | Sequence[str]) -> list[str]:
+    items = [f.strip().lower() for f in (text.split(",") if isinstance(text, str) else text) if f.strip()]
+    bad = [f for f in items if f not in FORMATS]
+    if bad or not items:
+        raise AutomcError(f"unknown export format {bad[0]!r}; use a comma-separated list of {', '.join(FORMATS)}"
+                          if bad else f"give at least one format: {', '.join(FORMATS)}")
+    return list(dict.fromkeys(items))
+
+
+def export_trial(config: ExperimentConfig, *, trial: int | None = None, formats: Sequence[str] = ("mindir",),
+                 out_dir: str | Path | None = None, mlflow: bool = True,
+                 log: Callable[[str], None] = lambda s: None) -> TrialExport:
+    """Rebuild trial ``trial`` (default: the search's winner), export it to ``formats`` in its
+    deployment form, check each file against the in-memory network, and log the files to MLflow."""
+    from automc.search.evaluate import Evaluator
+    from automc.search.export import deploy_form
+    from automc.search.result import trial_network
+    from automc.report._store import load
+    from automc.search.runner import prepare
+
+    formats = parse_formats(formats)
+    result = load(config)
+    if trial is None:
+        if result.best is None:
+            raise AutomcError("the search has no winner yet (no completed trial meets the constraints); "
+                              "pick one with --trial N (`automc report` lists them)")
+        record = result.best
+    else:
+        by_number = {t.number: t for t in result.trials}
+        if trial not in by_number:
+            raise AutomcError(f"no trial #{trial} in study {config.name!r}; trials are "
+                              f"0..{max(by_number) if by_number else -1} (`automc status` lists them)")
+        record = by_number[trial]
+        if record.state != "COMPLETE":
+            raise AutomcError(f"trial #{trial} is {record.state.lower()}, it has no fine-tuned weights; "
+                              "export a completed trial")
+    prepared = prepare(config, train_baseline=False)
+    evaluator = Evaluator(prepared.context)
+    try:
+        net = deploy_form(trial_network(config, record, evaluator=evaluator), evaluator)
+    except LookupError as exc:
+        raise AutomcError(f"{exc}; was the output folder moved or cleaned?") from None
+
+    data = prepared.context.data
+    sample, check_x = data.test.x[:1], data.test.x[:256]
+    out = Path(out_dir) if out_dir is not None else config.out_path / "export" / f"trial-{record.number:04d}"
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"trial-{record.number:04d}"
+    done = TrialExport(trial=record.number)
+    policy_path = out / "policy.json"
+    policy_path.write_text(record.policy.to_json())
+    done.files["policy"] = policy_path
+
+    def _record(fmt: str, path: Path, report) -> None:
+        done.files[fmt] = Path(path)
+        done.parity[fmt] = str(report)
+        done.max_abs_diff[fmt] = float(report.max_abs_diff)
+        log(str(report))
+        if not report.ok(1e-4):
+            log(f"warning: the {fmt} outputs differ from the in-memory network by more than 1e-4")
+
+    if "mindir" in formats or "ms" in formats:
+        from automc.deploy.mindir import check_mindir_parity, export_mindir
+
+        path = export_mindir(net, sample, stem.with_suffix(".mindir"))
+        _record("mindir", path, check_mindir_parity(net, path, check_x))
+    if "onnx" in formats:
+        from automc.deploy.onnx import check_onnx_parity, export_onnx
+
+        path = export_onnx(net, sample, stem.with_suffix(".onnx"))
+        _record("onnx", path, check_onnx_parity(net, path, check_x))
+    if "ms" in formats:
+        from automc.deploy import lite
+
+        path = lite.convert_to_ms(done.files["mindir"], stem.with_suffix(".ms"))
+        _record("ms", path, lite.check_ms_parity(net, path, check_x))
+
+    if mlflow:
+        from automc.report._mlflow import SearchRuns
+
+        runs = SearchRuns(config)
+        done.mlflow_run = runs.parent_for_trial(record.number)
+        runs.log_files(done.mlflow_run, list(done.files.values()), f"exports/trial-{record.number:04d}")
+        runs.client.set_tag(done.mlflow_run, f"automc.exported.trial-{record.number:04d}", ",".join(formats))
+    return done

@@ -1,0 +1,189 @@
+"""The ``automc`` command on a tiny real search store: every subcommand, errors, secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cli_helpers import run_cli
+
+COMMANDS = ("search", "status", "report", "export", "devices", "ui", "init")
+
+
+def test_help_lists_every_command():
+    proc = run_cli("--help")
+    assert proc.returncode == 0
+    for name in COMMANDS:
+        assert f"  {name} " in proc.stdout
+    for name in COMMANDS:  # each subcommand has its own help
+        assert run_cli(name, "--help").returncode == 0
+
+
+@pytest.mark.parametrize("content, expected", [
+    ("name: x\nmodel: {name: lenet\n", "not valid YAML"),
+    ("name: x\nmodel: {name: lenet}\ncompress: {pruning: {}}\nsearch: {n_trails: 3}\n", "search.n_trails: unknown key"),
+    ("name: x\nmodel: {name: nonet}\ncompress: {pruning: {}}\n", "unknown model 'nonet'"),
+    (None, "no such experiment file"),
+])
+def test_a_bad_experiment_is_one_line_and_exit_code_2(tmp_path, content, expected):
+    path = tmp_path / "bad.yaml"
+    if content is not None:
+        path.write_text(content)
+    for command in ("search", "status", "report", "export"):
+        proc = run_cli(command, str(path), cwd=tmp_path, timeout=60)
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], proc.stderr
+        assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_init_writes_a_commented_template_that_passes_the_dry_run(tmp_path, cli, monkeypatch):
+    from automc.config import ExperimentConfig
+
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = cli("init", "starter.yaml")
+    assert code == 0 and "automc search starter.yaml --dry-run" in out
+    text = Path("starter.yaml").read_text()
+    assert yaml.safe_load(text)["name"] == "starter"
+    # every key of the schema is shown (set or commented out) in the starter
+    for section, field in ExperimentConfig.model_fields.items():
+        assert f"{section}:" in text, section
+    for key in ("max_ratio", "w_bits", "a_bits", "width", "depth", "kernel", "storage", "ray_address",
+                "tracking_uri", "select_by", "max_accuracy_drop", "distill_weight", "trial_timeout_s"):
+        assert f"{key}:" in text, key
+    assert sum(line.strip().startswith("#") or " # " in line for line in text.splitlines()) > 40
+    code, out, err = cli("search", "starter.yaml", "--dry-run")
+    assert code == 0, err
+    assert "experiment 'starter' is valid" in out and "prune.conv1.0" in out
+    code, _, err = cli("init", "starter.yaml")
+    assert code == 2 and "exists already" in err
+
+
+def test_devices_lists_the_builtin_devices(cli):
+    code, out, _ = cli("devices")
+    assert code == 0
+    for name in ("arm-a76", "kirin990-npu", "ascend310", "t4"):
+        assert name in out
+
+
+def test_status_shows_progress_best_per_device_and_next_steps(store, cli):
+    path, result = store
+    code, out, err = cli("status", str(path))
+    assert code == 0, err
+    assert "study 'clistore': 3/3 trials finished (3 complete)" in out
+    assert f"best so far: trial #{result.best.number}" in out
+    assert "best on arm-a76: trial #" in out and "best on kirin990-npu: trial #" in out
+    assert "latest trials:" in out and "#2" in out
+    assert f"automc report {path}" in out
+
+
+def _parent_artifacts(result) -> set[str]:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(result.artifacts["tracking_uri"])
+    exp = client.get_experiment_by_name("clistore")
+    runs = client.search_runs([exp.experiment_id], max_results=100)
+    parent = [r for r in runs if "mlflow.parentRunId" not in r.data.tags][0]
+
+    def walk(path=None):
+        for a in client.list_artifacts(parent.info.run_id, path):
+            yield from (walk(a.path) if a.is_dir else [a.path])
+
+    return set(walk())
+
+
+def test_report_prints_tables_writes_html_with_plots_and_logs_them(store, cli):
+    path, result = store
+    code, out, err = cli("report", str(path))
+    assert code == 0, err
+    for title in ("Pareto front over accuracy, macs", "Best policy per device", "Per-layer breakdown of the winner"):
+        assert title in out
+    assert "ms@arm-a76" in out and "ms@kirin990-npu" in out and "conv2.0" in out
+    report = result.out_dir / "report" / "report.html"
+    assert out.strip().splitlines()[-1] == f"report: {report}"
+    html = report.read_text()
+    assert html.count("data:image/png;base64,") == 4 and "<table>" in html
+    for name in ("pareto", "policy", "layer_latency", "history"):
+        png = result.out_dir / "report" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    assert {"plots/pareto.png", "plots/policy.png", "plots/layer_latency.png", "plots/history.png",
+            "report/report.html"} <= _parent_artifacts(result)
+
+
+def test_report_in_markdown_links_its_plots(store, cli):
+    path, result = store
+    code, out, err = cli("report", str(path), "--format", "md", "--no-mlflow")
+    assert code == 0, err
+    md = (result.out_dir / "report" / "report.md").read_text()
+    assert "| trial |" in md and "![pareto](pareto.png)" in md and "![history](history.png)" in md
+    code, _, err = cli("report", str(path), "--format", "pdf")
+    assert code == 2 and "use html or md" in err
+
+
+def test_best_per_device_is_the_lowest_latency_feasible_trial(store):
+    from automc.report._analysis import best_per_device
+
+    _, result = store
+    close = [t for t in result.trials if t.state == "COMPLETE"
+             and result.baseline["accuracy"] - t.metrics["accuracy"] <= 5.0]
+    for d in best_per_device(result):
+        key = f"latency@{d.device}"
+        assert d.trial is not None and d.best_ms == min(t.metrics[key] for t in close)
+        assert d.baseline_ms == pytest.approx(result.baseline[key]) and d.speedup > 1
+
+
+def test_export_reexports_any_trial_with_parity_and_logs_it(store, cli):
+    path, result = store
+    other = next(t for t in result.trials if t.number != result.best.number)
+    code, out, err = cli("export", str(path), "--trial", str(other.number), "--format", "mindir,onnx")
+    assert code == 0, err
+    folder = result.out_dir / "export" / f"trial-{other.number:04d}"
+    for suffix in (".mindir", ".onnx"):
+        assert (folder / f"trial-{other.number:04d}{suffix}").stat().st_size > 1000
+    assert "mindir parity" in out and "onnx parity" in out and "argmax 100.0%" in out
+    assert f"exports/trial-{other.number:04d}/" in out
+    arts = _parent_artifacts(result)
+    assert {f"exports/trial-{other.number:04d}/trial-{other.number:04d}.onnx",
+            f"exports/trial-{other.number:04d}/policy.json"} <= arts
+    # the exported network is the trial's: its policy was replayed
+    import json
+
+    assert json.loads((folder / "policy.json").read_text())["prune"] == dict(other.policy.prune)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (("--trial", "99"), "no trial #99"),
+    (("--format", "mindir,tflite"), "unknown export format 'tflite'"),
+])
+def test_export_errors_are_one_line(store, cli, args, expected):
+    path, _ = store
+    code, out, err = cli("export", str(path), *args)
+    assert code == 2 and expected in err and len(err.strip().splitlines()) == 1
+
+
+def test_passwords_never_reach_the_console_or_the_report(store, cli, tmp_path):
+    from automc.report import write_report
+
+    path, result = store
+    secret_url = "postgresql://user:secret@127.0.0.1:1/db"
+    cfg = yaml.safe_load(path.read_text())
+    pg = tmp_path / "pg.yaml"
+    cfg["search"] = {**cfg["search"], "storage": secret_url}
+    cfg["tracking"] = {"tracking_uri": "http://admin:secret@mlflow-server:5000"}
+    pg.write_text(yaml.safe_dump(cfg))
+    code, out, err = cli("search", str(pg), "--dry-run")
+    assert code == 0 and "postgresql://user:***@127.0.0.1:1/db" in out
+    code, out, err = cli("status", str(pg))  # the baseline is cached; the database is unreachable
+    assert code == 2 and "cannot open the study storage postgresql://user:***@" in err
+    assert len(err.strip().splitlines()) == 1
+    code, out2, err2 = cli("ui", str(pg))
+    assert code == 0 and "http://admin:***@mlflow-server:5000" in out2
+    masked = result.config.model_copy(update={"search": result.config.search.model_copy(update={"storage": secret_url})})
+    from dataclasses import replace
+
+    report = write_report(replace(result, config=masked), out_dir=tmp_path / "rep", mlflow=False)
+    text = report.read_text()
+    assert "user:***@127.0.0.1" in text
+    assert "secret" not in out + err + out2 + err2 + text

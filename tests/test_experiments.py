@@ -1,0 +1,88 @@
+"""Every shipped experiment passes ``automc search --dry-run`` without contacting anything."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pytest
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+def _importable(target: str) -> bool:
+    module, _, attr = target.partition(":")
+    try:
+        return hasattr(importlib.import_module(module), attr)
+    except Exception:
+        return False
+
+
+NEEDS = {  # experiment -> compressors written alongside it
+    "mixed_precision_resnet20": ["automc.algorithms.quantization:MixedPrecisionQuantization"],
+    "joint_kirin_npu": ["automc.algorithms.quantization:MixedPrecisionQuantization"],
+    "ray_postgres": ["automc.algorithms.quantization:MixedPrecisionQuantization"],
+    "nas_mobilenetv2_arm": ["automc.algorithms.nas:ElasticNAS"],
+}
+
+
+def _cases():
+    for path in sorted(EXPERIMENTS.glob("*.yaml")):
+        missing = [t for t in NEEDS.get(path.stem, []) if not _importable(t)]
+        marks = [pytest.mark.xfail(reason="compressor not yet merged", strict=False)] if missing else []
+        yield pytest.param(path, id=path.stem, marks=marks)
+
+
+def test_the_expected_experiments_ship():
+    names = {p.stem for p in EXPERIMENTS.glob("*.yaml")}
+    assert {"quickstart", "mixed_precision_resnet20", "joint_kirin_npu", "nas_mobilenetv2_arm",
+            "multi_device_pareto", "ray_postgres"} <= names
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Fail loudly if a dry-run tries to reach a database, a Ray cluster or an MLflow server."""
+    import sqlalchemy
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"--dry-run tried to connect: {args[:1]}")
+
+    monkeypatch.setattr(sqlalchemy, "create_engine", refuse)
+    try:
+        import ray
+
+        monkeypatch.setattr(ray, "init", refuse)
+    except ImportError:
+        pass
+    import mlflow.tracking
+
+    monkeypatch.setattr(mlflow.tracking, "MlflowClient", refuse)
+    monkeypatch.setattr(mlflow, "set_tracking_uri", refuse)
+
+
+@pytest.mark.parametrize("path", list(_cases()))
+def test_dry_run_passes(path, capsys, offline, monkeypatch, tmp_path):
+    from automc.cli import main
+
+    monkeypatch.chdir(tmp_path)  # nothing is written next to the repository's experiments
+    text = path.read_text()
+    assert text.lstrip().startswith("#"), "each experiment opens with comments saying what it does"
+    try:
+        main(["search", str(path), "--dry-run"])
+    except SystemExit as exc:
+        pytest.fail(f"exit {exc.code}: {capsys.readouterr().err}")
+    out = capsys.readouterr().out
+    assert f"experiment '{path.stem}' is valid" in out and "search space" in out
+    assert "(--dry-run contacts none of these)" in out
+    if path.stem == "ray_postgres":
+        assert "postgresql://user:***@db-host:5432/automc" in out and "password@" not in out
+        assert "ray at ray://ray-head:10001" in out and "http://mlflow-server:5000" in out
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.db"))
+
+
+def test_quickstart_keeps_its_behaviour():
+    import yaml
+
+    cfg = yaml.safe_load((EXPERIMENTS / "quickstart.yaml").read_text())
+    assert cfg["model"]["name"] == "lenet" and cfg["data"]["name"] == "digits"
+    assert set(cfg["compress"]) == {"pruning"} and cfg["search"]["n_trials"] == 20
