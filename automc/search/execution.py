@@ -146,7 +146,7 @@ class RayExecutor:
             self._owns_ray = True
         self._ray = ray
         self._ctx_ref = ray.put(ctx)
-        self._actor_cls = ray.remote(num_cpus=ex.cpus_per_trial, num_gpus=ex.gpus_per_trial, max_restarts=-1)(_RayWorker)
+        self._actor_cls = ray.remote(num_cpus=ex.cpus_per_trial, num_gpus=ex.gpus_per_trial)(_RayWorker)
         self._storage_url = storage_url
         self._actors = [self._new_actor() for _ in range(ex.workers)]
         self._free = list(self._actors)
@@ -164,6 +164,12 @@ class RayExecutor:
         ref = actor.evaluate.remote(number, trial._trial_id, policy.to_json())
         self._running[ref] = (number, actor, time.perf_counter())
 
+    def _replace(self, actor) -> None:
+        """A fresh worker in place of a dead or killed one."""
+        replacement = self._new_actor()
+        self._actors = [replacement if a is actor else a for a in self._actors]
+        self._free.append(replacement)
+
     def _kill_overdue(self) -> list[tuple[int, Any]]:
         out = []
         now = time.perf_counter()
@@ -171,9 +177,7 @@ class RayExecutor:
             if self._hard_limit_s is not None and now - started > self._hard_limit_s:
                 self._ray.kill(actor)
                 del self._running[ref]
-                replacement = self._new_actor()
-                self._actors = [replacement if a is actor else a for a in self._actors]
-                self._free.append(replacement)
+                self._replace(actor)
                 out.append((number, TrialFailed(f"killed after {now - started:.0f}s (search.trial_timeout_s)")))
         return out
 
@@ -186,13 +190,18 @@ class RayExecutor:
                 break
         out = overdue
         for ref in ready:
+            if ref not in self._running:  # killed as overdue in this same round
+                continue
             number, actor, _ = self._running.pop(ref)
-            self._free.append(actor)
             try:
                 out.append((number, ray.get(ref)))
-            except ray.exceptions.RayActorError as exc:
+                self._free.append(actor)
+            except ray.exceptions.RayActorError as exc:  # the worker process died: fail the trial, replace it
                 out.append((number, TrialFailed(f"Ray worker died: {str(exc).splitlines()[0]}")))
+                self._replace(actor)
+                continue
             except ray.exceptions.RayTaskError as exc:
+                self._free.append(actor)
                 cause = exc.cause if getattr(exc, "cause", None) is not None else exc
                 out.append((number, cause))
         return out
