@@ -2,7 +2,8 @@
 
 Every factory takes ``num_classes`` and ``input_shape`` (C, H, W) and returns an ``nn.Cell``.
 They use only ordinary MindSpore cells, so the generic analysis (``automc.analysis``) finds their
-coupled channels the same way it does for a user's network.
+coupled channels the same way it does for a user's network. ResNet, MobileNetV2 and VGG declare
+their elastic dimensions for NAS (``elastic_space``, see ``automc.algorithms.nas``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,12 @@ from __future__ import annotations
 from typing import Sequence
 
 from mindspore import nn, ops
+
+
+def _elastic_space(**kwargs):
+    from automc.algorithms.nas import ElasticSpace  # imported on use: NAS is optional
+
+    return ElasticSpace(**kwargs)
 
 
 def _conv_bn(cin: int, cout: int, kernel: int = 3, stride: int = 1, groups: int = 1, act: str | None = "relu"):
@@ -93,6 +100,17 @@ class CifarResNet(nn.Cell):
         x = self.layer3(self.layer2(self.layer1(self.stem(x))))
         return self.fc(self.pool(x))
 
+    def elastic_space(self):
+        """Per stage: depth (first block kept), width (each block's inner channels and the stage's
+        residual channels; stage1's residual group includes the stem)."""
+        stages, widths = {}, {}
+        for i in (1, 2, 3):
+            n = len(getattr(self, f"layer{i}"))
+            blocks = tuple(f"layer{i}.{j}" for j in range(n))
+            stages[f"stage{i}"] = blocks
+            widths[f"stage{i}"] = tuple(f"{b}.conv1.0" for b in blocks) + (f"layer{i}.0.conv2.0",)
+        return _elastic_space(stages=stages, widths=widths)
+
 
 # --------------------------------------------------------------------------- MobileNetV2
 class InvertedResidual(nn.Cell):
@@ -122,15 +140,18 @@ class MobileNetV2(nn.Cell):
     SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
 
     def __init__(self, num_classes: int = 10, input_shape: Sequence[int] = (3, 32, 32), width_mult: float = 1.0,
-                 last_channels: int = 1280):
+                 last_channels: int = 1280, kernel: int = 3):
         super().__init__()
         stem_stride = 1 if min(input_shape[1:]) < 64 else 2
         cin = _make_divisible(32 * width_mult)
         features = [_conv_bn(input_shape[0], cin, 3, stem_stride, act="relu6")]
+        self._stages: list[list[int]] = []
         for t, c, n, s in self.SETTINGS:
             cout = _make_divisible(c * width_mult)
+            self._stages.append([])
             for i in range(n):
-                features.append(InvertedResidual(cin, cout, s if i == 0 else 1, t))
+                self._stages[-1].append(len(features))
+                features.append(InvertedResidual(cin, cout, s if i == 0 else 1, t, kernel))
                 cin = cout
         last = _make_divisible(last_channels * max(1.0, width_mult))
         features.append(_conv_bn(cin, last, 1, act="relu6"))
@@ -140,6 +161,26 @@ class MobileNetV2(nn.Cell):
 
     def construct(self, x):
         return self.classifier(self.pool(self.features(x)))
+
+    def elastic_space(self):
+        """Per stage: depth (the residual blocks after the first can go) and width (each block's
+        expanded channels and the stage's output channels); per block (``block<i>``, ``i`` its index
+        in ``features``): depthwise kernel; plus the stem's and the head's widths."""
+        stages, min_depth, widths, kernels = {}, {}, {"stem": ("features.0.0",)}, {}
+        for s, idx in enumerate(self._stages, 1):
+            blocks = [self.features[i] for i in idx]
+            stages[f"stage{s}"] = tuple(f"features.{i}" for i in idx)
+            fixed = max([0] + [j + 1 for j, b in enumerate(blocks) if not b.use_residual])
+            min_depth[f"stage{s}"] = max(1, fixed)
+            expand = tuple(f"features.{i}.conv.0.0" for i, b in zip(idx, blocks) if len(b.conv) == 3)
+            # a stage whose first block is residual shares its output channels with the stage before
+            out = () if blocks[0].use_residual else (f"features.{idx[0]}.conv.{len(blocks[0].conv) - 1}.0",)
+            if expand + out:
+                widths[f"stage{s}"] = expand + out
+            for i, b in zip(idx, blocks):
+                kernels[f"block{i}"] = (f"features.{i}.conv.{len(b.conv) - 2}.0",)
+        widths["head"] = (f"features.{len(self.features) - 1}.0",)
+        return _elastic_space(stages=stages, min_depth=min_depth, widths=widths, kernels=kernels)
 
 
 # --------------------------------------------------------------------------- VGG
@@ -156,15 +197,19 @@ class VGG(nn.Cell):
                  width_mult: float = 1.0):
         super().__init__()
         layers, cin, size = [], input_shape[0], input_shape[1]
+        self._stages: list[list[int]] = [[]]
         for v in VGG_CONFIGS[config]:
             if v == "M":
                 if size >= 2:
                     layers.append(nn.MaxPool2d(2, 2))
                     size //= 2
+                    self._stages.append([])
                 continue
             cout = max(8, int(v * width_mult))
+            self._stages[-1].append(len(layers))
             layers.append(_conv_bn(cin, cout))
             cin = cout
+        self._stages = [s for s in self._stages if s]
         self.features = nn.SequentialCell(layers)
         self.pool = GlobalAvgPool()
         self.fc1 = nn.Dense(cin, cin)
@@ -173,6 +218,18 @@ class VGG(nn.Cell):
 
     def construct(self, x):
         return self.fc2(self.relu(self.fc1(self.pool(self.features(x)))))
+
+    def elastic_space(self):
+        """Per stage (the convs between two poolings): width, and depth over the trailing convs
+        that keep their channel count (a stage keeps at least its first conv)."""
+        stages, min_depth, widths = {}, {}, {}
+        for s, idx in enumerate(self._stages, 1):
+            convs = [self.features[i][0] for i in idx]
+            stages[f"stage{s}"] = tuple(f"features.{i}" for i in idx)
+            fixed = max([0] + [j + 1 for j, c in enumerate(convs) if c.in_channels != c.out_channels])
+            min_depth[f"stage{s}"] = max(1, fixed)
+            widths[f"stage{s}"] = tuple(f"features.{i}.0" for i in idx)
+        return _elastic_space(stages=stages, min_depth=min_depth, widths=widths)
 
 
 def lenet(num_classes: int = 10, input_shape: Sequence[int] = (1, 8, 8), width: int = 16) -> nn.Cell:
@@ -188,8 +245,9 @@ def resnet56(num_classes: int = 10, input_shape: Sequence[int] = (3, 32, 32), wi
 
 
 def mobilenetv2(num_classes: int = 10, input_shape: Sequence[int] = (3, 32, 32), width_mult: float = 1.0,
-                last_channels: int = 1280) -> nn.Cell:
-    return MobileNetV2(num_classes, input_shape, width_mult, last_channels)
+                last_channels: int = 1280, kernel: int = 3) -> nn.Cell:
+    """``kernel``: depthwise kernel size (build with the largest one a NAS search may shrink to)."""
+    return MobileNetV2(num_classes, input_shape, width_mult, last_channels, kernel)
 
 
 def vgg11(num_classes: int = 10, input_shape: Sequence[int] = (3, 32, 32), width_mult: float = 1.0) -> nn.Cell:

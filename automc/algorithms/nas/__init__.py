@@ -39,8 +39,12 @@ Joint policies apply NAS first, then pruning and quantization on the sub-network
 are shares of the sub-network's channels; ratios of groups and bit-widths of layers that NAS
 removed are ignored. ``sub_policy(table, policy)`` (``ElasticNAS.after_apply``) gives the
 sub-network's table and the rest of the policy restated for it.
+
+``recalibrate_bn(sub, x)`` re-estimates a sub-network's batch-norm statistics, which makes its
+accuracy before any fine-tuning a usable ranking signal (see ``benchmarks/nas_mobilenetv2.py``).
 """
 
+from automc.algorithms.nas._calibrate import recalibrate_bn
 from automc.algorithms.nas._extract import extract, sub_policy, with_elastic_space
 from automc.algorithms.nas._nas import ElasticNAS
 from automc.algorithms.nas._resolver import ElasticResolver, nas_channels, resolver_of
@@ -52,6 +56,7 @@ __all__ = [
     "ElasticSpace",
     "extract",
     "nas_channels",
+    "recalibrate_bn",
     "resolver_of",
     "sub_policy",
     "uniform_width",
