@@ -159,18 +159,25 @@ def test_mindcv_resnet18_converts_and_matches(tmp_path, toolchain):
     assert report.ok(TOL), str(report)
 
 
-def test_zoo_models_convert(tmp_path, toolchain):
-    models = pytest.importorskip("automc.models")
-    if not hasattr(models, "build_model"):
-        pytest.skip("automc.models.build_model is not available yet")
-    from automc.deploy import check_mindir_parity, check_ms_parity, convert_to_ms, export_mindir
+@pytest.mark.parametrize("pruned", [False, True], ids=["full", "pruned"])
+def test_zoo_models_convert(tmp_path, toolchain, pruned):
+    """Zoo networks, as built and after dependency-aware pruning, through MindIR, ONNX and .ms."""
+    from automc.algorithms.pruning import prune
+    from automc.analysis import build_layer_table
+    from automc.deploy import check_mindir_parity, check_ms_parity, check_onnx_parity, convert_to_ms, export_mindir, export_onnx
+    from automc.models import build_model
+    from automc.policy import Policy
 
     x = np.random.default_rng(0).normal(size=(2, 3, 32, 32)).astype(np.float32)
     for name in ("lenet", "resnet20", "mobilenetv2", "vgg11"):
-        net = models.build_model(name, num_classes=10, input_shape=(3, 32, 32))
+        net = build_model(name, num_classes=10, input_shape=(3, 32, 32))
+        if pruned:
+            table = build_layer_table(net, (3, 32, 32))
+            net = prune(net, table, Policy(prune={g.name: 0.4 for g in table.prunable_groups}))
         net.set_train(False)
         mindir = export_mindir(net, x, tmp_path / name)
         assert check_mindir_parity(net, mindir, x).ok(TOL)
+        assert check_onnx_parity(net, export_onnx(net, x, tmp_path / f"{name}.onnx"), x).ok(TOL)
         report = check_ms_parity(net, convert_to_ms(mindir, tmp_path / f"{name}.ms", toolchain=toolchain), x,
                                  repeats=2, toolchain=toolchain)
         assert report.ok(TOL), f"{name}: {report}"
