@@ -263,16 +263,18 @@ class LayerTable:
         return "\n".join(lines)
 
     # ----------------------------------------------------------------- policies
-    def resolve(self, policies: Policy | Sequence[Policy]) -> LayerShapes:
-        """Shapes of every layer under each policy, as ``(P, L)`` arrays."""
-        if isinstance(policies, Policy):
-            policies = [policies]
-        n_p, n_l = len(policies), len(self.names)
+    def channel_shapes(self, policies: Sequence[Policy], channels: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(cin, cout, groups)`` as ``(P, L)`` arrays after each policy's pruning ratios.
 
-        names = [g.name for g in self.coupling]
-        ratios = _matrix([pol.prune for pol in policies], names, 0.0)
-        channels = np.array([g.channels for g in self.coupling], dtype=np.int64)
-        kept = kept_channels(channels[None, :], ratios) if names else np.zeros((n_p, 0), np.int64)
+        ``channels`` (``(G,)`` or ``(P, G)``) overrides the groups' channel counts before pruning,
+        as a NAS width choice does; the one rounding rule is ``kept_channels``.
+        """
+        n_p, n_l = len(policies), len(self.names)
+        ratios = _matrix([pol.prune for pol in policies], [g.name for g in self.coupling], 0.0)
+        if channels is None:
+            channels = np.array([g.channels for g in self.coupling], dtype=np.int64)
+        kept = kept_channels(np.broadcast_to(channels, ratios.shape), ratios) if self.coupling else np.zeros((n_p, 0), np.int64)
 
         def grouped(base: np.ndarray, group: np.ndarray, factor: np.ndarray | int = 1) -> np.ndarray:
             out = np.broadcast_to(base, (n_p, n_l)).copy()
@@ -283,8 +285,16 @@ class LayerTable:
 
         cin = grouped(self.cin, self.in_group, self.in_factor)
         cout = grouped(self.cout, self.out_group)
-        is_dw = self.kind == "dwconv"
-        groups = np.where(is_dw[None, :], cin, np.broadcast_to(self.groups, (n_p, n_l)))
+        groups = np.where((self.kind == "dwconv")[None, :], cin, np.broadcast_to(self.groups, (n_p, n_l)))
+        return cin, cout, groups
+
+    def resolve(self, policies: Policy | Sequence[Policy]) -> LayerShapes:
+        """Shapes of every layer under each policy, as ``(P, L)`` arrays."""
+        if isinstance(policies, Policy):
+            policies = [policies]
+        n_p, n_l = len(policies), len(self.names)
+
+        cin, cout, groups = self.channel_shapes(policies)
 
         w_bits = _matrix([pol.w_bits for pol in policies], self.names, FLOAT_BITS).astype(np.int64)
         a_bits = _matrix([pol.a_bits for pol in policies], self.names, FLOAT_BITS).astype(np.int64)

@@ -158,22 +158,8 @@ class ElasticResolver:
         t = self.table
         for pol in policies:
             self.validate(pol.nas)
-        n_p, n_l = len(policies), len(t)
-        ratios = np.array([[pol.prune.get(g.name, 0.0) for g in t.coupling] for pol in policies],
-                          dtype=np.float64).reshape(n_p, len(t.coupling))
-        kept = kept_channels(self.group_channels(policies), ratios) if len(t.coupling) else np.zeros((n_p, 0), np.int64)
-
-        def grouped(base: np.ndarray, group: np.ndarray, factor: np.ndarray | int = 1) -> np.ndarray:
-            out = np.broadcast_to(base, (n_p, n_l)).copy()
-            has = group >= 0
-            if has.any():
-                out[:, has] = kept[:, group[has]] * (factor[has] if isinstance(factor, np.ndarray) else factor)
-            return out
-
-        cin = grouped(t.cin, t.in_group, t.in_factor)
         out = dict(arrays)
-        out["cin"], out["cout"] = cin, grouped(t.cout, t.out_group)
-        out["groups"] = np.where((t.kind == "dwconv")[None, :], cin, np.broadcast_to(t.groups, (n_p, n_l)))
+        out["cin"], out["cout"], out["groups"] = t.channel_shapes(policies, self.group_channels(policies))
         kh, kw, present = out["kh"].copy(), out["kw"].copy(), out["present"].copy()
         for p, pol in enumerate(policies):
             for knob, rows in self.kernel_rows.items():
