@@ -54,6 +54,11 @@ class Compressor(abc.ABC):
         ``calib_x`` (training inputs, numpy NCHW) is there for compressors that calibrate.
         """
 
+    def after_apply(self, table: LayerTable, policy: Policy) -> tuple[LayerTable, Policy]:
+        """The layer table and policy the next compressors see (default: unchanged); NAS hands
+        on the sub-network's table and drops decisions about removed layers."""
+        return table, policy
+
     def to_deploy_form(self, network):
         """The network in the form that is exported (default: unchanged)."""
         return network

@@ -73,9 +73,10 @@ class Evaluator:
 
     def compress(self, policy: Policy):
         """The compressed, not yet fine-tuned network (compressors applied in their fixed order)."""
-        net = self.baseline
+        net, table = self.baseline, self.ctx.table
         for compressor in self.compressors:
-            net = compressor.apply(net, self.ctx.table, policy, calib_x=self.ctx.data.train.x)
+            net = compressor.apply(net, table, policy, calib_x=self.ctx.data.train.x)
+            table, policy = compressor.after_apply(table, policy)
         return net
 
     def evaluate(
