@@ -242,3 +242,20 @@ def test_joint_pruning_and_mixed_precision_search(tmp_path, mode):
     kinds = {type(c).__name__ for _, c in net.cells_and_names()}
     assert {"QuantConv2d", "QuantDense"} <= kinds
     assert float(result.artifacts["mindir_max_abs_diff"]) < 1e-4  # the deploy form, exported
+
+
+def test_joint_nas_and_pruning_search_on_resnet20(tmp_path):
+    import mindspore as ms
+
+    path = write_experiment(tmp_path, name="nasjoint", model={"name": "resnet20"},
+                            data={"name": "synthetic", "kwargs": {"shape": [3, 16, 16], "num_samples": 300}},
+                            train={"epochs": 1, "lr": 0.05}, finetune={"epochs": 0.3, "lr": 0.02},
+                            compress={"nas": {"width": [0.5, 1.0], "depth": [2, 3]}, "pruning": {"max_ratio": 0.5}},
+                            search={"n_trials": 3, "heartbeat_s": 1.0, "pruner": "none"},
+                            export={"formats": ["mindir"], "max_accuracy_drop": 100.0})
+    result = automc.search(path, log=lambda s: None)
+    assert [t.state for t in result.trials] == ["COMPLETE"] * 3
+    assert all(any(k.endswith(".depth") for k in t.policy.nas) for t in result.trials)
+    net = result.best_network()
+    assert net(ms.Tensor(np.zeros((1, 3, 16, 16), np.float32))).shape == (1, 10)
+    assert float(result.artifacts["mindir_max_abs_diff"]) < 1e-4
