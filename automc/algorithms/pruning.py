@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from automc.algorithms._base import Compressor, Decision
+from automc.algorithms._surgery import find_cell, rename_parameters, replace_cell
 from automc.analysis.layer_table import LayerTable, kept_channels
 from automc.errors import CompressionError, ConfigError
 from automc.policy import Policy
@@ -36,31 +37,6 @@ def l1_importance(weights: Sequence[np.ndarray]) -> np.ndarray:
 @IMPORTANCE.register("l2")
 def l2_importance(weights: Sequence[np.ndarray]) -> np.ndarray:
     return _normalised([np.sqrt((w.reshape(w.shape[0], -1) ** 2).sum(1)) for w in weights])
-
-
-def _find(net, path: str):
-    cell = net
-    for part in path.split("."):
-        cell = cell._cells[part]
-    return cell
-
-
-def _replace(net, path: str, new_cell) -> None:
-    from mindspore import nn
-
-    parent_path, _, child = path.rpartition(".")
-    parent = _find(net, parent_path) if parent_path else net
-    if isinstance(parent, (nn.SequentialCell, nn.CellList)):
-        parent[int(child)] = new_cell
-    else:
-        setattr(parent, child, new_cell)
-
-
-def rename_parameters(net) -> None:
-    """Give every parameter its full dotted path as name (new cells start with bare names)."""
-    for name, cell in net.cells_and_names():
-        for pname, param in cell._params.items():
-            param.name = f"{name}.{pname}" if name else pname
 
 
 def _tensor(a: np.ndarray):
@@ -127,7 +103,7 @@ def prune(net, table: LayerTable, policy: Policy, *, importance: str = "l1"):
         n_keep = int(kept_channels(group.channels, ratio))
         if n_keep == group.channels:
             continue
-        scores = score([_find(pruned, p).weight.asnumpy() for p in group.producers])
+        scores = score([find_cell(pruned, p).weight.asnumpy() for p in group.producers])
         keep[name] = np.sort(np.argsort(-scores, kind="stable")[:n_keep])
 
     if not keep:
@@ -148,10 +124,10 @@ def prune(net, table: LayerTable, policy: Policy, *, importance: str = "l1"):
     from mindspore import nn
 
     for path in sorted(set(out_idx) | set(in_idx)):
-        cell = _find(pruned, path)
+        cell = find_cell(pruned, path)
         if not isinstance(cell, (nn.Conv2d, nn.Dense, nn.BatchNorm2d, nn.BatchNorm1d)):
             continue  # channel-wise cells without weights (pooling, activations) adapt by themselves
-        _replace(pruned, path, _sliced_cell(cell, out_idx.get(path), in_idx.get(path)))
+        replace_cell(pruned, path, _sliced_cell(cell, out_idx.get(path), in_idx.get(path)))
     rename_parameters(pruned)
     pruned.set_train(False)
     return pruned

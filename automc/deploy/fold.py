@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from automc.algorithms._surgery import replace_cell
 from automc.deploy._parity import as_batch, first_output
 from automc.errors import DeployError
 
@@ -21,26 +22,6 @@ from automc.errors import DeployError
 class FoldedPair:
     conv: str
     bn: str
-
-
-def _parent(net, name: str):
-    """(parent cell, child key) of the cell named ``name`` in ``net``."""
-    parent_name, _, key = name.rpartition(".")
-    parent = net
-    if parent_name:
-        cells = dict(net.cells_and_names())
-        parent = cells[parent_name]
-    return parent, key
-
-
-def _set_child(parent, key: str, new_cell) -> None:
-    from mindspore import nn
-
-    if isinstance(parent, (nn.SequentialCell, nn.CellList)):
-        keys = list(parent._cells.keys())  # noqa: SLF001 - the only way to map a child name to its index
-        parent[keys.index(key)] = new_cell
-    else:
-        setattr(parent, key, new_cell)
 
 
 def find_conv_bn_pairs(net, sample_input: np.ndarray) -> list[FoldedPair]:
@@ -112,8 +93,7 @@ def fold_batchnorm(net, sample_input: np.ndarray, *, tol: float = 1e-4):
         else:
             conv.bias = Parameter(Tensor(new_b), name=f"{pair.conv}.bias")
             conv.has_bias = True
-        parent, key = _parent(net, pair.bn)
-        _set_child(parent, key, nn.Identity())
+        replace_cell(net, pair.bn, nn.Identity())
     after = first_output(net(Tensor(x)))
     diff = float(np.max(np.abs(after.astype(np.float64) - before))) if before.size else 0.0
     if not np.isfinite(diff) or diff > tol * max(1.0, float(np.max(np.abs(before)))):
@@ -123,8 +103,7 @@ def fold_batchnorm(net, sample_input: np.ndarray, *, tol: float = 1e-4):
                 bias.set_data(Tensor(bias_data))
             else:
                 conv.bias, conv.has_bias = None, False
-            parent, key = _parent(net, pair.bn)
-            _set_child(parent, key, bn)
+            replace_cell(net, pair.bn, bn)
         raise DeployError(
             f"batch-norm folding changed the outputs by {diff:.3g} (> {tol}); a conv output probably "
             "feeds more than its BatchNorm. The network was restored; export it unfolded"

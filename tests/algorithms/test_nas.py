@@ -18,7 +18,8 @@ from automc.algorithms.nas import (  # noqa: E402
     sub_policy,
     uniform_width,
 )
-from automc.algorithms.pruning import ChannelPruning, _find, l1_importance  # noqa: E402
+from automc.algorithms._surgery import find_cell as _find  # noqa: E402
+from automc.algorithms.pruning import ChannelPruning, l1_importance  # noqa: E402
 from automc.analysis import build_layer_table  # noqa: E402
 from automc.config import config_from_dict  # noqa: E402
 from automc.errors import CompressionError, ConfigError  # noqa: E402

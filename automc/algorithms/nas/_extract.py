@@ -9,7 +9,8 @@ import numpy as np
 
 from automc.algorithms.nas._resolver import ElasticResolver, resolver_of
 from automc.algorithms.nas._space import ElasticSpace
-from automc.algorithms.pruning import _find, _replace, _tensor, prune, rename_parameters
+from automc.algorithms._surgery import find_cell, rename_parameters, replace_cell
+from automc.algorithms.pruning import _tensor, prune
 from automc.analysis.layer_table import LayerTable
 from automc.errors import CompressionError
 from automc.policy import Policy
@@ -36,7 +37,7 @@ def _check_blocks(net, space: ElasticSpace, input_shape) -> None:
     handles = []
     for path in droppable:
         try:
-            cell = _find(net, path)
+            cell = find_cell(net, path)
         except KeyError:
             raise CompressionError(f"elastic stage {droppable[path]!r}: no cell {path!r} in the network") from None
 
@@ -69,7 +70,7 @@ def with_elastic_space(table: LayerTable, net, space: ElasticSpace) -> LayerTabl
     if net is not None:
         for knob, layers in space.kernels.items():
             for layer in layers:
-                if not _padding_ok(_find(net, layer)):
+                if not _padding_ok(find_cell(net, layer)):
                     raise CompressionError(f"elastic kernel {knob!r}: {layer!r} must use pad_mode='same' or symmetric "
                                            "padding kernel//2 without dilation, so that a smaller kernel keeps the output size")
         _check_blocks(net, space, table.input_shape)
@@ -114,10 +115,10 @@ def extract(net, table: LayerTable, nas: Mapping[str, Any], *, importance: str =
         k = full[f"{knob}.kernel"]
         if k != resolver.base_kernel[knob]:
             for layer in layers:
-                _replace(sub, layer, _cropped_conv(_find(sub, layer), k))
+                replace_cell(sub, layer, _cropped_conv(find_cell(sub, layer), k))
     for stage, blocks in resolver.space.stages.items():
         for block in blocks[full[f"{stage}.depth"]:]:
-            _replace(sub, block, nn.Identity())
+            replace_cell(sub, block, nn.Identity())
     rename_parameters(sub)
     sub.elastic_space = None  # a sub-network is final: its own table has no elastic hook
     sub.set_train(False)

@@ -18,6 +18,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import nn
 
+from automc.algorithms._surgery import rename_parameters, replace_cell
 from automc.algorithms.quantization.quantizer import act_qparams, check_bits, weight_qparams
 from automc.algorithms.quantization.layers import (
     WEIGHT_RANGES,
@@ -102,25 +103,6 @@ def find_bn_pairs(net: nn.Cell, sample: np.ndarray) -> dict[str, str]:
     return pairs
 
 
-def _parent_and_key(root: nn.Cell, name: str) -> tuple[nn.Cell, str]:
-    parent_name, _, key = name.rpartition(".")
-    parent = dict(root.cells_and_names())[parent_name] if parent_name else root
-    return parent, key
-
-
-def _replace(root: nn.Cell, name: str, new: nn.Cell) -> None:
-    parent, key = _parent_and_key(root, name)
-    if isinstance(parent, (nn.SequentialCell, nn.CellList)):
-        parent[list(parent._cells.keys()).index(key)] = new
-    else:
-        setattr(parent, key, new)
-
-
-def _rename_parameters(net: nn.Cell) -> None:
-    for name, param in net.parameters_and_names():
-        param.name = name
-
-
 def quantize(
     net: nn.Cell,
     policy: Policy,
@@ -179,12 +161,12 @@ def quantize(
         if isinstance(cell, nn.Conv2d):
             if name in bn_of:
                 cell = fold_batchnorm(cell, cells[bn_of[name]])
-                _replace(qnet, bn_of[name], nn.Identity())
+                replace_cell(qnet, bn_of[name], nn.Identity())
             new = QuantConv2d(cell, **kwargs)
         else:
             new = QuantDense(cell, **kwargs)
-        _replace(qnet, name, new)
-    _rename_parameters(qnet)
+        replace_cell(qnet, name, new)
+    rename_parameters(qnet)
     if calib_x is not None:
         calibrate(qnet, calib_x, batches=calib_batches, batch_size=batch_size)
     return qnet
@@ -232,8 +214,8 @@ def to_deploy_form(qnet: nn.Cell) -> nn.Cell:
                 f"layer {name!r} quantizes its input to {cell.a_bits} bits but has no calibrated range; "
                 "call quantize(..., calib_x=...) or calibrate() or fine-tune before converting"
             )
-        _replace(dnet, name, DeployConv2d(cell) if isinstance(cell, QuantConv2d) else DeployDense(cell))
-    _rename_parameters(dnet)
+        replace_cell(dnet, name, DeployConv2d(cell) if isinstance(cell, QuantConv2d) else DeployDense(cell))
+    rename_parameters(dnet)
     dnet.set_train(False)
     return dnet
 
