@@ -22,6 +22,7 @@ layer's bias at deployment, so it adds a bias where the layer had none.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
+from itertools import chain, repeat
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
@@ -42,14 +43,14 @@ def kept_channels(channels: np.ndarray | int, ratio: np.ndarray | float) -> np.n
     return np.maximum(kept, 1).astype(np.int64)
 
 
-def _matrix(mappings: Sequence[Any], keys: Sequence[str], default: float) -> np.ndarray:
-    """``(len(mappings), len(keys))`` floats, ``default`` where a mapping lacks a key (fast path
-    of ``resolve``: one C-level ``map`` per policy instead of a Python loop per entry)."""
-    if not keys:
-        return np.zeros((len(mappings), 0))
-    out = np.array([list(map(m.get, keys)) if m else [None] * len(keys) for m in mappings], dtype=np.float64)
-    out[np.isnan(out)] = default
-    return out
+def _matrix(mappings: Sequence[Any], keys: Sequence[str], default: float, dtype: Any = np.float64) -> np.ndarray:
+    """``(len(mappings), len(keys))`` values, ``default`` where a mapping lacks a key (fast path of
+    ``resolve``: C-level ``map(dict.get)`` per policy streamed into ``np.fromiter``, no nested lists)."""
+    n, k = len(mappings), len(keys)
+    if not k:
+        return np.zeros((n, 0), dtype=dtype)
+    values = chain.from_iterable(map(m.get, keys, repeat(default)) for m in mappings)
+    return np.fromiter(values, dtype=dtype, count=n * k).reshape(n, k)
 
 
 @dataclass(frozen=True)
@@ -296,15 +297,16 @@ class LayerTable:
 
         cin, cout, groups = self.channel_shapes(policies)
 
-        w_bits = _matrix([pol.w_bits for pol in policies], self.names, FLOAT_BITS).astype(np.int64)
-        a_bits = _matrix([pol.a_bits for pol in policies], self.names, FLOAT_BITS).astype(np.int64)
+        w_bits = _matrix([pol.w_bits for pol in policies], self.names, FLOAT_BITS, np.int64)
+        a_bits = _matrix([pol.a_bits for pol in policies], self.names, FLOAT_BITS, np.int64)
 
+        # columns no policy changes are read-only broadcast views (stride 0 over policies)
         arrays = {
             "kind": self.kind,
             "cin": cin,
             "cout": cout,
-            "kh": np.broadcast_to(self.kh, (n_p, n_l)).copy(),
-            "kw": np.broadcast_to(self.kw, (n_p, n_l)).copy(),
+            "kh": np.broadcast_to(self.kh, (n_p, n_l)),
+            "kw": np.broadcast_to(self.kw, (n_p, n_l)),
             "stride": np.broadcast_to(self.stride, (n_p, n_l)),
             "groups": groups,
             "h_in": np.broadcast_to(self.h_in, (n_p, n_l)),
@@ -314,7 +316,7 @@ class LayerTable:
             "has_bias": np.broadcast_to(self.has_bias | self.has_bn, (n_p, n_l)),
             "w_bits": w_bits,
             "a_bits": a_bits,
-            "present": np.ones((n_p, n_l), dtype=bool),
+            "present": np.broadcast_to(True, (n_p, n_l)),
         }
         if self.elastic is not None and any(p.nas for p in policies):
             arrays = self.elastic(arrays, policies)

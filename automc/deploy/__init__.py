@@ -28,6 +28,7 @@ _EXPORTS = {
     "ensure_toolchain": "automc.deploy.lite",
     "convert_to_ms": "automc.deploy.lite",
     "run_ms": "automc.deploy.lite",
+    "bench_ms": "automc.deploy.lite",
     "check_ms_parity": "automc.deploy.lite",
     "ms_weight_bits": "automc.deploy.lite",
     "read_ms": "automc.deploy.lite",

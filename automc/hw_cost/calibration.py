@@ -48,6 +48,7 @@ class CalibrationProfile:
     memory_efficiency: float
     op_overhead_us: Mapping[str, float]
     network_overhead_us: float
+    repack_gbps: float | None = None
     n_samples: int = 0
     fit_rel_rmse: float = float("nan")
     source: str = ""
@@ -80,31 +81,33 @@ class CalibrationProfile:
 
 
 def _features(terms: LayerTerms, params: DeviceParams) -> np.ndarray:
-    """Design row per policy ``(P, 2C+2)``: linear in [inv_eff(C), overhead(C), inv_mem, net]."""
+    """Design row per policy ``(P, 2C+3)``: linear in [inv_eff(C), overhead(C), inv_mem, net, s/byte repacked]."""
     cls = terms.cost_class
     compute = terms.compute_s * params.inv_efficiency[cls][None, :]
     memory = terms.memory_s * params.inv_memory_efficiency
     compute_bound = (compute >= memory) & terms.present
     memory_bound = (~compute_bound) & terms.present
     p = terms.compute_s.shape[0]
-    x = np.zeros((p, 2 * _C + 2))
+    x = np.zeros((p, 2 * _C + 3))
     onehot = np.eye(_C)[cls]  # (L, C)
     x[:, :_C] = np.where(compute_bound, terms.compute_s, 0.0) @ onehot
     x[:, _C : 2 * _C] = terms.present.astype(np.float64) @ onehot
     x[:, _C + COST_CLASSES.index("add")] += terms.unfused_ops.sum(axis=1)
     x[:, 2 * _C] = np.where(memory_bound, terms.memory_s, 0.0).sum(axis=1) + terms.unfused_memory_s.sum(axis=1)
     x[:, 2 * _C + 1] = 1.0
+    x[:, 2 * _C + 2] = terms.repack_bytes.sum(axis=1)
     return x
 
 
-def _rel_rmse(terms: Sequence[LayerTerms], theta: np.ndarray, y: np.ndarray) -> float:
+def _rel_rmse(terms: Sequence[LayerTerms], theta: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> float:
     params = _params(theta)
     pred = np.array([layer_seconds(t, params).sum() for t in terms]) + params.network_overhead_s
-    return float(np.sqrt(np.mean(((pred - y) / y) ** 2)))
+    return float(np.sqrt(np.average(((pred - y) / y) ** 2, weights=w)))
 
 
 def _theta(params: DeviceParams) -> np.ndarray:
-    return np.concatenate([params.inv_efficiency, params.overhead_s, [params.inv_memory_efficiency, params.network_overhead_s]])
+    return np.concatenate([params.inv_efficiency, params.overhead_s,
+                           [params.inv_memory_efficiency, params.network_overhead_s, params.repack_s_per_byte]])
 
 
 def _params(theta: np.ndarray) -> DeviceParams:
@@ -113,6 +116,7 @@ def _params(theta: np.ndarray) -> DeviceParams:
         overhead_s=theta[_C : 2 * _C].copy(),
         inv_memory_efficiency=float(theta[2 * _C]),
         network_overhead_s=float(theta[2 * _C + 1]),
+        repack_s_per_byte=float(theta[2 * _C + 2]),
     )
 
 
@@ -127,23 +131,26 @@ def _fit(
     rounds: int,
     *,
     fallback: np.ndarray,
+    w: np.ndarray,
     return_err: bool = False,
 ):
     """Alternate bound classification and NNLS over ``theta = basis @ s`` (s >= 0).
 
-    Rows are relative errors; ``prior_weight`` adds ``sqrt(w n) (s - prior)`` rows. Returns the
-    round with the lowest relative RMSE (and that RMSE when ``return_err``).
+    Rows are relative errors scaled by ``sqrt(w)`` (sample weights, mean 1); ``prior_weight``
+    adds ``sqrt(prior_weight n) (s - prior)`` rows. Returns the round with the lowest weighted
+    relative RMSE (and that RMSE when ``return_err``).
     """
     from scipy.optimize import nnls
 
     theta = theta_init.copy()
-    best, best_err = fallback.copy(), _rel_rmse(terms, fallback, y)
+    best, best_err = fallback.copy(), _rel_rmse(terms, fallback, y, w)
+    root_w = np.sqrt(w)
     n_s = basis.shape[1]
     for _ in range(rounds):
         params = _params(theta)
         x = np.vstack([_features(t, params) for t in terms]) @ basis  # (n, n_s)
-        a = x / y[:, None]
-        b = np.ones(len(y)) - a[:, ~free] @ prior[~free]
+        a = x / y[:, None] * root_w[:, None]
+        b = root_w - a[:, ~free] @ prior[~free]
         used = np.abs(a).sum(axis=0) > 0
         lam = np.sqrt(prior_weight * len(y))
         rows, rhs = [a[:, free]], [b]
@@ -158,7 +165,7 @@ def _fit(
         # efficiencies and memory efficiency stay finite: floor their inverse
         for i in list(range(_C)) + [2 * _C]:
             new[i] = max(new[i], 1e-3 * fallback[i], 1e-9)
-        err = _rel_rmse(terms, new, y)
+        err = _rel_rmse(terms, new, y, w)
         if err < best_err:
             best, best_err = new, err
         if np.allclose(new, theta, rtol=1e-6, atol=1e-12):
@@ -174,12 +181,16 @@ def calibrate(
     prior_weight: float = 1e-3,
     rounds: int = 8,
     fit_network_overhead: bool = True,
+    weights: Sequence[float] | None = None,
     source: str = "",
 ) -> CalibrationProfile:
-    """Fit efficiencies, per-class op overheads, memory efficiency and a network overhead.
+    """Fit efficiencies, per-class op overheads, memory efficiency, a network overhead and the
+    repack bandwidth.
 
     ``samples`` are ``Sample`` records or ``(table, latency_ms)`` / ``(table, latency_ms,
     policy)`` tuples. Needs at least 2 samples; unused classes keep their prior values.
+    ``weights`` (one per sample, default all 1) scale each sample's relative error, e.g. to
+    let a few whole networks count as much as many single-op micro-benchmarks.
     """
     spec = get_device(device)
     recs = [s if isinstance(s, Sample) else Sample(s[0], float(s[1]), s[2] if len(s) > 2 else Policy()) for s in samples]
@@ -189,6 +200,10 @@ def calibrate(
     if not np.all(np.isfinite(y)) or np.any(y <= 0):
         raise ConfigError(f"calibrate({spec.name}): measured latencies must be positive numbers")
     terms = [layer_terms(r.table, r.table.resolve([r.policy]), spec) for r in recs]
+    w = np.ones(len(recs)) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (len(recs),) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise ConfigError(f"calibrate({spec.name}): weights must be {len(recs)} non-negative numbers, not all zero")
+    w = w * (len(w) / w.sum())
 
     theta0 = _theta(DeviceParams.of(spec))
     free = np.ones(theta0.size, dtype=bool)
@@ -196,17 +211,19 @@ def calibrate(
         free[2 * _C + 1] = False
     # Stage 1: a tied model (one compute scale, one memory scale, one per-op overhead, one
     # network overhead) fitted without prior: robust with few samples, fixes gross scale.
-    tie = np.zeros((theta0.size, 4))
+    tie = np.zeros((theta0.size, 5))
     tie[:_C, 0] = theta0[:_C]
     tie[_C : 2 * _C, 1] = 1e-6
     tie[2 * _C, 2] = theta0[2 * _C]
     tie[2 * _C + 1, 3] = 1e-3
-    tie_free = np.array([True, True, True, bool(free[2 * _C + 1])])
-    theta1 = _fit(terms, y, theta0, tie, np.zeros(4), tie_free, 0.0, rounds, fallback=theta0)
+    tie[2 * _C + 2, 4] = 1e-10
+    tie_free = np.array([True, True, True, bool(free[2 * _C + 1]), True])
+    theta1 = _fit(terms, y, theta0, tie, np.zeros(5), tie_free, 0.0, rounds, fallback=theta0, w=w)
     # Stage 2: every class free, pulled towards the stage-1 values.
-    scale = np.maximum(theta1, np.concatenate([1e-3 * theta0[:_C], np.full(_C, 1e-7), [1e-3 * theta0[2 * _C]], [1e-6]]))
+    scale = np.maximum(theta1, np.concatenate([1e-3 * theta0[:_C], np.full(_C, 1e-7), [1e-3 * theta0[2 * _C]], [1e-6], [1e-10]]))
     basis = np.diag(scale)
-    best, best_err = _fit(terms, y, theta1, basis, theta1 / scale, free, prior_weight, rounds, fallback=theta1, return_err=True)
+    best, best_err = _fit(terms, y, theta1, basis, theta1 / scale, free, prior_weight, rounds, fallback=theta1, w=w,
+                          return_err=True)
 
     fitted = _params(best)
     rel_rmse = best_err
@@ -216,6 +233,7 @@ def calibrate(
         memory_efficiency=float(1.0 / fitted.inv_memory_efficiency),
         op_overhead_us={c: float(fitted.overhead_s[i] * 1e6) for i, c in enumerate(COST_CLASSES)},
         network_overhead_us=float(fitted.network_overhead_s * 1e6),
+        repack_gbps=float(1e-9 / fitted.repack_s_per_byte) if fitted.repack_s_per_byte > 0 else None,
         n_samples=len(recs),
         fit_rel_rmse=rel_rmse,
         source=source,
@@ -232,6 +250,7 @@ def apply_profile(device: str | DeviceSpec, profile: CalibrationProfile) -> Devi
         memory_efficiency=float(profile.memory_efficiency),
         op_overhead_us=dict(profile.op_overhead_us),
         network_overhead_us=float(profile.network_overhead_us),
+        repack_gbps=profile.repack_gbps,
         calibrated_from=profile.source or f"{profile.n_samples} measured networks",
     )
 

@@ -6,6 +6,7 @@ policies are costed per call without building a network. Per layer::
     compute_s = ops(padded to the compute tile) / peak(executed precision) / efficiency[class]
     memory_s  = (weight bytes at w_bits + activation bytes) / bandwidth / memory_efficiency
     layer_s   = max(compute_s, memory_s) + op_overhead[class]   (+ unfused BN/act passes)
+                + repack_bytes / repack_bandwidth   (channels not a multiple of align.pack)
     total     = sum(layer_s) + network_overhead
 
 Activations are stored at the executed width (int4/int8/fp16/fp32); tensors that fit the
@@ -61,6 +62,9 @@ class CostEstimate:
         }
 
 
+_ARRAY_FIELDS = ("latency_ms", "layer_latency_ms", "energy_mj", "size_bytes", "macs", "bitops", "params")
+
+
 @dataclass(frozen=True)
 class LayerTerms:
     """Roofline ingredients before device efficiencies are applied (used by calibration)."""
@@ -71,6 +75,7 @@ class LayerTerms:
     memory_s: np.ndarray  # (P, L) seconds at 100% of bandwidth
     unfused_memory_s: np.ndarray  # (P, L) extra BN/act passes when the device does not fuse
     unfused_ops: np.ndarray  # (P, L) number of those extra passes
+    repack_bytes: np.ndarray  # (P, L) activation bytes repacked because channels miss align.pack
     dram_bytes: np.ndarray  # (P, L)
     exec_bits: np.ndarray  # (P, L)
     req_bits: np.ndarray  # (P, L)
@@ -88,6 +93,7 @@ class DeviceParams:
     overhead_s: np.ndarray  # (C,)
     inv_memory_efficiency: float
     network_overhead_s: float
+    repack_s_per_byte: float = 0.0
 
     @classmethod
     def of(cls, spec: DeviceSpec) -> "DeviceParams":
@@ -96,6 +102,7 @@ class DeviceParams:
             overhead_s=np.array([spec.overhead_us_of(c) * 1e-6 for c in COST_CLASSES]),
             inv_memory_efficiency=1.0 / spec.memory_efficiency,
             network_overhead_s=spec.network_overhead_us * 1e-6,
+            repack_s_per_byte=1.0 / (spec.repack_gbps * 1e9) if spec.repack_gbps else 0.0,
         )
 
 
@@ -142,6 +149,12 @@ def layer_size_bytes(shapes: LayerShapes, weights: np.ndarray | None = None) -> 
     return (weight_bytes + bias_bytes + scale_bytes).astype(np.int64)
 
 
+def _static(a: np.ndarray) -> np.ndarray:
+    """A column no policy changes as ``(1, L)``: ``resolve`` returns those as stride-0 views, and
+    computing on one row instead of ``P`` identical ones is most of the model's speed."""
+    return a[:1] if a.ndim == 2 and a.shape[0] > 1 and a.strides[0] == 0 else a
+
+
 def layer_terms(table: LayerTable, shapes: LayerShapes, spec: DeviceSpec) -> LayerTerms:
     """Per-layer compute/memory seconds at full peak/bandwidth and the static costs."""
     exec_tab, peak_tab, _ = _precision_tables(spec)
@@ -150,7 +163,10 @@ def layer_terms(table: LayerTable, shapes: LayerShapes, spec: DeviceSpec) -> Lay
     is_dw = (kind == "dwconv")[None, :]
     is_pool = (kind == "pool")[None, :]
     is_add = (kind == "add")[None, :]
-    present = shapes.present
+    full = shapes.cin.shape
+    present = _static(shapes.present)
+    kh, kw, h_in, w_in, h_out, w_out = (_static(a) for a in (shapes.kh, shapes.kw, shapes.h_in, shapes.w_in,
+                                                              shapes.h_out, shapes.w_out))
 
     req_bits = np.where(is_compute, np.maximum(shapes.w_bits, shapes.a_bits), shapes.a_bits)
     req_bits = np.clip(req_bits, 1, _MAX_BITS)
@@ -161,33 +177,36 @@ def layer_terms(table: LayerTable, shapes: LayerShapes, spec: DeviceSpec) -> Lay
     groups = np.maximum(shapes.groups, 1)
     cin_g = shapes.cin // groups
     cout_g = np.maximum(shapes.cout // groups, 1)
-    hw_out = shapes.h_out * shapes.w_out
+    hw_out = h_out * w_out
     hw_pad = _ceil_to(hw_out, a_hw)
-    k_area = shapes.kh * shapes.kw
-    dense_macs = groups * _ceil_to(cout_g, a_cout) * _ceil_to(cin_g, a_cin) * k_area * hw_pad
+    k_area = kh * kw
     ch_pad = _ceil_to(shapes.cout, a_cout)
-    dw_macs = ch_pad * k_area * hw_pad
-    pool_ops = ch_pad * np.maximum(hw_out * k_area, shapes.h_in * shapes.w_in)
-    add_ops = ch_pad * hw_out
-    ops = np.where(is_dw, 2 * dw_macs, np.where(is_compute, 2 * dense_macs, np.where(is_pool, pool_ops, add_ops)))
+    # ops per layer by kind: dense/grouped conv and dense layers (tiles padded), depthwise, pool, add
+    ops = np.where(is_compute & ~is_dw, 2 * groups * _ceil_to(cout_g, a_cout) * _ceil_to(cin_g, a_cin), 0)
+    ops = (ops + np.where(is_dw, 2 * ch_pad, 0)) * (k_area * hw_pad)
+    ops = ops + ch_pad * np.where(is_pool, np.maximum(hw_out * k_area, h_in * w_in), np.where(is_add, hw_out, 0))
     compute_s = np.where(present, ops / peak, 0.0)
 
     weights = np.where(is_compute & present, shapes.cout * cin_g * k_area, 0)
     size = layer_size_bytes(shapes, weights)
     act_bytes_per = exec_bits / 8.0
-    in_elems = shapes.cin * shapes.h_in * shapes.w_in
     out_elems = shapes.cout * hw_out
-    in_bytes = np.where(is_add, 2 * out_elems, in_elems) * act_bytes_per
+    in_bytes = np.where(is_add, 2 * out_elems, shapes.cin * (h_in * w_in)) * act_bytes_per
     out_bytes = out_elems * act_bytes_per
     act_bytes = in_bytes + out_bytes
+    pack = spec.align.get("pack", 1)
+    # a conv reading a ragged channel count gathers its im2col patches with a scalar tail loop
+    ragged_in = is_compute & present & (shapes.cin % pack != 0) & (kind != "dense")[None, :]
+    repack_bytes = np.where(ragged_in, shapes.cin * (k_area * hw_out) * act_bytes_per, 0.0) if pack > 1 else np.zeros(full)
     fits = act_bytes <= spec.onchip_buffer_kib * 1024.0
     bw = spec.memory_bandwidth_gbps * 1e9
     memory_s = np.where(present, size / bw + act_bytes / np.where(fits, spec.onchip_bw_gbps * 1e9, bw), 0.0)
     dram_bytes = np.where(present, size + np.where(fits, 0.0, act_bytes), 0.0)
+    present = np.broadcast_to(present, full)
 
     if spec.fuses_conv_bn_act:
-        unfused_ops = np.zeros(shapes.cin.shape)
-        unfused_memory_s = np.zeros(shapes.cin.shape)
+        unfused_ops = np.zeros(full)
+        unfused_memory_s = np.zeros(full)
     else:
         passes = (table.has_bn.astype(np.int64) + table.has_act.astype(np.int64))[None, :]
         unfused_ops = np.where(is_compute & present, passes, 0).astype(np.float64)
@@ -201,6 +220,7 @@ def layer_terms(table: LayerTable, shapes: LayerShapes, spec: DeviceSpec) -> Lay
         memory_s=memory_s,
         unfused_memory_s=unfused_memory_s,
         unfused_ops=unfused_ops,
+        repack_bytes=repack_bytes,
         dram_bytes=dram_bytes,
         exec_bits=exec_bits,
         req_bits=req_bits,
@@ -218,6 +238,7 @@ def layer_seconds(terms: LayerTerms, params: DeviceParams) -> np.ndarray:
     memory = terms.memory_s * params.inv_memory_efficiency
     t = np.maximum(compute, memory) + params.overhead_s[cls][None, :]
     t = t + terms.unfused_memory_s * params.inv_memory_efficiency + terms.unfused_ops * params.overhead_s[_CLASS_INDEX["add"]]
+    t = t + terms.repack_bytes * params.repack_s_per_byte
     return np.where(terms.present, t, 0.0)
 
 
@@ -227,6 +248,11 @@ def _as_policies(policies: Policy | Sequence[Policy] | None) -> list[Policy]:
     if isinstance(policies, Policy):
         return [policies]
     return list(policies)
+
+
+#: Policies costed per numpy pass: (CHUNK, L) arrays stay in the CPU cache, which makes the
+#: model about 1.7x faster on 10,000 policies than one pass over all of them.
+CHUNK = 512
 
 
 def estimate(
@@ -242,7 +268,20 @@ def estimate(
     ``lut`` (a ``LatencyLUT``) overrides the device's own measured table, if any.
     """
     spec = get_device(device)
-    shapes = table.resolve(_as_policies(policies))
+    pols = _as_policies(policies)
+    if len(pols) <= CHUNK:
+        return _estimate(table, pols, spec, lut)
+    parts = [_estimate(table, pols[i : i + CHUNK], spec, lut) for i in range(0, len(pols), CHUNK)]
+    first = parts[0]
+    return CostEstimate(
+        device=first.device,
+        layer_names=first.layer_names,
+        **{f: np.concatenate([getattr(part, f) for part in parts]) for f in _ARRAY_FIELDS},
+    )
+
+
+def _estimate(table: LayerTable, policies: list[Policy], spec: DeviceSpec, lut) -> CostEstimate:
+    shapes = table.resolve(policies)
     terms = layer_terms(table, shapes, spec)
     layer_ms = layer_seconds(terms, DeviceParams.of(spec)) * 1e3
     table_lut = lut if lut is not None else spec.lut

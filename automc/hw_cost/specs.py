@@ -32,6 +32,7 @@ _OPTIONAL = (
     "memory_efficiency",
     "op_overhead_us",
     "network_overhead_us",
+    "repack_gbps",
     "energy",
     "lut",
     "sources",
@@ -65,7 +66,11 @@ class DeviceSpec:
     Vinci, 8-wide tensor-core/NEON lanes), so latency steps with channel count.
     ``efficiency`` is the achieved fraction of peak per cost class, ``memory_efficiency`` the
     achieved fraction of bandwidth, ``op_overhead_us`` the fixed cost per op per class
-    (defaults to ``launch_overhead_us``), ``network_overhead_us`` a fixed cost per inference.
+    (defaults to ``launch_overhead_us``), ``network_overhead_us`` a fixed cost per inference,
+    ``align.pack`` is the channel block of the runtime's tensor layout (NC8HW8 for AVX, NC4HW4
+    for NEON): a conv whose input or output channels are not a multiple of it has that tensor
+    repacked, one extra pass at ``repack_gbps`` (measured on MindSpore Lite here: a pruned
+    ResNet-20 with ragged channel counts can be slower than the unpruned one).
     """
 
     name: str
@@ -82,6 +87,7 @@ class DeviceSpec:
     memory_efficiency: float = 0.7
     op_overhead_us: Mapping[str, float] = field(default_factory=dict)
     network_overhead_us: float = 0.0
+    repack_gbps: float | None = None
     energy: EnergySpec = field(default_factory=EnergySpec)
     lut: Any = None  # automc.hw_cost.lut.LatencyLUT or None
     sources: Mapping[str, Any] = field(default_factory=dict, compare=False)
@@ -135,6 +141,7 @@ class DeviceSpec:
             "memory_efficiency": self.memory_efficiency,
             "op_overhead_us": dict(self.op_overhead_us),
             "network_overhead_us": self.network_overhead_us,
+            "repack_gbps": self.repack_gbps,
             "energy": {
                 "static_power_w": self.energy.static_power_w,
                 "pj_per_mac": dict(self.energy.pj_per_mac),
@@ -207,16 +214,16 @@ def spec_from_dict(data: Mapping[str, Any], *, where: str = "<dict>", base_dir: 
         raise ConfigError(f"{where}: field 'peak_tops' needs at least one precision with a positive figure")
     align_raw = data["align"]
     if not isinstance(align_raw, Mapping):
-        raise ConfigError(f"{where}: field 'align' must be a mapping with cin, cout, hw (positive integers)")
+        raise ConfigError(f"{where}: field 'align' must be a mapping with cin, cout, hw, pack (positive integers)")
     align = {}
-    for k in ("cin", "cout", "hw"):
+    for k in ("cin", "cout", "hw", "pack"):
         v = align_raw.get(k, 1)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ConfigError(f"{where}: field 'align.{k}' must be a positive integer, got {v!r}")
         align[k] = v
-    extra = sorted(set(align_raw) - {"cin", "cout", "hw"})
+    extra = sorted(set(align_raw) - {"cin", "cout", "hw", "pack"})
     if extra:
-        raise ConfigError(f"{where}: unknown entry align.{extra[0]}; valid entries: cin, cout, hw")
+        raise ConfigError(f"{where}: unknown entry align.{extra[0]}; valid entries: cin, cout, hw, pack")
 
     efficiency = _number_map(data.get("efficiency") or {}, "efficiency", where, COST_CLASSES)
     for k, v in efficiency.items():
@@ -268,6 +275,7 @@ def spec_from_dict(data: Mapping[str, Any], *, where: str = "<dict>", base_dir: 
         memory_efficiency=mem_eff,
         op_overhead_us=op_overhead,
         network_overhead_us=_number(data, "network_overhead_us", where, positive=False) if "network_overhead_us" in data else 0.0,
+        repack_gbps=_number(data, "repack_gbps", where) if data.get("repack_gbps") is not None else None,
         energy=energy,
         lut=lut,
         sources=sources if isinstance(sources, Mapping) else {"spec": sources},

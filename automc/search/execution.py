@@ -94,9 +94,11 @@ class _RayWorker:
     def __init__(self, ctx: TrialContext, storage_url: str):
         import mindspore as ms
 
-        ms.set_context(mode=ms.PYNATIVE_MODE)
-        self.evaluator = Evaluator(ctx)
         cfg = ctx.config
+        # MindSpore's CPU kernels would use every core of the node; a worker keeps to its share,
+        # so N workers on N cores run side by side instead of fighting over all of them.
+        ms.set_context(mode=ms.PYNATIVE_MODE, runtime_num_threads=max(1, int(cfg.execution.cpus_per_trial)))
+        self.evaluator = Evaluator(ctx)
         self.ckpt_dir = cfg.out_path.resolve() / "trials"
         self.time_limit_s = cfg.search.trial_timeout_s
         self.storage_url = storage_url

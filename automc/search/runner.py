@@ -110,7 +110,7 @@ def _storage_url(config: ExperimentConfig) -> str:
     return config.search.storage or f"sqlite:///{(config.out_path / 'study.db').resolve()}"
 
 
-def open_study(config: ExperimentConfig, objectives: list[Metric], *, constraints: bool):
+def open_study(config: ExperimentConfig, objectives: list[Metric]):
     """The study on SQL storage, with heartbeats so trials of a dead process are found and retried."""
     import optuna
     from optuna.storages import RDBStorage, RetryFailedTrialCallback
@@ -131,7 +131,7 @@ def open_study(config: ExperimentConfig, objectives: list[Metric], *, constraint
         storage=storage,
         directions=[m.direction for m in objectives],
         sampler=make_sampler(config.search.strategy, seed=config.seed, n_objectives=len(objectives),
-                             constrained=constraints, n_trials=config.search.n_trials),
+                             n_trials=config.search.n_trials),
         pruner=make_pruner(config.search.pruner, n_objectives=len(objectives)),
         load_if_exists=True,
     )
@@ -218,7 +218,7 @@ def run_search(
             log("--new: deleted the previous study")
         except KeyError:
             pass
-    study = open_study(config, prepared.objectives, constraints=bool(prepared.constraints))
+    study = open_study(config, prepared.objectives)
     _fail_stale(study, log)
 
     tracker = Tracker(config.tracking.tracking_uri or default_tracking_uri(out),
@@ -340,8 +340,11 @@ def _tell(study, trial, policy, costs, outcome, prepared: Prepared, tracker, sec
         trial.set_user_attr("checkpoint", outcome.get("checkpoint", ""))
         if not math.isfinite(outcome["accuracy"]):
             state, reason = TrialState.FAIL, "accuracy is NaN"
-    violations = [float(c.violation(metrics[c.metric.name])) for c in prepared.constraints if c.metric.name in metrics]
-    trial.set_user_attr("constraint_violations", violations)
+    violations = {c.text: float(c.violation(metrics[c.metric.name])) for c in prepared.constraints
+                  if c.metric.name in metrics}
+    for text, violation in violations.items():  # read by the constrained samplers (TPE, NSGA-II, GP)
+        trial.set_constraint(text, violation)
+    trial.set_user_attr("constraint_violations", list(violations.values()))
     trial.set_user_attr("metrics", metrics)
     if reason:
         trial.set_user_attr("fail_reason", reason)

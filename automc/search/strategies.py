@@ -5,21 +5,17 @@ from __future__ import annotations
 from automc.errors import ConfigError
 
 
-def _constraints(trial) -> list[float]:
-    """Optuna's convention: each value > 0 is a violation (stored by the runner per trial)."""
-    return list(trial.user_attrs.get("constraint_violations", []))
-
-
-def make_sampler(name: str, *, seed: int, n_objectives: int, constrained: bool, n_trials: int = 100):
+def make_sampler(name: str, *, seed: int, n_objectives: int, n_trials: int = 100):
+    """The Optuna sampler of ``search.strategy``. Constraints reach TPE, NSGA-II and GP through
+    ``trial.set_constraint`` (the runner sets one value per YAML constraint; > 0 is a violation)."""
     import optuna
 
-    cf = _constraints if constrained else None
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, constraints_func=cf)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
     if name == "nsga2":
         # a population of 50 (Optuna's default) would make a small budget one random generation
         population = max(4, min(50, n_trials // 4))
-        return optuna.samplers.NSGAIISampler(seed=seed, constraints_func=cf, population_size=population)
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "cmaes":
@@ -31,7 +27,7 @@ def make_sampler(name: str, *, seed: int, n_objectives: int, constrained: bool, 
             import torch  # noqa: F401  (Optuna's GPSampler needs it)
         except ImportError:
             raise ConfigError("search.strategy 'gp' needs PyTorch: pip install torch") from None
-        return optuna.samplers.GPSampler(seed=seed, constraints_func=cf)
+        return optuna.samplers.GPSampler(seed=seed)
     raise ConfigError(f"unknown search.strategy {name!r}; valid: tpe, nsga2, cmaes, random, gp")
 
 

@@ -59,16 +59,18 @@ def test_vectorised_matches_single_and_resolve(small_table):
 
     table = LayerTable.from_rows(rows, coupling=[CouplingGroup("g", 32, ("c1",), ("dw", "c2"))])
     rng = np.random.default_rng(0)
-    pols = [Policy(prune={"g": float(r)}, w_bits={"c2": int(b)}) for r, b in zip(rng.uniform(0, 0.9, 100), rng.choice([4, 8, 32], 100))]
+    n = 1100  # more than one chunk of the batched model (automc.hw_cost.model.CHUNK)
+    pols = [Policy(prune={"g": float(r)}, w_bits={"c2": int(b)}) for r, b in zip(rng.uniform(0, 0.9, n), rng.choice([4, 8, 32], n))]
     batch_shapes = table.resolve(pols)
-    for i in (0, 17, 99):
+    for i in (0, 17, 1099):
         one = table.resolve(pols[i])
         for f in ("cin", "cout", "groups", "w_bits", "a_bits", "has_bias"):
             assert np.array_equal(getattr(batch_shapes, f)[i], getattr(one, f)[0]), f
     batch = estimate(table, pols, "kirin990-npu")
-    single = np.array([estimate(table, p, "kirin990-npu").latency_ms[0] for p in pols[:5]])
-    assert np.allclose(batch.latency_ms[:5], single)
-    assert batch.layer_latency_ms.shape == (100, 3)
+    picked = [0, 1, 511, 512, 513, 1099]  # both sides of chunk borders
+    single = np.array([estimate(table, pols[i], "kirin990-npu").latency_ms[0] for i in picked])
+    assert np.allclose(batch.latency_ms[picked], single)
+    assert batch.layer_latency_ms.shape == (n, 3) and batch.size_bytes.shape == (n,)
     assert np.allclose(batch.layer_latency_ms.sum(1) + get_device("kirin990-npu").network_overhead_us * 1e-3, batch.latency_ms)
 
 

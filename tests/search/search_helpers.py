@@ -55,3 +55,23 @@ FRAGILE_NETS = textwrap.dedent('''
         return Fragile(num_classes)
 ''')
 
+
+
+KILLER_NETS = textwrap.dedent('''
+    """LeNet, except that the first Ray worker to build it kills its own process (SIGKILL)."""
+    import os
+    import signal
+
+    from automc.models import build_model
+
+
+    def build(num_classes):
+        if os.getpid() != int(os.environ["AUTOMC_TEST_DRIVER_PID"]):
+            try:  # exactly one worker wins the marker (O_EXCL) and dies
+                os.close(os.open(os.environ["AUTOMC_TEST_KILL_MARKER"], os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                pass
+            else:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return build_model("lenet", num_classes=num_classes, input_shape=(1, 8, 8))
+''')

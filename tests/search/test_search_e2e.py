@@ -14,7 +14,7 @@ import pytest
 import automc
 from automc.config import load_config
 
-from search_helpers import FRAGILE_NETS, write_experiment
+from search_helpers import FRAGILE_NETS, KILLER_NETS, write_experiment
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -168,6 +168,28 @@ def test_ray_backend_runs_trials_in_parallel_workers(tmp_path):
     result = automc.search(path, log=lambda s: None)
     assert [t.state for t in result.trials] == ["COMPLETE"] * 4
     assert all(Path(t.checkpoint).is_file() for t in result.trials)
+    assert result.best_network() is not None
+
+
+def test_a_ray_worker_that_dies_fails_its_trial_and_is_replaced(tmp_path, monkeypatch):
+    """SIGKILL of a worker process mid-search: its trial is FAIL with the reason, a new worker
+    takes over, and the search still finishes every requested trial."""
+    pytest.importorskip("ray")
+    (tmp_path / "killer_nets.py").write_text(KILLER_NETS)
+    marker = tmp_path / "killed.pid"
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("AUTOMC_TEST_KILL_MARKER", str(marker))
+    monkeypatch.setenv("AUTOMC_TEST_DRIVER_PID", str(os.getpid()))
+    path = write_experiment(tmp_path, name="killed-worker", model={"factory": "killer_nets:build"},
+                            execution={"backend": "ray", "workers": 2},
+                            search={"n_trials": 4, "heartbeat_s": 1.0, "pruner": "none"})
+    result = automc.search(path, log=lambda s: None)
+    assert marker.exists()  # a worker really died
+    states = [t.state for t in result.trials]
+    assert len(states) == 4 and states.count("FAIL") == 1 and states.count("COMPLETE") == 3
+    failed = next(t for t in result.trials if t.state == "FAIL")
+    assert "Ray worker died" in failed.fail_reason
     assert result.best_network() is not None
 
 

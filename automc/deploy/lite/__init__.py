@@ -15,6 +15,7 @@ _EXPORTS = {
     "LITE_VERSION": "automc.deploy.lite._toolchain",
     "convert_to_ms": "automc.deploy.lite._convert",
     "run_ms": "automc.deploy.lite._convert",
+    "bench_ms": "automc.deploy.lite._convert",
     "check_ms_parity": "automc.deploy.lite._convert",
     "ms_weight_bits": "automc.deploy.lite._convert",
     "ConverterLite": "automc.deploy.lite._convert",

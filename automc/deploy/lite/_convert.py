@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -245,6 +245,32 @@ def run_ms(
         first = result["outputs"][0]
         out = np.fromfile(first["file"], dtype=np.float32).reshape(first["shape"])
     return out, float(np.median(result["latency_ms"]))
+
+
+def bench_ms(
+    ms_paths: Sequence[str | Path],
+    *,
+    rounds: int = 20,
+    calls: int = 5,
+    threads: int = 1,
+    toolchain: LiteToolchain | None = None,
+) -> np.ndarray:
+    """Interleaved timing of several float ``.ms`` models in one Lite process.
+
+    Returns a ``(rounds, n_models)`` array in milliseconds: in each round every model (in a
+    shuffled order) runs one untimed and ``calls`` timed predictions, and the fastest is kept.
+    Models of one round share the machine's speed at that moment, which the caller can divide out.
+    """
+    if rounds < 1 or calls < 1 or not ms_paths:
+        raise DeployError(f"bench_ms needs models, rounds >= 1 and calls >= 1 (got {len(ms_paths)}, {rounds}, {calls})")
+    tc = toolchain or ensure_toolchain()
+    stdout = tc.run(["bench", str(threads), str(rounds), str(calls), *(str(p) for p in ms_paths)],
+                    what=f"Lite benchmark of {len(ms_paths)} models", timeout_s=3600.0)
+    try:
+        table = np.asarray(json.loads(stdout.strip().splitlines()[-1])["latency_ms"], dtype=np.float64)
+    except (json.JSONDecodeError, IndexError, KeyError):
+        raise DeployError(f"unexpected output from the Lite runner: {stdout[-200:]!r}") from None
+    return table.reshape(rounds, len(ms_paths))
 
 
 def check_ms_parity(

@@ -7,8 +7,15 @@
 //       Builds the model, feeds raw float32 inputs (resizing when the shape differs), runs
 //       warmup + repeats predictions, writes each output to <output_prefix>.<i>.bin and prints
 //       one JSON line: {"latency_ms": [...], "outputs": [{"name":..., "shape": [...], "file":...}]}.
+//   automc_lite bench <threads> <rounds> <calls> <model.ms>...
+//       Builds every model (inputs filled with fixed pseudo-random values), then for each of
+//       <rounds> rounds visits the models in a shuffled order and, per model, runs one untimed
+//       prediction and <calls> timed ones, keeping the fastest. Prints one JSON line:
+//       {"latency_ms": [[round 0: one figure per model], ...]}. Interleaving lets the caller
+//       remove the machine's speed drift, which every model in a round shares.
 //
 // Written for automc; links against the libraries shipped in the mindspore-lite 2.0.0 wheel.
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -192,12 +199,78 @@ int Run(int argc, char **argv) {
   return 0;
 }
 
+int Bench(int argc, char **argv) {
+  if (argc < 6) return Fail("usage: bench <threads> <rounds> <calls> <model.ms>...");
+  int threads = std::atoi(argv[2]);
+  int rounds = std::atoi(argv[3]);
+  int calls = std::atoi(argv[4]);
+  if (rounds < 1 || calls < 1) return Fail("rounds and calls must be >= 1");
+  size_t n = static_cast<size_t>(argc - 5);
+  std::vector<std::unique_ptr<mindspore::Model>> models;
+  std::vector<std::vector<mindspore::MSTensor>> inputs(n);
+  uint32_t state = 12345u;
+  auto next = [&state]() {
+    state = state * 1664525u + 1013904223u;
+    return state;
+  };
+  for (size_t m = 0; m < n; ++m) {
+    std::string path = argv[5 + m];
+    std::vector<char> buf;
+    if (!ReadFile(path, &buf)) return Fail("cannot read " + path);
+    auto context = std::make_shared<mindspore::Context>();
+    context->SetThreadNum(threads > 0 ? threads : 1);
+    auto cpu = std::make_shared<mindspore::CPUDeviceInfo>();
+    cpu->SetEnableFP16(false);
+    context->MutableDeviceInfo().push_back(cpu);
+    models.emplace_back(new mindspore::Model());
+    mindspore::Status st = models.back()->Build(buf.data(), buf.size(), mindspore::kMindIR_Lite, context);
+    if (st != mindspore::kSuccess) return Fail("Model::Build failed for " + path + ": " + st.ToString());
+    inputs[m] = models.back()->GetInputs();
+    for (auto &t : inputs[m]) {
+      if (t.DataType() != mindspore::DataType::kNumberTypeFloat32) return Fail(path + ": input is not float32");
+      auto *data = static_cast<float *>(t.MutableData());
+      for (int64_t k = 0; k < t.ElementNum(); ++k) data[k] = static_cast<float>(next() % 2001) / 1000.0f - 1.0f;
+    }
+  }
+  std::vector<size_t> order(n);
+  for (size_t m = 0; m < n; ++m) order[m] = m;
+  std::vector<std::vector<double>> best(rounds, std::vector<double>(n, 0.0));
+  std::vector<mindspore::MSTensor> outputs;
+  for (int r = 0; r < rounds; ++r) {
+    for (size_t k = n; k > 1; --k) std::swap(order[k - 1], order[next() % k]);
+    for (size_t m : order) {
+      double fastest = 0.0;
+      for (int c = 0; c <= calls; ++c) {
+        outputs.clear();
+        auto t0 = std::chrono::steady_clock::now();
+        mindspore::Status st = models[m]->Predict(inputs[m], &outputs);
+        auto t1 = std::chrono::steady_clock::now();
+        if (st != mindspore::kSuccess) return Fail("Model::Predict failed for " + std::string(argv[5 + m]));
+        double ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
+        if (c > 0 && (c == 1 || ms < fastest)) fastest = ms;
+      }
+      best[r][m] = fastest;
+    }
+  }
+  std::ostringstream js;
+  js << "{\"latency_ms\": [";
+  for (int r = 0; r < rounds; ++r) {
+    js << (r ? ", [" : "[");
+    for (size_t m = 0; m < n; ++m) js << (m ? ", " : "") << best[r][m];
+    js << "]";
+  }
+  js << "]}";
+  std::cout << js.str() << std::endl;
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
-  if (argc < 2) return Fail("usage: automc_lite convert|run ...");
+  if (argc < 2) return Fail("usage: automc_lite convert|run|bench ...");
   std::string cmd = argv[1];
   if (cmd == "convert") return Convert(argc, argv);
   if (cmd == "run") return Run(argc, argv);
+  if (cmd == "bench") return Bench(argc, argv);
   return Fail("unknown command " + cmd);
 }
