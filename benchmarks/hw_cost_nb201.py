@@ -12,15 +12,20 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 from automc.policy import Policy
 from scipy.stats import spearmanr
 
-from automc.hw_cost import calibrate, get_device
-from automc.hw_cost.calibration import Sample, apply_profile
+from automc.hw_cost import load_device, save_profile
+from automc.hw_cost.calibration import apply_profile
 from automc.hw_cost.model import DeviceParams, layer_seconds, layer_terms
-from automc.hw_cost.nb201 import load_nb201_measurements, nb201_table
+from automc.hw_cost.nb201 import fit_nb201_profile, load_nb201_measurements, measurement_view, nb201_table
+
+#: measured column -> the profile file shipped for its built-in device (``--write-profiles``):
+#: only where the device is the measured hardware (arm-a72 is the Raspberry Pi 4's core).
+SHIPPED = {"raspi4": "arm-a72.nb201-raspi4.yaml"}
 
 # measured column -> (base automc device, table options)
 COLUMNS = {
@@ -42,24 +47,7 @@ COLUMNS = {
     "eyeriss": "ascend310",
     "fpga": "ascend310",
 }
-# How each source ran the networks: HW-NAS-Bench's raspi4/pixel3 figures come from compiled
-# TFLite graphs (dead branches dropped, constant networks folded); HELP's phones, Xeons and
-# GPUs ran eager PyTorch (every edge runs, ``none`` is a real x*0); the eyeriss/fpga
-# figures are simulator estimates over every edge.
-COMPILED = dict(prune_dead=True, none_cost=False)
-EAGER = dict(prune_dead=False, none_cost=True)
-SIMULATED = dict(prune_dead=False, none_cost=False)
-
-
-def view_of(column: str) -> dict:
-    if column in ("raspi4", "pixel3"):
-        return COMPILED
-    if column in ("eyeriss", "fpga"):
-        return SIMULATED
-    return EAGER
-
-
-def run(columns, n_calib: int, seeds: int) -> None:
+def run(columns, n_calib: int, seeds: int, write_profiles: str | None = None) -> None:
     archs, measured = load_nb201_measurements()
     n = len(archs)
     terms_cache: dict[tuple, list] = {}
@@ -68,20 +56,19 @@ def run(columns, n_calib: int, seeds: int) -> None:
     summary = {}
     for col in columns:
         y_all = measured[col]
-        base = get_device(COLUMNS[col])
-        view = view_of(col)
+        base = load_device(COLUMNS[col], datasheet=True)
+        view = measurement_view(col)
         key = (base.name, tuple(sorted(view.items())))
         if key not in terms_cache:
             terms_cache[key] = [layer_terms(t, t.resolve([Policy()]), base) for t in (nb201_table(a, **view) for a in archs)]
         terms = terms_cache[key]
-        tables = None
+        valid = np.flatnonzero(np.isfinite(y_all) & (y_all > 0))
         rhos, w10, w25, rmses = [], [], [], []
         for seed in range(seeds):
-            rng = np.random.default_rng(seed)
-            valid = np.flatnonzero(np.isfinite(y_all) & (y_all > 0))
-            calib = rng.choice(valid, size=n_calib, replace=False)
-            samples = [Sample(nb201_table(archs[i], **view), float(y_all[i])) for i in calib]
-            profile = calibrate(base, samples, source=f"NB201 {col}, {n_calib} archs")
+            profile, calib = fit_nb201_profile(col, COLUMNS[col], n_calib=n_calib, seed=seed)
+            if seed == 0 and write_profiles is not None and col in SHIPPED:
+                out = save_profile(profile, Path(write_profiles) / SHIPPED[col])
+                print(f"  wrote {out}")
             params = DeviceParams.of(apply_profile(base, profile))
             pred = np.array([layer_seconds(t, params).sum() for t in terms]) * 1e3 + params.network_overhead_s * 1e3
             held = np.setdiff1d(valid, calib)
@@ -110,7 +97,10 @@ if __name__ == "__main__":
     ap.add_argument("--n-calib", type=int, default=20)
     ap.add_argument("--seeds", type=int, default=3, help="repeat with different calibration draws and average")
     ap.add_argument("--devices", default=",".join(COLUMNS))
+    ap.add_argument("--write-profiles", default=None, metavar="DIR",
+                    help="write the seed-0 fit of each shipped device (see SHIPPED) as a profile YAML into DIR "
+                         "(automc/hw_cost/profiles to update the built-in ones)")
     args = ap.parse_args()
     t0 = time.time()
-    run([c.strip() for c in args.devices.split(",") if c.strip()], args.n_calib, args.seeds)
+    run([c.strip() for c in args.devices.split(",") if c.strip()], args.n_calib, args.seeds, args.write_profiles)
     print(f"({time.time() - t0:.0f} s)")

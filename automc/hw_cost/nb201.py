@@ -137,3 +137,37 @@ def load_nb201_measurements(path: str | Path = DEFAULT_CSV) -> tuple[list[str], 
     archs = [r["arch_str"] for r in rows]
     cols = {f: np.array([float(r[f]) if r[f] not in ("", "nan") else np.nan for r in rows]) for f in fields}
     return archs, cols
+
+
+# How each source ran the networks: HW-NAS-Bench's raspi4/pixel3 figures come from compiled
+# TFLite graphs (dead branches dropped, constant networks folded); HELP's phones, Xeons and
+# GPUs ran eager PyTorch (every edge runs, ``none`` is a real x*0); the eyeriss/fpga figures
+# are simulator estimates over every edge.
+COMPILED = dict(prune_dead=True, none_cost=False)
+EAGER = dict(prune_dead=False, none_cost=True)
+SIMULATED = dict(prune_dead=False, none_cost=False)
+
+
+def measurement_view(column: str) -> dict:
+    """``nb201_table`` options matching how the figures of ``column`` were measured."""
+    if column in ("raspi4", "pixel3"):
+        return COMPILED
+    if column in ("eyeriss", "fpga"):
+        return SIMULATED
+    return EAGER
+
+
+def fit_nb201_profile(column: str, device: str, *, n_calib: int = 20, seed: int = 0, path: str | Path = DEFAULT_CSV):
+    """Calibrate ``device`` (from its datasheet values) on ``n_calib`` random architectures of one
+    measured column; returns ``(profile, calibration indices)`` so callers can hold the rest out."""
+    from automc.hw_cost.calibration import Sample, calibrate
+    from automc.hw_cost.specs import load_device
+
+    archs, measured = load_nb201_measurements(path)
+    y = measured[column]
+    valid = np.flatnonzero(np.isfinite(y) & (y > 0))
+    calib = np.random.default_rng(seed).choice(valid, size=n_calib, replace=False)
+    view = measurement_view(column)
+    samples = [Sample(nb201_table(archs[i], **view), float(y[i])) for i in calib]
+    source = f"NAS-Bench-201 latencies measured on {column} ({n_calib} architectures, seed {seed}; HW-NAS-Bench/HELP)"
+    return calibrate(load_device(device, datasheet=True), samples, source=source), calib

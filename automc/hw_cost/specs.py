@@ -38,6 +38,7 @@ _OPTIONAL = (
     "sources",
     "notes",
     "calibrated_from",
+    "profile",
 )
 _DEVICE_KINDS = ("cpu", "gpu", "npu", "fpga", "asic")
 _DEFAULT_EFFICIENCY = {"conv": 0.5, "conv1x1": 0.5, "dwconv": 0.15, "dense": 0.3, "pool": 0.05, "add": 0.05}
@@ -284,12 +285,18 @@ def spec_from_dict(data: Mapping[str, Any], *, where: str = "<dict>", base_dir: 
     )
 
 
-def load_device(path_or_name: str | Path) -> DeviceSpec:
-    """A device from a YAML file path, or a registered name (see ``list_devices``)."""
+def load_device(path_or_name: str | Path, *, datasheet: bool = False) -> DeviceSpec:
+    """A device from a YAML file path, or a registered name (see ``list_devices``).
+
+    A YAML may name a calibration ``profile`` (fitted to published measurements), which is
+    applied; ``datasheet=True`` returns the spec without it (the prior a new fit starts from).
+    """
     text = str(path_or_name)
     path = Path(text).expanduser()
     if not path.exists():
         _scan_builtin()
+        if datasheet and (DEVICES_DIR / f"{text}.yaml").exists():
+            return load_device(DEVICES_DIR / f"{text}.yaml", datasheet=True)
         if text in _REGISTRY:
             return get_device(text)
         raise ConfigError(f"device file {path} does not exist; pass a YAML path or one of: {', '.join(list_devices())}")
@@ -300,6 +307,11 @@ def load_device(path_or_name: str | Path) -> DeviceSpec:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     spec = spec_from_dict(data, where=str(path), base_dir=path.parent)
+    if data.get("profile") and not datasheet:  # a calibration profile fitted to published measurements
+        from automc.hw_cost.calibration import apply_profile, load_profile
+
+        profile_path = Path(str(data["profile"])).expanduser()
+        spec = apply_profile(spec, load_profile(profile_path if profile_path.is_absolute() else path.parent / profile_path))
     return replace(spec, path=str(path))
 
 

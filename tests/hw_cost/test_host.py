@@ -1,5 +1,7 @@
 import math
 
+import numpy as np
+
 import pytest
 
 from automc.hw_cost.host import machine_key, micro_network, micro_table
@@ -17,3 +19,48 @@ def test_measure_latency_of_a_tiny_network():
 
 def test_machine_key_is_stable():
     assert machine_key() == machine_key() and len(machine_key()) == 12
+
+
+def test_micro_benchmark_tables_match_their_networks():
+    pytest.importorskip("mindspore")
+    from automc.analysis import build_layer_table
+    from automc.hw_cost.host import micro_benchmarks
+
+    for table, net, shape in micro_benchmarks():
+        if table.kind[0] in ("conv", "dwconv"):
+            assert build_layer_table(net, shape).totals() == table.totals(), table.names
+
+
+def test_median_polish_removes_the_speed_of_each_round():
+    from automc.hw_cost.host import _median_polish
+
+    rng = np.random.default_rng(0)
+    true = np.log([0.5, 1.0, 2.0, 4.0])
+    speed = np.log(rng.uniform(1.0, 2.0, size=30))  # the machine drifts by up to 2x between rounds
+    row, col = _median_polish(true[None, :] + speed[:, None] + rng.normal(0, 0.01, (30, 4)))
+    assert np.allclose(col - col.mean(), true - true.mean(), atol=0.02)
+
+
+def test_ragged_input_channels_cost_a_repack_pass_on_the_host():
+    from automc.hw_cost import estimate
+    from automc.hw_cost.host import host_base_spec
+
+    from .conftest import conv_table
+
+    spec = host_base_spec()  # the YAML values, not this machine's cached fit
+    assert spec.align["pack"] == 8 and spec.repack_gbps
+    aligned, ragged = conv_table(cin=16, cout=16, hw=16), conv_table(cin=15, cout=16, hw=16)
+    t_aligned, t_ragged = (estimate(t, None, spec).latency_ms[0] for t in (aligned, ragged))
+    assert t_ragged > t_aligned  # fewer MACs, yet slower: the im2col gather of a ragged tensor
+    assert estimate(ragged, None, spec.with_updates(repack_gbps=None)).latency_ms[0] < t_aligned
+
+
+@pytest.mark.slow
+def test_networks_timed_in_mindspore_lite_rank_by_size():
+    """Real MindSpore Lite: export, convert and time interleaved; a 4x wider conv is slower."""
+    pytest.importorskip("mindspore")
+    from automc.hw_cost.host import time_networks
+
+    small, big = micro_network("conv", 16, 16, 3, 1, 32), micro_network("conv", 64, 64, 3, 1, 32)
+    ms = time_networks([(small, (16, 32, 32)), (big, (64, 32, 32))], rounds=5, calls=3, processes=1)
+    assert ms.shape == (2,) and np.all(ms > 0) and ms[1] > 2 * ms[0]

@@ -72,3 +72,34 @@ def test_profile_bad_field(tmp_path):
     path.write_text("device: x\nefficiency: {convv: 1}\nmemory_efficiency: 1\nop_overhead_us: {}\nnetwork_overhead_us: 0\n")
     with pytest.raises(ConfigError, match="efficiency.convv"):
         load_profile(path)
+
+
+def test_device_yaml_profile_is_applied_and_datasheet_skips_it(tmp_path):
+    from automc.hw_cost import load_device
+
+    profile = calibrate("arm-a76", [(conv_table(cin=c, cout=c, hw=14), 0.05 * c) for c in (16, 32, 64, 128)],
+                        source="four made-up figures")
+    save_profile(profile, tmp_path / "fit.yaml")
+    text = (get_device("arm-a76").path and open(get_device("arm-a76").path).read())
+    (tmp_path / "my-a76.yaml").write_text(text.replace("name: arm-a76", "name: my-a76") + "\nprofile: fit.yaml\n")
+    fitted, plain = load_device(tmp_path / "my-a76.yaml"), load_device(tmp_path / "my-a76.yaml", datasheet=True)
+    assert fitted.calibrated_from == "four made-up figures" and plain.calibrated_from == ""
+    assert fitted.efficiency_of("conv") == pytest.approx(profile.efficiency["conv"])
+    assert plain.efficiency_of("conv") == get_device("arm-a76").efficiency_of("conv")
+    # the built-in Raspberry Pi 4 core ships fitted to published NAS-Bench-201 latencies
+    assert "raspi4" in get_device("arm-a72").calibrated_from
+    assert load_device("arm-a72", datasheet=True).calibrated_from == ""
+
+
+def test_weighted_calibration_follows_the_heavier_samples():
+    base = get_device("arm-a76")
+    tables = [conv_table(cin=c, cout=c, hw=14) for c in (16, 32, 64, 128)]
+    truth = [float(estimate(t, None, base).latency_ms[0]) for t in tables]
+    liars = [2.0 * y for y in truth]  # the same tables measured twice as slow
+    samples = list(zip(tables, truth)) + list(zip(tables, liars))
+    fast = calibrate(base, samples, weights=[1.0] * 4 + [1e-3] * 4)
+    slow = calibrate(base, samples, weights=[1e-3] * 4 + [1.0] * 4)
+    pred = lambda prof: float(estimate(tables[2], None, apply_profile(base, prof)).latency_ms[0])  # noqa: E731
+    assert pred(fast) == pytest.approx(truth[2], rel=0.1) and pred(slow) == pytest.approx(liars[2], rel=0.1)
+    with pytest.raises(ConfigError, match="weights"):
+        calibrate(base, samples, weights=[1.0])
