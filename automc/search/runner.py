@@ -117,6 +117,8 @@ def open_study(config: ExperimentConfig, objectives: list[Metric]):
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats
+    # the runner drives ask/tell itself and beats the heartbeat of each running trial (_Heartbeat)
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
     heartbeat = config.search.heartbeat_s
     storage = RDBStorage(
         _storage_url(config),
