@@ -69,9 +69,10 @@ class DeviceSpec:
     achieved fraction of bandwidth, ``op_overhead_us`` the fixed cost per op per class
     (defaults to ``launch_overhead_us``), ``network_overhead_us`` a fixed cost per inference,
     ``align.pack`` is the channel block of the runtime's tensor layout (NC8HW8 for AVX, NC4HW4
-    for NEON): a conv whose input or output channels are not a multiple of it has that tensor
-    repacked, one extra pass at ``repack_gbps`` (measured on MindSpore Lite here: a pruned
-    ResNet-20 with ragged channel counts can be slower than the unpruned one).
+    for NEON): a conv reading a channel count that is not a multiple of it gathers its im2col
+    patches (input channels x kernel area x output pixels) at ``repack_gbps`` on top of its
+    compute (measured on MindSpore Lite here: a pruned ResNet-20 with ragged channel counts
+    can be slower than the unpruned one).
     """
 
     name: str

@@ -248,6 +248,10 @@ def test_device_objectives_constraints_and_extra_devices_reach_mlflow(tmp_path):
     assert {"latency_at_arm-a76", "latency_at_t4", "energy_at_kirin990-npu"} <= set(children[0].data.metrics)
     assert "baseline_latency_at_arm-a76" in parents[0].data.metrics
     assert result.best is not None and result.baseline["latency@arm-a76"] > 0.04
+    # the samplers see each constraint's violation (<= 0: feasible) through Trial.set_constraint
+    for frozen in _trials(result.config):
+        assert set(frozen.constraints) == {"latency@arm-a76 <= 0.04ms"}
+        assert frozen.constraints["latency@arm-a76 <= 0.04ms"] <= 0
 
 
 @pytest.mark.parametrize("mode", ["ptq", "qat"])
