@@ -65,7 +65,8 @@ def run(columns, n_calib: int, seeds: int, write_profiles: str | None = None) ->
         valid = np.flatnonzero(np.isfinite(y_all) & (y_all > 0))
         rhos, w10, w25, rmses = [], [], [], []
         for seed in range(seeds):
-            profile, calib = fit_nb201_profile(col, COLUMNS[col], n_calib=n_calib, seed=seed)
+            profile, calib = fit_nb201_profile(col, COLUMNS[col], n_calib=n_calib, seed=seed,
+                                               measurements=(archs, measured))
             if seed == 0 and write_profiles is not None and col in SHIPPED:
                 out = save_profile(profile, Path(write_profiles) / SHIPPED[col])
                 print(f"  wrote {out}")

@@ -372,7 +372,10 @@ def calibrate_host(*, force: bool = False, runtime: str = "lite", extra: Sequenc
         cached = cached_host_profile(host_base_spec())
         if cached is not None:
             return cached
-    items = [(t, n, s, None) for t, n, s in micro_benchmarks()] + [(*e, None)[:4] for e in extra]
+    from automc.policy import Policy
+
+    items = [(t, n, s, Policy()) for t, n, s in micro_benchmarks()]
+    items += [(t, n, s, rest[0] if rest else Policy()) for t, n, s, *rest in extra]
     latency = time_networks([(n, s) for _, n, s, _ in items], runtime=runtime, **timing)
-    samples = [(t, float(ms_), p) if p is not None else (t, float(ms_)) for (t, _, _, p), ms_ in zip(items, latency)]
+    samples = [(t, float(ms_), p) for (t, _, _, p), ms_ in zip(items, latency)]
     return fit_host(samples, n_micro=len(MICRO_BENCHMARKS), runtime=runtime)

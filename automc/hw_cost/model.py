@@ -20,7 +20,7 @@ when ``w_bits < 32``. Pool and add rows have no parameters.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Sequence
 
 import numpy as np
@@ -60,9 +60,6 @@ class CostEstimate:
             "bitops": int(self.bitops[index]),
             "params": int(self.params[index]),
         }
-
-
-_ARRAY_FIELDS = ("latency_ms", "layer_latency_ms", "energy_mj", "size_bytes", "macs", "bitops", "params")
 
 
 @dataclass(frozen=True)
@@ -272,11 +269,11 @@ def estimate(
     if len(pols) <= CHUNK:
         return _estimate(table, pols, spec, lut)
     parts = [_estimate(table, pols[i : i + CHUNK], spec, lut) for i in range(0, len(pols), CHUNK)]
-    first = parts[0]
+    arrays = [f.name for f in fields(CostEstimate) if f.name not in ("device", "layer_names")]
     return CostEstimate(
-        device=first.device,
-        layer_names=first.layer_names,
-        **{f: np.concatenate([getattr(part, f) for part in parts]) for f in _ARRAY_FIELDS},
+        device=parts[0].device,
+        layer_names=parts[0].layer_names,
+        **{name: np.concatenate([getattr(part, name) for part in parts]) for name in arrays},
     )
 
 

@@ -157,13 +157,15 @@ def measurement_view(column: str) -> dict:
     return EAGER
 
 
-def fit_nb201_profile(column: str, device: str, *, n_calib: int = 20, seed: int = 0, path: str | Path = DEFAULT_CSV):
+def fit_nb201_profile(column: str, device: str, *, n_calib: int = 20, seed: int = 0, path: str | Path = DEFAULT_CSV,
+                      measurements: tuple[list[str], dict[str, np.ndarray]] | None = None):
     """Calibrate ``device`` (from its datasheet values) on ``n_calib`` random architectures of one
-    measured column; returns ``(profile, calibration indices)`` so callers can hold the rest out."""
+    measured column; returns ``(profile, calibration indices)`` so callers can hold the rest out.
+    ``measurements`` is what ``load_nb201_measurements`` returned, when the caller has read it."""
     from automc.hw_cost.calibration import Sample, calibrate
     from automc.hw_cost.specs import load_device
 
-    archs, measured = load_nb201_measurements(path)
+    archs, measured = measurements if measurements is not None else load_nb201_measurements(path)
     y = measured[column]
     valid = np.flatnonzero(np.isfinite(y) & (y > 0))
     calib = np.random.default_rng(seed).choice(valid, size=n_calib, replace=False)

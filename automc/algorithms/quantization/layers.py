@@ -65,7 +65,13 @@ def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
 class _InputQuant(nn.Cell):
     """Shared parts: bit-widths, input observer and the fake-quant of input and weight."""
 
-    def _init_quant(self, w_bits: int, a_bits: int, symmetric: bool, ema_decay: float, weight_range: str) -> None:
+    def _init_quant(self, layer: nn.Cell, w_bits: int, a_bits: int, symmetric: bool, ema_decay: float,
+                    weight_range: str) -> None:
+        """Copy ``layer``'s weight (and bias), then set up the bit-widths and the input observer."""
+        self.has_bias = bool(layer.has_bias)
+        self.weight = Parameter(layer.weight.data.copy(), name="weight")
+        if self.has_bias:
+            self.bias = Parameter(layer.bias.data.copy(), name="bias")
         self.w_bits = check_bits(w_bits, where="w_bits")
         self.a_bits = check_bits(a_bits, where="a_bits")
         self.symmetric = bool(symmetric)
@@ -139,13 +145,9 @@ class QuantConv2d(_InputQuant):
         for attr in ("in_channels", "out_channels", "kernel_size", "stride", "pad_mode", "padding", "dilation",
                      "group", "data_format"):
             setattr(self, attr, getattr(conv, attr))
-        self.has_bias = bool(conv.has_bias)
-        self.weight = Parameter(conv.weight.data.copy(), name="weight")
-        if self.has_bias:
-            self.bias = Parameter(conv.bias.data.copy(), name="bias")
+        self._init_quant(conv, w_bits, a_bits, symmetric, ema_decay, weight_range)
         self.conv2d = conv.conv2d
         self.bias_add = conv.bias_add
-        self._init_quant(w_bits, a_bits, symmetric, ema_decay, weight_range)
 
     def _shape_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, group={self.group}"
@@ -172,14 +174,10 @@ class QuantDense(_InputQuant):
     ):
         super().__init__()
         self.in_channels, self.out_channels = dense.in_channels, dense.out_channels
-        self.has_bias = bool(dense.has_bias)
-        self.weight = Parameter(dense.weight.data.copy(), name="weight")
-        if self.has_bias:
-            self.bias = Parameter(dense.bias.data.copy(), name="bias")
+        self._init_quant(dense, w_bits, a_bits, symmetric, ema_decay, weight_range)
         self.activation_flag = bool(dense.activation_flag)
         if self.activation_flag:
             self.activation = dense.activation
-        self._init_quant(w_bits, a_bits, symmetric, ema_decay, weight_range)
 
     def _shape_repr(self) -> str:
         return f"in_channels={self.in_channels}, out_channels={self.out_channels}"

@@ -107,6 +107,19 @@ bool ReadFile(const std::string &path, std::vector<char> *buf) {
   return static_cast<bool>(f.read(buf->data(), n));
 }
 
+// Reads a .ms file and builds it for the CPU (fp32, `threads` threads); "" on success, else why not.
+std::string BuildModel(const std::string &path, int threads, mindspore::Model *model) {
+  std::vector<char> buf;
+  if (!ReadFile(path, &buf)) return "cannot read " + path;
+  auto context = std::make_shared<mindspore::Context>();
+  context->SetThreadNum(threads > 0 ? threads : 1);
+  auto cpu = std::make_shared<mindspore::CPUDeviceInfo>();
+  cpu->SetEnableFP16(false);
+  context->MutableDeviceInfo().push_back(cpu);
+  mindspore::Status st = model->Build(buf.data(), buf.size(), mindspore::kMindIR_Lite, context);
+  return st == mindspore::kSuccess ? "" : "Model::Build failed for " + path + ": " + st.ToString();
+}
+
 int Run(int argc, char **argv) {
   int i = 2;
   auto need = [&](int k) { return i + k <= argc; };
@@ -130,16 +143,10 @@ int Run(int argc, char **argv) {
   if (!need(1)) return Fail("missing output prefix");
   std::string out_prefix = argv[i++];
 
-  std::vector<char> model_buf;
-  if (!ReadFile(model_path, &model_buf)) return Fail("cannot read " + model_path);
-  auto context = std::make_shared<mindspore::Context>();
-  context->SetThreadNum(threads > 0 ? threads : 1);
-  auto cpu = std::make_shared<mindspore::CPUDeviceInfo>();
-  cpu->SetEnableFP16(false);
-  context->MutableDeviceInfo().push_back(cpu);
   mindspore::Model model;
-  mindspore::Status st = model.Build(model_buf.data(), model_buf.size(), mindspore::kMindIR_Lite, context);
-  if (st != mindspore::kSuccess) return Fail("Model::Build failed: " + st.ToString());
+  std::string error = BuildModel(model_path, threads, &model);
+  if (!error.empty()) return Fail(error);
+  mindspore::Status st;
 
   auto inputs = model.GetInputs();
   if (static_cast<int>(inputs.size()) != n_inputs) {
@@ -215,16 +222,9 @@ int Bench(int argc, char **argv) {
   };
   for (size_t m = 0; m < n; ++m) {
     std::string path = argv[5 + m];
-    std::vector<char> buf;
-    if (!ReadFile(path, &buf)) return Fail("cannot read " + path);
-    auto context = std::make_shared<mindspore::Context>();
-    context->SetThreadNum(threads > 0 ? threads : 1);
-    auto cpu = std::make_shared<mindspore::CPUDeviceInfo>();
-    cpu->SetEnableFP16(false);
-    context->MutableDeviceInfo().push_back(cpu);
     models.emplace_back(new mindspore::Model());
-    mindspore::Status st = models.back()->Build(buf.data(), buf.size(), mindspore::kMindIR_Lite, context);
-    if (st != mindspore::kSuccess) return Fail("Model::Build failed for " + path + ": " + st.ToString());
+    std::string error = BuildModel(path, threads, models.back().get());
+    if (!error.empty()) return Fail(error);
     inputs[m] = models.back()->GetInputs();
     for (auto &t : inputs[m]) {
       if (t.DataType() != mindspore::DataType::kNumberTypeFloat32) return Fail(path + ": input is not float32");
