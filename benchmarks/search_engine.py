@@ -2,8 +2,8 @@
 
 Prints:
 1. trials/min with 1 and 2 Ray workers (target: >= 1.8x);
-2. orchestration overhead: time a trial spends outside compress + fine-tune + evaluate, as a
-   share of trial time (target: <= 3 %);
+2. orchestration overhead: the share of the search loop's wall time (first ask to last tell)
+   spent outside compress + fine-tune + evaluate (target: <= 3 %);
 3. at an equal trial budget, the hypervolume of (accuracy, MACs) reached by TPE and NSGA-II
    against random search;
 4. the best accuracy under a latency budget on arm-a76, against uniform pruning (one ratio
@@ -22,20 +22,23 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 import automc
 from automc.config import config_from_dict
 
-BASE = {
-    "name": "bench",
-    "model": {"name": "lenet"},
-    "data": {"name": "digits"},
-    "train": {"epochs": 10, "lr": 0.05},
-    "finetune": {"epochs": 1, "lr": 0.02},
-    "compress": {"pruning": {"max_ratio": 0.8, "step": 0.05}},
-    "objectives": ["accuracy", "macs"],
-    "search": {"n_trials": 16, "pruner": "none"},
-}
+QUICKSTART = Path(__file__).resolve().parents[1] / "experiments" / "quickstart.yaml"
+
+
+def quickstart() -> dict:
+    """The quickstart experiment as the user runs it, with the winner's export left out."""
+    cfg = yaml.safe_load(QUICKSTART.read_text())
+    cfg["export"] = {**cfg.get("export", {}), "formats": []}
+    cfg.setdefault("search", {})["pruner"] = "none"  # every trial runs to the end: equal work per trial
+    return cfg
+
+
+BASE = quickstart()
 
 
 def run(root: Path, name: str, trials: int, **changes):
@@ -93,10 +96,12 @@ def main() -> None:
     if 2 in sections:
         res, _ = run(root, "local", args.trials)
         done = [t for t in res.trials if t.state == "COMPLETE"]
-        total = sum(t.duration_s for t in done)
+        # everything between the first ask and the last tell that is not compress + fine-tune +
+        # evaluate: sampling, cost models, projection, storage writes, checkpoints, MLflow logging
+        span = trial_span_s(res)
         inner = sum(t.eval_seconds for t in done)
-        print(f"[2] orchestration overhead (local): {(total - inner) / total * 100:.2f}% of trial time "
-              f"({total - inner:.2f}s of {total:.1f}s; target <= 3%)")
+        print(f"[2] orchestration overhead (local): {(span - inner) / span * 100:.2f}% of trial time "
+              f"({(span - inner) / len(done) * 1000:.0f} ms per trial of {span / len(done):.2f}s; target <= 3%)")
     if 3 in sections:
         hv = {}
         for strategy in ("random", "tpe", "nsga2"):

@@ -21,3 +21,16 @@ def test_distillation_into_a_pruned_copy_with_the_same_parameter_names():
                  TrainSettings(epochs=1, lr=0.02, distill_weight=0.5), teacher=teacher)
     assert np.isfinite(loss) and accuracy(student, data.val.x, data.val.y) > 80
     assert {p.name for p in teacher.get_parameters()} == before  # the caller's teacher is untouched
+
+
+def test_training_on_cpu_runs_the_host_pipeline_synchronously(monkeypatch):
+    import os
+
+    monkeypatch.delenv("MS_DEV_HOST_BLOCKING_RUN", raising=False)
+    data = load_dataset("digits", seed=0)
+    net = build_model("lenet", num_classes=10, input_shape=(1, 8, 8))
+    train(net, data.train.x[:64], data.train.y[:64], TrainSettings(epochs=1))
+    assert os.environ["MS_DEV_HOST_BLOCKING_RUN"] == "1"
+    monkeypatch.setenv("MS_DEV_HOST_BLOCKING_RUN", "0")  # a value the user chose is kept
+    accuracy(net, data.val.x, data.val.y)
+    assert os.environ["MS_DEV_HOST_BLOCKING_RUN"] == "0"

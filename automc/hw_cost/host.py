@@ -81,6 +81,9 @@ def _compiled(net: Any, shape: tuple[int, ...], seed: int):
     """A zero-argument callable running ``net`` compiled, in inference mode, to a host array."""
     import mindspore as ms
 
+    from automc.training import use_host_blocking_run
+
+    use_host_blocking_run()
     x = ms.Tensor(np.random.default_rng(seed).standard_normal(shape).astype(np.float32))
     net.set_train(False)
     fn = ms.jit(net.construct)

@@ -44,9 +44,11 @@ def _pruning_reporter(trial, *, multi_objective: bool, median: bool):
     import optuna
 
     def report(epoch: int, acc: float) -> None:
-        trial.set_user_attr(f"val_accuracy_epoch_{epoch}", acc)
         if multi_objective:  # Optuna's pruners judge single-objective studies only
-            prune = median and median_says_prune(trial.study, epoch, acc)
+            if not median:
+                return
+            trial.set_user_attr(f"val_accuracy_epoch_{epoch}", acc)  # what median_says_prune compares
+            prune = median_says_prune(trial.study, epoch, acc)
         else:
             trial.report(acc, epoch)
             prune = trial.should_prune()

@@ -26,12 +26,12 @@ class TrialRecord:
 
     @classmethod
     def from_optuna(cls, t) -> "TrialRecord":
-        attrs = t.user_attrs
-        policy = Policy.from_json(attrs["policy"]) if "policy" in attrs else None
+        policy = Policy.from_json(t.user_attrs["policy"]) if "policy" in t.user_attrs else None
+        result = t.user_attrs.get("result", {})  # written by the runner when the trial finished
         duration = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else 0.0
-        return cls(number=t.number, state=t.state.name, policy=policy, metrics=dict(attrs.get("metrics", {})),
-                   duration_s=duration, fail_reason=attrs.get("fail_reason", ""), checkpoint=attrs.get("checkpoint", ""),
-                   eval_seconds=float(attrs.get("eval_seconds", 0.0)))
+        return cls(number=t.number, state=t.state.name, policy=policy, metrics=dict(result.get("metrics", {})),
+                   duration_s=duration, fail_reason=result.get("fail_reason", ""), checkpoint=result.get("checkpoint", ""),
+                   eval_seconds=float(result.get("eval_seconds", 0.0)))
 
 
 @dataclass

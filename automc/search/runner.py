@@ -119,7 +119,10 @@ def open_study(config: ExperimentConfig, objectives: list[Metric]):
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats
     # the runner drives ask/tell itself and beats the heartbeat of each running trial (_Heartbeat)
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+    from automc.search.sqlite import relax_sync, use_wal
+
     heartbeat = config.search.heartbeat_s
+    use_wal(_storage_url(config))
     storage = RDBStorage(
         _storage_url(config),
         heartbeat_interval=heartbeat,
@@ -128,6 +131,7 @@ def open_study(config: ExperimentConfig, objectives: list[Metric]):
         if config.search.retry_failed else None,
         engine_kwargs={"connect_args": {"timeout": 60}} if _storage_url(config).startswith("sqlite") else None,
     )
+    relax_sync(storage.engine)
     return optuna.create_study(
         study_name=config.name,
         storage=storage,
@@ -139,11 +143,11 @@ def open_study(config: ExperimentConfig, objectives: list[Metric]):
     )
 
 
-def _counts(study) -> tuple[int, int]:
+def _counts(study, trials=None) -> tuple[int, int]:
     """(finished, running) trials of the whole study, whichever process runs them."""
     from optuna.trial import TrialState
 
-    states = [t.state for t in study.get_trials(deepcopy=False)]
+    states = [t.state for t in (trials if trials is not None else study.get_trials(deepcopy=False))]
     finished = sum(s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL) for s in states)
     return finished, sum(s == TrialState.RUNNING for s in states)
 
@@ -161,27 +165,40 @@ class _Heartbeat:
 
         self.storage, self.interval_s = study._storage, interval_s
         self.trial_ids: set[int] = set()
-        self._stop = threading.Event()
+        self._new: set[int] = set()
+        self._stop, self._wake = threading.Event(), threading.Event()
         self._thread = threading.Thread(target=self._run, name="automc-heartbeat", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            for trial_id in list(self.trial_ids):
+        import time
+
+        last_round = time.monotonic()
+        while not self._stop.is_set():
+            # a new trial gets its first beat at once, every running trial one per interval
+            self._wake.wait(max(0.0, last_round + self.interval_s - time.monotonic()))
+            self._wake.clear()
+            ids, self._new = set(self._new), set()
+            if time.monotonic() >= last_round + self.interval_s:
+                ids |= self.trial_ids
+                last_round = time.monotonic()
+            for trial_id in ids:
                 try:
                     self.storage.record_heartbeat(trial_id)
                 except Exception:  # a finished trial refuses heartbeats; nothing to do
                     self.trial_ids.discard(trial_id)
 
     def add(self, trial) -> None:
-        self.storage.record_heartbeat(trial._trial_id)
         self.trial_ids.add(trial._trial_id)
+        self._new.add(trial._trial_id)
+        self._wake.set()
 
     def remove(self, trial) -> None:
         self.trial_ids.discard(trial._trial_id)
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
 
 
 def _fail_stale(study, log: Log) -> None:
@@ -250,6 +267,8 @@ def run_search(
         executor.close()
         if status != "FINISHED":
             tracker.end_search(status)
+        else:
+            tracker.flush()
 
     result = collect_result(config, study, prepared)
     from automc.search.export import export_best, log_pareto_front
@@ -274,11 +293,13 @@ def _drive(study, prepared: Prepared, executor, tracker, n_trials: int, log: Log
     ctx, space = prepared.context, prepared.space
     in_flight: dict[int, tuple[Any, Policy, dict[str, float], float]] = {}
     heartbeat = _Heartbeat(study, ctx.config.search.heartbeat_s)
-    started = time.perf_counter()
+    started = last_stale_check = time.perf_counter()
     timeout = ctx.config.search.timeout_s
     try:
         while True:
-            _fail_stale(study, log)
+            if time.perf_counter() - last_stale_check >= heartbeat.interval_s:  # stale trials are seconds old
+                _fail_stale(study, log)
+                last_stale_check = time.perf_counter()
             done, running = _counts(study)
             out_of_time = timeout is not None and time.perf_counter() - started > timeout
             while not out_of_time and len(in_flight) < executor.capacity and done + running < n_trials:
@@ -337,19 +358,20 @@ def _tell(study, trial, policy, costs, outcome, prepared: Prepared, tracker, sec
     else:
         state = TrialState.COMPLETE
         metrics["accuracy"] = outcome["accuracy"]
-        trial.set_user_attr("eval_seconds", outcome.get("seconds", 0.0))
         metrics["accuracy_drop"] = ctx.baseline_accuracy - outcome["accuracy"]
-        trial.set_user_attr("checkpoint", outcome.get("checkpoint", ""))
         if not math.isfinite(outcome["accuracy"]):
             state, reason = TrialState.FAIL, "accuracy is NaN"
     violations = {c.text: float(c.violation(metrics[c.metric.name])) for c in prepared.constraints
                   if c.metric.name in metrics}
     for text, violation in violations.items():  # read by the constrained samplers (TPE, NSGA-II, GP)
         trial.set_constraint(text, violation)
-    trial.set_user_attr("constraint_violations", list(violations.values()))
-    trial.set_user_attr("metrics", metrics)
+    # one storage write for everything TrialRecord reads back
+    record = {"metrics": metrics, "constraint_violations": list(violations.values())}
+    if isinstance(outcome, dict):
+        record.update(eval_seconds=outcome.get("seconds", 0.0), checkpoint=outcome.get("checkpoint", ""))
     if reason:
-        trial.set_user_attr("fail_reason", reason)
+        record["fail_reason"] = reason
+    trial.set_user_attr("result", record)
     if state == TrialState.COMPLETE:
         study.tell(trial, [metrics[m.name] for m in prepared.objectives])
     else:
@@ -358,8 +380,9 @@ def _tell(study, trial, policy, costs, outcome, prepared: Prepared, tracker, sec
                       metrics=metrics, state=state.name, reason=reason,
                       duration_s=seconds,
                       step_metrics={"val_accuracy": outcome.get("epoch_accuracies", [])} if isinstance(outcome, dict) else None)
-    done = _finished(study)
-    best = _best_so_far(study, prepared)
+    trials = study.get_trials(deepcopy=False)
+    done = _counts(study, trials)[0]
+    best = _best_so_far(trials, prepared)
     shown = ", ".join(f"{k} {_fmt(k, v)}" for k, v in metrics.items() if k in [m.name for m in prepared.objectives])
     line = f"trial {done}/{n_trials} #{trial.number} {state.name.lower()}: {shown or reason}"
     if reason and state == TrialState.FAIL:
@@ -381,9 +404,9 @@ def _fmt(name: str, value: float) -> str:
     return f"{value:.4g}"
 
 
-def _best_so_far(study, prepared: Prepared) -> str:
+def _best_so_far(optuna_trials, prepared: Prepared) -> str:
     cfg = prepared.context.config
-    trials = [TrialRecord.from_optuna(t) for t in study.get_trials(deepcopy=False)]
+    trials = [TrialRecord.from_optuna(t) for t in optuna_trials]
     best = select_best(cfg, trials, prepared.constraints, prepared.context.baseline_accuracy)
     if best is None:
         return ""

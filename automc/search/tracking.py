@@ -3,6 +3,10 @@
 Uses ``MlflowClient`` with explicit run ids (no global "active run"), so trials finishing on Ray
 workers in any order are logged to the right place. The default store is a SQLite file in the
 experiment's output folder, with artifacts beside it, so no server is needed.
+
+Trial runs are written by one background thread, in order, while the next trial trains (three
+store calls per trial: create, one batch of params, metrics and per-epoch values, terminate);
+``flush()`` waits for them, and every other call flushes first.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -34,9 +40,12 @@ class Tracker:
         import mlflow
         from mlflow.tracking import MlflowClient
 
+        from automc.search.sqlite import use_wal
+
         for name in ("mlflow", "alembic"):
             logging.getLogger(name).setLevel(logging.WARNING)
 
+        use_wal(tracking_uri)
         self.tracking_uri = tracking_uri
         mlflow.set_tracking_uri(tracking_uri)
         self.client = MlflowClient(tracking_uri)
@@ -51,6 +60,8 @@ class Tracker:
         else:
             self.experiment_id = exp.experiment_id
         self.parent_id: str | None = None
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="automc-mlflow")
+        self._pending: list[Future] = []
 
     # ------------------------------------------------------------------ runs
     def start_search(self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str] | None = None) -> str:
@@ -69,45 +80,66 @@ class Tracker:
         reason: str = "",
         duration_s: float = 0.0,
         step_metrics: Mapping[str, list[float]] | None = None,
-    ) -> str:
+    ) -> None:
+        """Queue one trial's child run; an error of an earlier queued run is raised here."""
+        for future in [f for f in self._pending if f.done()]:
+            self._pending.remove(future)
+            future.result()
+        self._pending.append(self._writer.submit(
+            self._log_trial, number, dict(params), dict(metrics), state, reason, duration_s, dict(step_metrics or {})))
+
+    def _log_trial(self, number, params, metrics, state, reason, duration_s, step_metrics) -> str:
+        from mlflow.entities import Metric
+
         tags = {"mlflow.parentRunId": self.parent_id or "", "automc.trial": str(number), "automc.state": state}
         if reason:
             tags["automc.fail_reason"] = reason[:5000]
-        run = self.client.create_run(self.experiment_id, run_name=f"trial-{number:04d}", tags=tags)
-        run_id = run.info.run_id
-        self.log_params(run_id, params)
+        run_id = self.client.create_run(self.experiment_id, run_name=f"trial-{number:04d}", tags=tags).info.run_id
         clean = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
         clean["duration_s"] = float(duration_s)
-        self.log_metrics(run_id, clean)
-        for key, values in (step_metrics or {}).items():
-            for step, value in enumerate(values):
-                self.client.log_metric(run_id, metric_key(key), float(value), step=step)
+        now = int(time.time() * 1000)
+        steps = [Metric(metric_key(k), float(v), now, step) for k, values in step_metrics.items()
+                 for step, v in enumerate(values)]
+        self._log_batch(run_id, params, clean, steps)
         self.client.set_terminated(run_id, status="FINISHED" if state in ("COMPLETE", "PRUNED") else "FAILED")
         return run_id
 
+    def flush(self) -> None:
+        """Wait until every queued trial run is written (raises the first error)."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+
     def end_search(self, status: str = "FINISHED") -> None:
+        self.flush()
         if self.parent_id is not None:
             self.client.set_terminated(self.parent_id, status=status)
 
     # ------------------------------------------------------------------ values
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
-        from mlflow.entities import Param
-
-        items = [Param(str(k)[:250], mask_secrets(str(v))[:MAX_PARAM_LEN]) for k, v in params.items()]
-        for i in range(0, len(items), 100):
-            self.client.log_batch(run_id, params=items[i : i + 100])
+        self.flush()
+        self._log_batch(run_id, params, {})
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float]) -> None:
-        import time
+        self.flush()
+        self._log_batch(run_id, {}, metrics)
 
-        from mlflow.entities import Metric
+    def _log_batch(self, run_id: str, params: Mapping[str, Any], metrics: Mapping[str, float],
+                   extra_metrics: list | None = None) -> None:
+        """Params and metrics in as few ``log_batch`` calls as MLflow's limits allow
+        (100 params and 1000 values per call)."""
+        from mlflow.entities import Metric, Param
 
         now = int(time.time() * 1000)
-        items = [Metric(metric_key(k), float(v), now, 0) for k, v in metrics.items()]
-        for i in range(0, len(items), 100):
-            self.client.log_batch(run_id, metrics=items[i : i + 100])
+        ps = [Param(str(k)[:250], mask_secrets(str(v))[:MAX_PARAM_LEN]) for k, v in params.items()]
+        ms = [Metric(metric_key(k), float(v), now, 0) for k, v in metrics.items()] + list(extra_metrics or [])
+        while ps or ms:
+            batch_p, ps = ps[:100], ps[100:]
+            batch_m, ms = ms[: 1000 - len(batch_p)], ms[1000 - len(batch_p):]
+            self.client.log_batch(run_id, params=batch_p, metrics=batch_m)
 
     def log_artifact(self, path: Path, artifact_path: str | None = None, run_id: str | None = None) -> None:
+        self.flush()
         self.client.log_artifact(run_id or self.parent_id, str(path), artifact_path)
 
     def log_json(self, obj: Any, name: str, run_id: str | None = None) -> None:

@@ -75,10 +75,23 @@ def test_mlflow_holds_a_parent_and_one_child_per_trial(searched):
     child = children[0]
     assert any(k.startswith("prune.conv") for k in child.data.params)
     assert {"accuracy", "macs", "accuracy_drop"} <= set(child.data.metrics)
+    # fine-tuning for 0.5 epoch reports one validation accuracy, logged with its step
+    history = client.get_metric_history(child.info.run_id, "val_accuracy")
+    assert [m.step for m in history] == [0] and 0 < history[0].value <= 100
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"baseline", "best", "baseline_metrics.json", "layer_table.json", "pareto_front.csv"} <= artifacts
     best_files = {Path(a.path).name for a in client.list_artifacts(parent.info.run_id, "best")}
     assert {"best_policy.json", "best.mindir", "summary.json"} <= best_files
+
+
+def test_the_study_and_mlflow_stores_use_write_ahead_logging(searched):
+    import sqlite3
+
+    _, result, _ = searched
+    for db in ("study.db", "mlflow.db"):
+        with sqlite3.connect(result.out_dir / db) as con:
+            assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal", db
+        con.close()
 
 
 def test_rerun_resumes_the_study_and_reuses_the_baseline(searched):
