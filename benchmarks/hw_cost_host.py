@@ -1,13 +1,13 @@
 """Predicted vs measured latency on this machine for random pruning policies (issue 3, host check).
 
 Times, in one interleaved MindSpore Lite session (``automc.hw_cost.host.time_networks``): the
-host micro-benchmarks, a few calibration networks per zoo net (the unpruned one and some pruned
+host micro-benchmarks, 17 calibration networks per zoo net (the unpruned one and 16 pruned
 ones) and >= 40 random channel-pruning policies over resnet20 (residual) and mobilenetv2
 (depthwise) that the fit never sees. Calibrates ``host-cpu`` on the micro-benchmarks plus the
 calibration networks, then prints Spearman and the share within +-10% / +-25% for the checked
 policies, next to a MACs proxy (Spearman only) and the uncalibrated model.
 
-    python benchmarks/hw_cost_host.py [--policies 24] [--calib 4] [--rounds 30] [--processes 3] [--measurements m.npy]
+    python benchmarks/hw_cost_host.py [--policies 24] [--calib 16] [--rounds 30] [--processes 3] [--measurements m.npy]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ INPUT = (3, 32, 32)
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--policies", type=int, default=24, help="checked policies per network")
-    ap.add_argument("--calib", type=int, default=4, help="extra measured policies per network used for calibration")
+    ap.add_argument("--calib", type=int, default=16, help="extra measured policies per network used for calibration")
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--processes", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
@@ -71,7 +71,7 @@ def main() -> None:
     samples = [(t, float(ms), p) for (t, _, _, p, _, cal), ms in zip(items, latency) if cal]
     n_micro = sum(it[4] == "micro" for it in items)
     spec = fit_host(samples, n_micro=n_micro, runtime="lite")
-    print(f"calibrated host-cpu on {len(samples)} networks ({n_micro} micro-benchmarks, weighted as much as the rest)")
+    print(f"calibrated host-cpu on {len(samples)} networks ({n_micro} micro-benchmarks, together weighted a quarter of the networks)")
 
     check = [(it, ms) for it, ms in zip(items, latency) if not it[5]]
     meas = np.array([ms for _, ms in check])

@@ -6,7 +6,7 @@ policies are costed per call without building a network. Per layer::
     compute_s = ops(padded to the compute tile) / peak(executed precision) / efficiency[class]
     memory_s  = (weight bytes at w_bits + activation bytes) / bandwidth / memory_efficiency
     layer_s   = max(compute_s, memory_s) + op_overhead[class]   (+ unfused BN/act passes)
-                + repack_bytes / repack_bandwidth   (channels not a multiple of align.pack)
+                + repack_bytes / repack_bandwidth   (non-depthwise convs whose input channels are not a multiple of align.pack)
     total     = sum(layer_s) + network_overhead
 
 Activations are stored at the executed width (int4/int8/fp16/fp32); tensors that fit the
@@ -192,8 +192,9 @@ def layer_terms(table: LayerTable, shapes: LayerShapes, spec: DeviceSpec) -> Lay
     out_bytes = out_elems * act_bytes_per
     act_bytes = in_bytes + out_bytes
     pack = spec.align.get("pack", 1)
-    # a conv reading a ragged channel count gathers its im2col patches with a scalar tail loop
-    ragged_in = is_compute & present & (shapes.cin % pack != 0) & (kind != "dense")[None, :]
+    # a conv reading a ragged channel count gathers its im2col patches with a scalar tail loop;
+    # a depthwise conv has no im2col (it runs channel blocks in place) and pays nothing extra
+    ragged_in = is_compute & ~is_dw & present & (shapes.cin % pack != 0) & (kind != "dense")[None, :]
     repack_bytes = np.where(ragged_in, shapes.cin * (k_area * hw_out) * act_bytes_per, 0.0) if pack > 1 else np.zeros(full)
     fits = act_bytes <= spec.onchip_buffer_kib * 1024.0
     bw = spec.memory_bandwidth_gbps * 1e9

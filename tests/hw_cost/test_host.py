@@ -53,6 +53,9 @@ def test_ragged_input_channels_cost_a_repack_pass_on_the_host():
     t_aligned, t_ragged = (estimate(t, None, spec).latency_ms[0] for t in (aligned, ragged))
     assert t_ragged > t_aligned  # fewer MACs, yet slower: the im2col gather of a ragged tensor
     assert estimate(ragged, None, spec.with_updates(repack_gbps=None)).latency_ms[0] < t_aligned
+    # a depthwise conv runs channel blocks in place (no im2col): ragged channels cost no repack
+    dw_aligned, dw_ragged = micro_table("dwconv", 16, 16, 3, 1, 16), micro_table("dwconv", 15, 15, 3, 1, 16)
+    assert estimate(dw_ragged, None, spec).latency_ms[0] <= estimate(dw_aligned, None, spec).latency_ms[0]
 
 
 @pytest.mark.slow
