@@ -52,6 +52,30 @@ def run(root: Path, name: str, trials: int, **changes):
     return result, time.perf_counter() - start
 
 
+def _spin(n: int) -> float:
+    t0 = time.perf_counter()
+    total = 0
+    for i in range(n):
+        total += i
+    return time.perf_counter() - t0
+
+
+def machine_scaling(n: int = 20_000_000, repeats: int = 3) -> float:
+    """How much faster two processes finish two equal pure-Python loops than one does them in
+    turn (median of ``repeats``): the ceiling any 2-worker speed-up can reach on this machine."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    ratios = []
+    with ProcessPoolExecutor(2) as pool:
+        list(pool.map(_spin, [1000, 1000]))  # start both processes
+        for _ in range(repeats):
+            one = sum(pool.submit(_spin, n).result() for _ in range(2))
+            start = time.perf_counter()
+            list(pool.map(_spin, [n, n]))
+            ratios.append(one / (time.perf_counter() - start))
+    return float(np.median(ratios))
+
+
 def trial_span_s(result) -> float:
     """Seconds from the first trial's start to the last trial's end (no Ray start-up, no export)."""
     import optuna
@@ -92,7 +116,8 @@ def main() -> None:
             print(f"[1] ray workers={workers}: {rates[workers]:.1f} trials/min ({len(done)} trials, wall {wall:.0f}s, "
                   f"{evals[workers]:.2f}s of compress + fine-tune + evaluate per trial)")
         print(f"[1] speed-up with 2 workers: {rates[2] / rates[1]:.2f}x (target >= 1.8x); one trial's own work takes "
-              f"{evals[2] / evals[1]:.2f}x longer when two run at once (CPU cores: {os.cpu_count()})")
+              f"{evals[2] / evals[1]:.2f}x longer when two run at once (CPU cores: {os.cpu_count()}; two pure-Python "
+              f"processes run {machine_scaling():.2f}x as fast as one here)")
     if 2 in sections:
         res, _ = run(root, "local", args.trials)
         done = [t for t in res.trials if t.state == "COMPLETE"]
