@@ -165,24 +165,16 @@ class _Heartbeat:
 
         self.storage, self.interval_s = study._storage, interval_s
         self.trial_ids: set[int] = set()
-        self._new: set[int] = set()
         self._stop, self._wake = threading.Event(), threading.Event()
         self._thread = threading.Thread(target=self._run, name="automc-heartbeat", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        import time
-
-        last_round = time.monotonic()
+        # every interval, and at once when a trial starts (its first beat stays off the ask/tell path)
         while not self._stop.is_set():
-            # a new trial gets its first beat at once, every running trial one per interval
-            self._wake.wait(max(0.0, last_round + self.interval_s - time.monotonic()))
+            self._wake.wait(self.interval_s)
             self._wake.clear()
-            ids, self._new = set(self._new), set()
-            if time.monotonic() >= last_round + self.interval_s:
-                ids |= self.trial_ids
-                last_round = time.monotonic()
-            for trial_id in ids:
+            for trial_id in list(self.trial_ids):
                 try:
                     self.storage.record_heartbeat(trial_id)
                 except Exception:  # a finished trial refuses heartbeats; nothing to do
@@ -190,7 +182,6 @@ class _Heartbeat:
 
     def add(self, trial) -> None:
         self.trial_ids.add(trial._trial_id)
-        self._new.add(trial._trial_id)
         self._wake.set()
 
     def remove(self, trial) -> None:
