@@ -88,21 +88,15 @@ class Tracker:
         self._pending.append(self._writer.submit(
             self._log_trial, number, dict(params), dict(metrics), state, reason, duration_s, dict(step_metrics or {})))
 
-    def _log_trial(self, number, params, metrics, state, reason, duration_s, step_metrics) -> str:
-        from mlflow.entities import Metric
-
+    def _log_trial(self, number, params, metrics, state, reason, duration_s, step_metrics) -> None:
         tags = {"mlflow.parentRunId": self.parent_id or "", "automc.trial": str(number), "automc.state": state}
         if reason:
             tags["automc.fail_reason"] = reason[:5000]
         run_id = self.client.create_run(self.experiment_id, run_name=f"trial-{number:04d}", tags=tags).info.run_id
         clean = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
         clean["duration_s"] = float(duration_s)
-        now = int(time.time() * 1000)
-        steps = [Metric(metric_key(k), float(v), now, step) for k, values in step_metrics.items()
-                 for step, v in enumerate(values)]
-        self._log_batch(run_id, params, clean, steps)
+        self._log_batch(run_id, params, clean, step_metrics)
         self.client.set_terminated(run_id, status="FINISHED" if state in ("COMPLETE", "PRUNED") else "FAILED")
-        return run_id
 
     def flush(self) -> None:
         """Wait until every queued trial run is written (raises the first error)."""
@@ -125,14 +119,16 @@ class Tracker:
         self._log_batch(run_id, {}, metrics)
 
     def _log_batch(self, run_id: str, params: Mapping[str, Any], metrics: Mapping[str, float],
-                   extra_metrics: list | None = None) -> None:
-        """Params and metrics in as few ``log_batch`` calls as MLflow's limits allow
-        (100 params and 1000 values per call)."""
+                   step_metrics: Mapping[str, list[float]] | None = None) -> None:
+        """Params, metrics (at step 0) and per-step histories in as few ``log_batch`` calls as
+        MLflow's limits allow (100 params and 1000 values per call)."""
         from mlflow.entities import Metric, Param
 
         now = int(time.time() * 1000)
         ps = [Param(str(k)[:250], mask_secrets(str(v))[:MAX_PARAM_LEN]) for k, v in params.items()]
-        ms = [Metric(metric_key(k), float(v), now, 0) for k, v in metrics.items()] + list(extra_metrics or [])
+        ms = [Metric(metric_key(k), float(v), now, 0) for k, v in metrics.items()]
+        ms += [Metric(metric_key(k), float(v), now, step) for k, values in (step_metrics or {}).items()
+               for step, v in enumerate(values)]
         while ps or ms:
             batch_p, ps = ps[:100], ps[100:]
             batch_m, ms = ms[: 1000 - len(batch_p)], ms[1000 - len(batch_p):]
