@@ -85,6 +85,24 @@ def _loss_cell(net, teacher, settings: TrainSettings):
     return _DistillLoss()
 
 
+def _jit_step(train_cell):
+    """``train_cell`` compiled with ``mindspore.jit``. A Cell, not a jitted closure: every train()
+    call compiles a new network anyway, and for a closure MindSpore warns "compiled again" each time."""
+    import mindspore as ms
+    from mindspore import nn
+
+    class _JitStep(nn.Cell):
+        def __init__(self):
+            super().__init__(auto_prefix=False)
+            self.train_cell = train_cell
+
+        @ms.jit
+        def construct(self, x, y):
+            return self.train_cell(x, y)
+
+    return _JitStep()
+
+
 def train(
     net,
     x: np.ndarray,
@@ -109,12 +127,8 @@ def train(
     lr = [float(settings.lr * 0.5 * (1 + math.cos(math.pi * i / total_steps))) for i in range(total_steps)]
     params = [p for p in net.trainable_params()]
     opt = nn.Momentum(params, learning_rate=lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
-    step_cell = nn.TrainOneStepCell(_loss_cell(net, teacher, settings), opt)
-    step_cell.set_train(True)
-
-    @ms.jit
-    def step(xb, yb):
-        return step_cell(xb, yb)
+    step = _jit_step(nn.TrainOneStepCell(_loss_cell(net, teacher, settings), opt))
+    step.set_train(True)
 
     done, epoch, last = 0, 0, float("nan")
     while done < total_steps:

@@ -34,3 +34,29 @@ def test_training_on_cpu_runs_the_host_pipeline_synchronously(monkeypatch):
     monkeypatch.setenv("MS_DEV_HOST_BLOCKING_RUN", "0")  # a value the user chose is kept
     accuracy(net, data.val.x, data.val.y)
     assert os.environ["MS_DEV_HOST_BLOCKING_RUN"] == "0"
+
+
+
+def test_training_new_networks_in_one_process_does_not_warn_about_recompiling():
+    # a search fine-tunes a new network per trial: each compiles once, and MindSpore must not
+    # log "compiled again" (its warning for a re-created jitted closure) into the user's output
+    import logging
+
+    from mindspore import log
+
+    ms_logger = log._get_logger()
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    level = ms_logger.level
+    ms_logger.setLevel(logging.WARNING)  # the tests run MindSpore at errors only
+    ms_logger.addHandler(handler)
+    try:
+        data = load_dataset("digits", seed=0)
+        for _ in range(3):
+            net = build_model("lenet", num_classes=10, input_shape=(1, 8, 8))
+            train(net, data.train.x[:128], data.train.y[:128], TrainSettings(epochs=1))
+    finally:
+        ms_logger.removeHandler(handler)
+        ms_logger.setLevel(level)
+    assert not [r for r in records if "compiled again" in r.getMessage()]
