@@ -286,12 +286,14 @@ def _drive(study, prepared: Prepared, executor, tracker, n_trials: int, log: Log
     heartbeat = _Heartbeat(study, ctx.config.search.heartbeat_s)
     started = last_stale_check = time.perf_counter()
     timeout = ctx.config.search.timeout_s
+    trials = None  # the study's trials as the last tell read them, to count without a second read
     try:
         while True:
             if time.perf_counter() - last_stale_check >= heartbeat.interval_s:  # stale trials are seconds old
                 _fail_stale(study, log)
-                last_stale_check = time.perf_counter()
-            done, running = _counts(study)
+                last_stale_check, trials = time.perf_counter(), None
+            done, running = _counts(study, trials)
+            trials = None  # the next round reads the study again (other processes run trials too)
             out_of_time = timeout is not None and time.perf_counter() - started > timeout
             while not out_of_time and len(in_flight) < executor.capacity and done + running < n_trials:
                 trial = study.ask()
@@ -304,7 +306,6 @@ def _drive(study, prepared: Prepared, executor, tracker, n_trials: int, log: Log
                         trial.set_user_attr("projection", "could not meet the cost constraints")
                 tracked = tracked_cost_metrics(ctx.config, prepared.objectives, prepared.constraints)
                 costs = {k: float(v[0]) for k, v in cost_metrics(ctx.table, policy, tracked).items()}
-                trial.set_user_attr("policy", policy.to_json())
                 in_flight[trial.number] = (trial, policy, costs, time.perf_counter())
                 executor.submit(trial.number, policy, trial)
             if not in_flight:
@@ -314,7 +315,8 @@ def _drive(study, prepared: Prepared, executor, tracker, n_trials: int, log: Log
                 continue
             for number, outcome in executor.wait():
                 trial, policy, costs, t0 = in_flight.pop(number)
-                _tell(study, trial, policy, costs, outcome, prepared, tracker, time.perf_counter() - t0, n_trials, log)
+                trials = _tell(study, trial, policy, costs, outcome, prepared, tracker, time.perf_counter() - t0,
+                               n_trials, log)
                 heartbeat.remove(trial)
     finally:
         heartbeat.stop()
@@ -337,7 +339,8 @@ def tracked_cost_metrics(config: ExperimentConfig, objectives: list[Metric], con
     return list({m.name: m for m in metrics if not m.needs_training}.values())
 
 
-def _tell(study, trial, policy, costs, outcome, prepared: Prepared, tracker, seconds, n_trials, log: Log) -> None:
+def _tell(study, trial, policy, costs, outcome, prepared: Prepared, tracker, seconds, n_trials, log: Log) -> list:
+    """Finish ``trial`` in Optuna and MLflow and log a line; returns the study's trials read after it."""
     from optuna.trial import TrialState
 
     ctx = prepared.context
@@ -357,7 +360,7 @@ def _tell(study, trial, policy, costs, outcome, prepared: Prepared, tracker, sec
     for text, violation in violations.items():  # read by the constrained samplers (TPE, NSGA-II, GP)
         trial.set_constraint(text, violation)
     # one storage write for everything TrialRecord reads back
-    record = {"metrics": metrics, "constraint_violations": list(violations.values())}
+    record = {"policy": policy.to_dict(), "metrics": metrics, "constraint_violations": list(violations.values())}
     if isinstance(outcome, dict):
         record.update(eval_seconds=outcome.get("seconds", 0.0), checkpoint=outcome.get("checkpoint", ""))
     if reason:
@@ -381,6 +384,7 @@ def _tell(study, trial, policy, costs, outcome, prepared: Prepared, tracker, sec
     if best:
         line += f" | best so far: {best}"
     log(line)
+    return trials
 
 
 def _fmt(name: str, value: float) -> str:
