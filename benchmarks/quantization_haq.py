@@ -215,6 +215,9 @@ def run_task(name, make_net, train_data, val, test, *, float_epochs, float_lr, q
         print(f"   QAT  mixed {acc_mixed:6.2f} %  vs uniform 4-bit {acc_u4:6.2f} %   {verdict(acc_mixed, acc_u4)}"
               f"   (mean of {seeds} QAT seeds; mixed per seed {[round(a, 2) for a in accs]})")
         print(f"   search: {trials} trials, {len(cache)} distinct projected policies")
+        if min(acc_u4, acc_u4_ptq) >= acc_float:  # e.g. digits: nothing is left to win in accuracy
+            print(f"   uniform 4-bit already scores the float accuracy ({acc_float:.2f} %): a tie is the best any "
+                  f"policy can do here; mixed reaches it at {100 * mixed_bytes / u4_bytes:.0f} % of uniform 4-bit's bytes")
         out[f"mixed@{spec}"], out[f"mixed_ptq@{spec}"] = acc_mixed, acc_mixed_ptq
 
     # deployment form of the last mixed QAT network
