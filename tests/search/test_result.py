@@ -1,0 +1,33 @@
+"""TrialRecord reads back what the runner stored on an Optuna trial (real in-memory studies)."""
+
+import optuna
+
+from automc.policy import Policy
+from automc.search.result import TrialRecord
+
+
+def _finished_trial(**user_attrs):
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    trial = study.ask()
+    trial.suggest_float("prune.conv1", 0.0, 0.8, step=0.05)
+    for key, value in user_attrs.items():
+        trial.set_user_attr(key, value)
+    study.tell(trial, [97.5, 1e6])
+    return study.trials[0]
+
+
+def test_the_evaluated_policy_and_metrics_come_from_the_result_attr():
+    projected = Policy(prune={"conv1": 0.3})  # what projection made of the sampled params
+    t = _finished_trial(result={"policy": projected.to_dict(), "metrics": {"accuracy": 97.5, "macs": 1e6},
+                                "eval_seconds": 1.25, "checkpoint": "/x/trial-0000.ckpt"})
+    record = TrialRecord.from_optuna(t)
+    assert record.policy == projected
+    assert record.metrics == {"accuracy": 97.5, "macs": 1e6}
+    assert (record.state, record.eval_seconds, record.checkpoint) == ("COMPLETE", 1.25, "/x/trial-0000.ckpt")
+
+
+def test_a_study_from_before_the_policy_joined_the_result_still_reads():
+    old = Policy(prune={"conv1": 0.5})
+    t = _finished_trial(policy=old.to_json(), result={"metrics": {"accuracy": 97.5}})
+    assert TrialRecord.from_optuna(t).policy == old
+    assert TrialRecord.from_optuna(_finished_trial()).policy is None  # a trial whose process died
