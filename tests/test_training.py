@@ -36,7 +36,6 @@ def test_training_on_cpu_runs_the_host_pipeline_synchronously(monkeypatch):
     assert os.environ["MS_DEV_HOST_BLOCKING_RUN"] == "0"
 
 
-
 def test_training_new_networks_in_one_process_does_not_warn_about_recompiling():
     # a search fine-tunes a new network per trial: each compiles once, and MindSpore must not
     # log "compiled again" (its warning for a re-created jitted closure) into the user's output

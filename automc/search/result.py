@@ -26,11 +26,13 @@ class TrialRecord:
 
     @classmethod
     def from_optuna(cls, t) -> "TrialRecord":
-        result = t.user_attrs.get("result", {})  # written by the runner when the trial finished
-        if "policy" in result:  # the evaluated policy, after projection
-            policy = Policy.from_dict(result["policy"])
-        else:  # studies written by automc 0.1.0 before the policy joined the result
-            policy = Policy.from_json(t.user_attrs["policy"]) if "policy" in t.user_attrs else None
+        attrs = t.user_attrs
+        # written by the runner when the trial finished; older studies kept each field as its own attr
+        result = attrs.get("result", attrs)
+        policy = result.get("policy", attrs.get("policy"))  # evaluated (projected); older studies: JSON text
+        if isinstance(policy, str):
+            policy = json.loads(policy)
+        policy = Policy.from_dict(policy) if policy is not None else None
         duration = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else 0.0
         return cls(number=t.number, state=t.state.name, policy=policy, metrics=dict(result.get("metrics", {})),
                    duration_s=duration, fail_reason=result.get("fail_reason", ""), checkpoint=result.get("checkpoint", ""),

@@ -26,8 +26,14 @@ def test_the_evaluated_policy_and_metrics_come_from_the_result_attr():
     assert (record.state, record.eval_seconds, record.checkpoint) == ("COMPLETE", 1.25, "/x/trial-0000.ckpt")
 
 
-def test_a_study_from_before_the_policy_joined_the_result_still_reads():
+def test_studies_written_by_earlier_versions_still_read():
     old = Policy(prune={"conv1": 0.5})
     t = _finished_trial(policy=old.to_json(), result={"metrics": {"accuracy": 97.5}})
     assert TrialRecord.from_optuna(t).policy == old
+    # before the 'result' attr: every field was a user attr of its own
+    t = _finished_trial(policy=old.to_json(), metrics={"accuracy": 97.5}, checkpoint="/x/trial-0000.ckpt",
+                        eval_seconds=1.25)
+    record = TrialRecord.from_optuna(t)
+    assert (record.policy, record.metrics, record.checkpoint, record.eval_seconds) == (
+        old, {"accuracy": 97.5}, "/x/trial-0000.ckpt", 1.25)
     assert TrialRecord.from_optuna(_finished_trial()).policy is None  # a trial whose process died
