@@ -88,6 +88,29 @@ def search(
     _out(f"\nnext: automc report {experiment}  |  automc export {experiment} --trial N --format mindir,onnx")
 
 
+@app.command(short_help="Per-layer sensitivity of the baseline (what the budget solver minimises).")
+def sensitivity(
+    experiment: Path = _EXPERIMENT,
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the grid that would be scored; no training, nothing written"),
+) -> None:
+    """Score the baseline with each single change of the search space (every prunable group at a
+    grid of ratios, every quantizable layer at each bit-width): validation accuracy and loss after
+    batch-norm re-estimation, no fine-tune. Trains (or reuses) the cached baseline; the result is
+    cached and reused by `search.strategy: sensitivity` / `solver` and `search.warm_start`."""
+    config = _load(experiment)
+    if dry_run:
+        from automc.search.dryrun import sensitivity_plan
+
+        _out(sensitivity_plan(config))
+        return
+    from automc.search.runner import prepare
+    from automc.search.sensitivity import load_or_analyse
+
+    result = load_or_analyse(prepare(config, log=_out), log=_out)
+    _out(result.to_text())
+    _out(f"\nsaved: {config.out_path / 'sensitivity.json'}")
+
+
 def _where(config) -> str:
     """Where a search would run and write, as the dry-run shows it (nothing is contacted)."""
     from automc.report._mlflow import tracking_uri

@@ -48,7 +48,7 @@ class ModelConfig(_Section):
 
 
 class DataConfig(_Section):
-    name: str = Field("digits", description="digits, cifar10, mnist, image_folder, mindrecord, synthetic, or 'pkg.module:function'")
+    name: str = Field("digits", description="digits, cifar10, mnist, fashion_mnist, image_folder, mindrecord, synthetic, or 'pkg.module:function'")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="loader arguments, e.g. {path: data/cifar-10-batches-bin}")
     val_fraction: float = Field(0.15, ge=0.0, lt=1.0)
     test_fraction: float = Field(0.15, ge=0.0, lt=1.0)
@@ -151,14 +151,31 @@ class CompressConfig(_Section):
 
 
 class SearchConfig(_Section):
-    strategy: Literal["tpe", "nsga2", "cmaes", "random", "gp"] = "tpe"
+    strategy: Literal["tpe", "nsga2", "cmaes", "random", "gp", "sensitivity", "solver", "uniform"] = Field(
+        "tpe", description="tpe/nsga2/cmaes/random/gp: Optuna samplers; sensitivity: the budget solver's solutions "
+        "seed TPE; solver: the solver's best solutions alone; uniform: one ratio/bit-width for all layers")
+    warm_start: Optional[Literal["sensitivity"]] = Field(
+        None, description="seed any strategy with the budget solver's solutions over the baseline's sensitivity")
+    sensitivity_samples: int = Field(2000, gt=0, description="validation samples per sensitivity entry "
+                                     "(2000: ~0.7-point standard error at 90 % accuracy)")
     n_trials: int = Field(20, gt=0, description="trials in the study (counted across restarts)")
     timeout_s: Optional[float] = Field(None, gt=0, description="stop starting new trials after this many seconds")
     trial_timeout_s: Optional[float] = Field(None, gt=0, description="a trial running longer fails")
-    pruner: Literal["median", "hyperband", "none"] = "median"
+    pruner: Literal["median", "halving", "none"] = Field(
+        "median", description="stop unpromising trials, judged only against trials within +-10 % of their cost: "
+        "median (below the median at the same epoch) or halving (successive halving from a batch-norm "
+        "re-estimated proxy before fine-tuning: most candidates cost no fine-tune)")
     storage: Optional[str] = Field(None, description="Optuna storage URL (default: sqlite file in output_dir)")
     retry_failed: int = Field(0, ge=0, description="re-run a trial whose process died up to this many times")
     heartbeat_s: float = Field(10.0, gt=0, description="trial heartbeat interval; a trial silent for 3 intervals is failed")
+
+    @field_validator("pruner", mode="before")
+    @classmethod
+    def _pruner(cls, v: Any) -> Any:
+        if v == "hyperband":
+            raise ValueError("'hyperband' compares trials across cost levels; use 'halving' (successive halving "
+                             "within +-10 % cost bands) or 'median'")
+        return v
 
 
 class ExecutionConfig(_Section):
@@ -177,7 +194,13 @@ class TrackingConfig(_Section):
 class ExportConfig(_Section):
     formats: list[Literal["mindir", "onnx", "ms"]] = Field(default_factory=lambda: ["mindir"])
     select_by: Optional[str] = Field(None, description="cost objective the winner minimises (default: the first non-accuracy objective)")
-    max_accuracy_drop: float = Field(1.0, ge=0, description="winner: lowest select_by cost among trials within this many points of the baseline")
+    max_accuracy_drop: float = Field(1.0, ge=0, description="winner: lowest select_by cost among trials within this many points of the baseline; "
+                                     "for objectives [accuracy] with cost constraints, the most accurate feasible trial instead")
+    compare_uniform: bool = Field(True, description="also fine-tune the uniform policy (one ratio / bit-width for "
+                                  "every layer) at the winner's budget and report both on the test split")
+    final_finetune: Optional[TrainConfig] = Field(
+        None, description="fine-tune the selected network this long before export (optionally distilled from the "
+                          "baseline; unset keys default as in `train`); absent = the trial's checkpoint is exported as is")
 
 
 class ExperimentConfig(_Section):
@@ -192,7 +215,7 @@ class ExperimentConfig(_Section):
     finetune: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=1, lr=0.01))
     compress: CompressConfig
     objectives: list[str] = Field(default_factory=lambda: ["accuracy", "macs"])
-    constraints: list[str] = Field(default_factory=list, description="e.g. 'latency@arm-a76 <= 20ms', 'size <= 2MB'")
+    constraints: list[str] = Field(default_factory=list, description="e.g. 'latency@arm-a76 <= 20ms', 'size <= 2MB', 'macs <= 25%' (share of the baseline)")
     devices: list[str] = Field(default_factory=list, description="extra devices to score every trial on (names or YAML files)")
     search: SearchConfig = Field(default_factory=SearchConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)

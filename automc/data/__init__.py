@@ -36,6 +36,7 @@ DATASETS: Registry[Callable[..., Any]] = Registry("dataset")
 DATASETS.register("digits", "automc.data.digits:load_digits")
 DATASETS.register("cifar10", "automc.data.cifar10:load_cifar10")
 DATASETS.register("mnist", "automc.data.mnist:load_mnist")
+DATASETS.register("fashion_mnist", "automc.data.mnist:load_fashion_mnist")
 DATASETS.register("image_folder", "automc.data.image_folder:load_image_folder")
 DATASETS.register("mindrecord", "automc.data.mindrecord:load_mindrecord")
 DATASETS.register("synthetic", "automc.data.synthetic:load_synthetic")
@@ -57,7 +58,7 @@ def load_dataset(
     """Load ``name`` (a ``DATASETS`` key or ``"module:function"``) and return ready-to-train splits.
 
     Splits are stratified and depend only on ``seed``. When the loader provides an official test
-    set (cifar10, mnist, mindrecord with ``test_path``) that set is the test split, ``val_fraction``
+    set (cifar10, mnist, fashion_mnist, mindrecord with ``test_path``) that set is the test split, ``val_fraction``
     of the training pool becomes val and ``test_fraction`` is not used. ``max_samples`` caps the
     total over all splits (shared in proportion between the training pool and an official test
     set). Images are resized (bilinear) to ``resize``, converted to ``channels`` (1 or 3), then

@@ -16,6 +16,10 @@ from automc.errors import ConfigError
 
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
+#: Where the Debian package ``dataset-fashion-mnist`` installs the four idx .gz files.
+FASHION_MNIST_PATH = "/usr/share/datasets/fashion-mnist"
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 _HINT = "point it at the folder holding the MNIST idx files (train-images-idx3-ubyte[.gz], ...)"
 _SUBFOLDERS = (".", "raw", "MNIST/raw")  # torchvision keeps the files in MNIST/raw
 
@@ -77,7 +81,22 @@ def _read_pair(root: Path, prefix: str, path: str) -> tuple[np.ndarray, np.ndarr
 
 def load_mnist(*, path: str) -> RawDataset:
     """The 60k train images (val is carved from them) and the official 10k ``t10k`` test set."""
-    root = existing_dir(path, hint=_HINT)
+    return _load(existing_dir(path, hint=_HINT), path, tuple(str(i) for i in range(10)))
+
+
+def load_fashion_mnist(*, path: str | None = None) -> RawDataset:
+    """Fashion-MNIST (same idx layout as MNIST), by default from the ``dataset-fashion-mnist`` package."""
+    if path is None:
+        path = FASHION_MNIST_PATH
+        if not Path(path).is_dir():
+            raise ConfigError(
+                f"data: Fashion-MNIST not found at {path}; install it with `apt-get install dataset-fashion-mnist` "
+                "or set data.kwargs.path to a folder with the idx files"
+            )
+    return _load(existing_dir(path, hint=_HINT), path, FASHION_CLASSES)
+
+
+def _load(root: Path, path: str, class_names: tuple[str, ...]) -> RawDataset:
     x, y = _read_pair(root, "train", path)
     x_test, y_test = _read_pair(root, "t10k", path)
-    return RawDataset(x, y, tuple(str(i) for i in range(10)), x_test, y_test)
+    return RawDataset(x, y, class_names, x_test, y_test)

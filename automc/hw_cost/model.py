@@ -42,6 +42,7 @@ class CostEstimate:
     latency_ms: np.ndarray
     layer_latency_ms: np.ndarray
     energy_mj: np.ndarray
+    layer_energy_mj: np.ndarray  # (P, L); energy_mj adds the static power over the network overhead
     size_bytes: np.ndarray
     macs: np.ndarray
     bitops: np.ndarray
@@ -286,16 +287,19 @@ def _estimate(table: LayerTable, policies: list[Policy], spec: DeviceSpec, lut) 
     if table_lut is not None and len(table_lut):
         measured = table_lut.lookup(shapes, terms.req_bits)
         layer_ms = np.where(np.isnan(measured) | ~terms.present, layer_ms, measured)
-    latency_ms = layer_ms.sum(axis=1) + spec.network_overhead_us * 1e-3
+    overhead_ms = spec.network_overhead_us * 1e-3
+    latency_ms = layer_ms.sum(axis=1) + overhead_ms
     _, _, pj_tab = _precision_tables(spec)
-    dynamic_pj = (pj_tab[terms.req_bits] * terms.macs).sum(axis=1) + spec.energy.pj_per_dram_byte * terms.dram_bytes.sum(axis=1)
-    energy_mj = spec.energy.static_power_w * latency_ms + dynamic_pj * 1e-9
+    layer_pj = pj_tab[terms.req_bits] * terms.macs + spec.energy.pj_per_dram_byte * terms.dram_bytes
+    layer_energy_mj = spec.energy.static_power_w * layer_ms + layer_pj * 1e-9
+    energy_mj = layer_energy_mj.sum(axis=1) + spec.energy.static_power_w * overhead_ms
     return CostEstimate(
         device=spec.name,
         layer_names=table.names,
         latency_ms=latency_ms,
         layer_latency_ms=layer_ms,
         energy_mj=energy_mj,
+        layer_energy_mj=layer_energy_mj,
         size_bytes=terms.size_bytes.sum(axis=1),
         macs=terms.macs.sum(axis=1),
         bitops=terms.bitops.sum(axis=1),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from automc.policy import Policy
-from automc.search.objectives import Metric, parse_constraint, parse_objective
+from automc.search.objectives import Metric, parse_constraint, parse_objective, resolve_constraints
 from automc.search.result import SearchResult, TrialRecord
 
 #: Device used for the per-layer latency breakdown when the experiment names none.
@@ -49,7 +49,8 @@ def front_2d(result: SearchResult, cost: str) -> list[TrialRecord]:
 
 
 def _constraints(result: SearchResult):
-    return [parse_constraint(c) for c in result.config.constraints]
+    """The experiment's constraints, relative ones (``macs <= 25%``) resolved against the baseline."""
+    return resolve_constraints([parse_constraint(c) for c in result.config.constraints], result.baseline)
 
 
 def feasible(result: SearchResult, trial: TrialRecord) -> bool:

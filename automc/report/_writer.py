@@ -58,6 +58,9 @@ def build(result: SearchResult) -> Report:
     ]
     report = Report(title=f"automc report: {cfg.name}", facts=facts)
     report.tables.append(_summary(result))
+    reference = _uniform(result)
+    if reference is not None:
+        report.tables.append(reference)
     report.tables.append(_pareto(result))
     per_device = _per_device(result)
     if per_device is not None:
@@ -85,6 +88,29 @@ def _summary(result: SearchResult) -> Table:
                 f"Policy: {A.policy_text(best.policy)}")
     return Table("Baseline vs winner", ["metric", "baseline", f"winner (trial #{best.number})" if best else "winner"],
                  rows, note)
+
+
+def _uniform(result: SearchResult) -> Table | None:
+    """The winner against one ratio / bit-width for every layer at the same budget."""
+    from automc.search.reference import read_reference
+
+    ref, best = read_reference(result.out_dir), result.best
+    if ref is None or best is None or ref.get("policy") is None:
+        return None
+    rows = [["val accuracy", A.fmt_metric("accuracy", best.metrics["accuracy"]), A.fmt_metric("accuracy", ref["val_accuracy"])],
+            ["test accuracy", A.fmt_metric("accuracy", best.metrics.get("test_accuracy")),
+             A.fmt_metric("accuracy", ref.get("test_accuracy"))]]
+    for k, v in ref.get("metrics", {}).items():
+        rows.append([k, A.fmt_metric(k, best.metrics.get(k, float("nan"))), A.fmt_metric(k, v)])
+    note = (f"Uniform: every layer at {A.policy_text(_policy(ref['policy']))}, within {ref['budget']}, "
+            "fine-tuned like a trial (and the same final fine-tune as the winner).")
+    return Table("Winner vs uniform compression at the same budget", ["metric", "winner", "uniform"], rows, note)
+
+
+def _policy(data):
+    from automc.policy import Policy
+
+    return Policy.from_dict(data)
 
 
 def _points(result: SearchResult) -> str:

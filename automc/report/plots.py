@@ -176,11 +176,36 @@ def plot_history(result: SearchResult, out_dir: Path) -> Path | None:
     return _save(fig, out_dir / "history.png")
 
 
+def plot_sensitivity(result: SearchResult, out_dir: Path) -> Path | None:
+    """Validation accuracy of the baseline with one change at a time (pruning ratio per group,
+    bit-width per layer), batch-norm re-estimated, no fine-tune: what the budget solver minimises."""
+    from automc.search.sensitivity import read_saved
+
+    sens = read_saved(result.out_dir)
+    if sens is None or not sens.curves:
+        return None
+    plt = _pyplot()
+    sections = [s for s in ("prune", "w_bits", "a_bits") if any(c.section == s for c in sens.curves)]
+    fig, axes = plt.subplots(1, len(sections), figsize=(5.5 * len(sections), 4.0), squeeze=False)
+    for ax, section in zip(axes[0], sections):
+        for c in (c for c in sens.curves if c.section == section):
+            ax.plot(c.values, c.accuracy, marker="o", ms=3, lw=1, label=c.key)
+        ax.axhline(sens.baseline_accuracy, ls="--", c=_BASE, lw=1, label="baseline")
+        ax.set_xlabel("share of channels removed" if section == "prune" else f"{section} (bits)")
+        ax.set_ylabel("val accuracy (%), no fine-tune")
+        if section != "prune":
+            ax.invert_xaxis()
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, ncol=2)
+    fig.suptitle(f"sensitivity on {sens.samples} validation samples (entry s.e. ~{sens.standard_error:.1f} points)")
+    return _save(fig, out_dir / "sensitivity.png")
+
+
 def make_plots(result: SearchResult, out_dir: str | Path) -> dict[str, Path]:
     """Every plot that has data, as ``{"pareto": path, "policy": ..., "layer_latency": ..., "history": ...}``."""
     out_dir = Path(out_dir)
     plots = {"pareto": plot_pareto, "policy": plot_policy, "layer_latency": plot_layer_latency,
-             "history": plot_history}
+             "history": plot_history, "sensitivity": plot_sensitivity}
     out = {}
     for key, fn in plots.items():
         path = fn(result, out_dir)

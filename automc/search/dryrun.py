@@ -6,7 +6,7 @@ from automc.algorithms import build_compressors
 from automc.analysis import build_layer_table
 from automc.config import ExperimentConfig
 from automc.policy import Policy
-from automc.search.objectives import cost_metrics, parse_constraint, parse_objective
+from automc.search.objectives import cost_metrics, parse_constraint, parse_objective, resolve_constraints
 from automc.search.space import SearchSpace
 
 
@@ -19,8 +19,8 @@ def dry_run(config: ExperimentConfig) -> str:
     net = build_baseline(config, data.num_classes, data.input_shape)
     table = build_layer_table(net, data.input_shape, seed=config.seed)
     space = SearchSpace(table, build_compressors(config))
-    metrics = tracked_cost_metrics(config, [parse_objective(o) for o in config.objectives],
-                                   [parse_constraint(c) for c in config.constraints])
+    constraints = [parse_constraint(c) for c in config.constraints]
+    metrics = tracked_cost_metrics(config, [parse_objective(o) for o in config.objectives], constraints)
     costs = cost_metrics(table, Policy(), [parse_objective(k) for k in ("macs", "params")] + metrics)
     lines = [
         f"experiment {config.name!r} is valid",
@@ -37,8 +37,34 @@ def dry_run(config: ExperimentConfig) -> str:
         "baseline predicted costs:",
     ]
     lines += [f"  {name}: {float(v[0]):.6g}" for name, v in costs.items()]
+    if constraints:
+        from automc.report._analysis import fmt_metric
+
+        resolved = resolve_constraints(constraints, {name: float(v[0]) for name, v in costs.items()})
+        lines += ["", "constraints:"]
+        lines += [f"  {c.text} of baseline = {fmt_metric(c.metric.name, r.value)}" if c.relative else f"  {c.text}"
+                  for c, r in zip(constraints, resolved)]
     unprunable = [g for g in table.coupling if not g.prunable]
     if unprunable:
         lines.append("")
         lines += [f"not prunable: {g.name}: {g.reason}" for g in unprunable]
+    return "\n".join(lines)
+
+
+def sensitivity_plan(config: ExperimentConfig) -> str:
+    """What ``automc sensitivity`` would score, from the untrained network (nothing is trained or written)."""
+    from automc.search.evaluate import build_baseline
+    from automc.search.runner import load_data
+    from automc.search.sensitivity import decision_grid, scored_decisions
+
+    data = load_data(config)
+    net = build_baseline(config, data.num_classes, data.input_shape)
+    table = build_layer_table(net, data.input_shape, seed=config.seed)
+    decisions = scored_decisions(SearchSpace(table, build_compressors(config)).decisions)
+    entries = sum(len(decision_grid(d)) for d in decisions)
+    samples = min(config.search.sensitivity_samples, len(data.val))
+    lines = [f"sensitivity of {config.model.name or config.model.factory}: {len(decisions)} decisions, "
+             f"{entries} entries, each scored on {samples} validation samples after batch-norm re-estimation"]
+    lines += [f"  {d.param_name}: {list(decision_grid(d))}" for d in decisions]
+    lines.append("(--dry-run: nothing trained, scored or written)")
     return "\n".join(lines)

@@ -35,6 +35,7 @@ class EvalResult:
     network: Any = field(repr=False, default=None)
     seconds: float = 0.0
     epoch_accuracies: list[float] = field(default_factory=list)
+    epochs: float = 0.0  # fine-tune epochs actually trained
 
 
 def build_baseline(config: ExperimentConfig, num_classes: int, input_shape):
@@ -71,32 +72,44 @@ class Evaluator:
         self.baseline.set_train(False)
         self.compressors = build_compressors(ctx.config)
 
-    def compress(self, policy: Policy):
-        """The compressed, not yet fine-tuned network (compressors applied in their fixed order)."""
-        net, table = self.baseline, self.ctx.table
+    def compress(self, policy: Policy, *, recalibrate: bool = False, seed: int = 0):
+        """The compressed, not yet fine-tuned network (compressors applied in their fixed order).
+        ``recalibrate``: re-estimate batch-norm statistics of a network whose channels or blocks
+        changed (its inherited statistics are stale; EagleEye), on 256 training inputs."""
+        net, table, original = self.baseline, self.ctx.table, policy
         for compressor in self.compressors:
             net = compressor.apply(net, table, policy, calib_x=self.ctx.data.train.x)
             table, policy = compressor.after_apply(table, policy)
+        if recalibrate and (any(r > 0 for r in original.prune.values()) or original.nas):
+            from automc.algorithms.nas import recalibrate_bn
+
+            recalibrate_bn(net, self.ctx.data.train.x, seed=seed)
         return net
 
     def evaluate(
         self, policy: Policy, *, seed: int = 0, report: Callable[[int, float], None] | None = None
     ) -> EvalResult:
-        """Compress, fine-tune (``report(epoch, val_accuracy)`` after each epoch), and score on val."""
+        """Compress (batch-norm re-estimated), fine-tune, and score on val. ``report(step,
+        val_accuracy)`` sees step 0 before fine-tuning (the proxy multi-fidelity rules screen
+        on) and step k after epoch k; it may raise to stop the trial."""
         start = time.perf_counter()
         cfg, data = self.ctx.config, self.ctx.data
-        net = self.compress(policy)
+        net = self.compress(policy, recalibrate=True, seed=seed)
         history: list[float] = []
+        finetune = cfg.finetune.epochs > 0 and any(c.needs_finetune for c in self.compressors)
+        if report is not None and finetune:
+            report(0, accuracy(net, data.val.x, data.val.y))
 
         def on_epoch(epoch: int, _loss: float) -> None:
             acc = accuracy(net, data.val.x, data.val.y)
             history.append(acc)
             net.set_train(True)
             if report is not None:
-                report(epoch, acc)
+                report(epoch + 1, acc)
 
-        if cfg.finetune.epochs > 0 and any(c.needs_finetune for c in self.compressors):
+        if finetune:
             teacher = self.baseline if cfg.finetune.distill_weight > 0 else None
             train(net, data.train.x, data.train.y, settings_from(cfg.finetune, seed), teacher=teacher, on_epoch=on_epoch)
         acc = history[-1] if history else accuracy(net, data.val.x, data.val.y)
-        return EvalResult(accuracy=acc, network=net, seconds=time.perf_counter() - start, epoch_accuracies=history)
+        return EvalResult(accuracy=acc, network=net, seconds=time.perf_counter() - start, epoch_accuracies=history,
+                          epochs=cfg.finetune.epochs if finetune else 0.0)

@@ -14,7 +14,6 @@ from typing import Any
 from automc.errors import ConfigError, TrialFailed
 from automc.policy import Policy
 from automc.search.evaluate import Evaluator, TrialContext
-from automc.search.strategies import median_says_prune
 
 
 def _run_trial(evaluator: Evaluator, number: int, policy: Policy, ckpt_dir: Path, *, report=None,
@@ -29,33 +28,23 @@ def _run_trial(evaluator: Evaluator, number: int, policy: Policy, ckpt_dir: Path
         if report is not None:
             report(epoch, acc)
 
-    result = evaluator.evaluate(policy, seed=evaluator.ctx.config.seed + number, report=on_epoch)
+    result = evaluator.evaluate(policy, seed=evaluator.ctx.config.seed + number,
+                                report=on_epoch if report is not None or time_limit_s is not None else None)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     path = ckpt_dir / f"trial-{number:04d}.ckpt"
     ms.save_checkpoint(result.network, str(path))
     return {"accuracy": result.accuracy, "checkpoint": str(path.resolve()),
-            "epoch_accuracies": result.epoch_accuracies, "seconds": result.seconds}
+            "epoch_accuracies": result.epoch_accuracies, "seconds": result.seconds, "epochs": result.epochs}
 
 
-def _pruning_reporter(trial, *, multi_objective: bool, median: bool):
-    """``report(epoch, accuracy)`` that records the value on the trial and raises
-    ``optuna.TrialPruned`` when the study's pruner (or, for several objectives, the median
-    rule on validation accuracy) says the trial is hopeless."""
-    import optuna
+def _reporter(config, trial, band_cost: float | None):
+    """``report(step, accuracy)`` for a trial, or None when no rule stops trials."""
+    from automc.search.fidelity import StoppingRule, band_metric, make_reporter
 
-    def report(epoch: int, acc: float) -> None:
-        if multi_objective:  # Optuna's pruners judge single-objective studies only
-            if not median:
-                return
-            trial.set_user_attr(f"val_accuracy_epoch_{epoch}", acc)  # what median_says_prune compares
-            prune = median_says_prune(trial.study, epoch, acc)
-        else:
-            trial.report(acc, epoch)
-            prune = trial.should_prune()
-        if prune:
-            raise optuna.TrialPruned(f"val accuracy {acc:.2f}% at epoch {epoch} is below the median")
-
-    return report
+    if config.search.pruner == "none":
+        return None
+    return make_reporter(trial, StoppingRule(config.search.pruner), metric=band_metric(config), cost=band_cost,
+                         single_objective=len(config.objectives) == 1, finetune_epochs=config.finetune.epochs)
 
 
 class LocalExecutor:
@@ -67,16 +56,14 @@ class LocalExecutor:
         self.evaluator = Evaluator(ctx)
         self.ckpt_dir = ctx.config.out_path / "trials"
         self.time_limit_s = ctx.config.search.trial_timeout_s
-        self._pending: list[tuple[int, Policy, Any]] = []
-        self._multi = len(ctx.config.objectives) > 1
-        self._median = ctx.config.search.pruner == "median"
+        self._pending: list[tuple[int, Policy, Any, float | None]] = []
 
-    def submit(self, number: int, policy: Policy, trial) -> None:
-        self._pending.append((number, policy, trial))
+    def submit(self, number: int, policy: Policy, trial, *, band_cost: float | None = None) -> None:
+        self._pending.append((number, policy, trial, band_cost))
 
     def wait(self) -> list[tuple[int, Any]]:
-        number, policy, trial = self._pending.pop(0)
-        report = _pruning_reporter(trial, multi_objective=self._multi, median=self._median)
+        number, policy, trial, band_cost = self._pending.pop(0)
+        report = _reporter(self.evaluator.ctx.config, trial, band_cost)
         try:
             return [(number, _run_trial(self.evaluator, number, policy, self.ckpt_dir, report=report,
                                         time_limit_s=self.time_limit_s))]
@@ -109,21 +96,15 @@ class _RayWorker:
     def _trial(self, trial_id: int):
         import optuna
 
-        from automc.search.strategies import make_pruner
-
         cfg = self.evaluator.ctx.config
         if self._study is None:
             optuna.logging.set_verbosity(optuna.logging.WARNING)
-            self._study = optuna.load_study(study_name=cfg.name, storage=self.storage_url,
-                                            pruner=make_pruner(cfg.search.pruner, n_objectives=len(cfg.objectives)))
+            self._study = optuna.load_study(study_name=cfg.name, storage=self.storage_url)
         return optuna.trial.Trial(self._study, trial_id)
 
-    def evaluate(self, number: int, trial_id: int, policy_json: str) -> dict[str, Any]:
+    def evaluate(self, number: int, trial_id: int, policy_json: str, band_cost: float | None) -> dict[str, Any]:
         cfg = self.evaluator.ctx.config
-        report = None
-        if cfg.search.pruner != "none":
-            report = _pruning_reporter(self._trial(trial_id), multi_objective=len(cfg.objectives) > 1,
-                                       median=cfg.search.pruner == "median")
+        report = _reporter(cfg, self._trial(trial_id), band_cost) if cfg.search.pruner != "none" else None
         return _run_trial(self.evaluator, number, Policy.from_json(policy_json), self.ckpt_dir, report=report,
                           time_limit_s=self.time_limit_s)
 
@@ -163,9 +144,9 @@ class RayExecutor:
     def _new_actor(self):
         return self._actor_cls.remote(self._ctx_ref, self._storage_url)
 
-    def submit(self, number: int, policy: Policy, trial) -> None:
+    def submit(self, number: int, policy: Policy, trial, *, band_cost: float | None = None) -> None:
         actor = self._free.pop()
-        ref = actor.evaluate.remote(number, trial._trial_id, policy.to_json())
+        ref = actor.evaluate.remote(number, trial._trial_id, policy.to_json(), band_cost)
         self._running[ref] = (number, actor, time.perf_counter())
 
     def _replace(self, actor) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Callable
 
-from automc.search.evaluate import Evaluator
-from automc.search.result import SearchResult, trial_network
-from automc.training import accuracy
+from automc.errors import AutomcError, TrialFailed
+from automc.search.evaluate import Evaluator, settings_from
+from automc.search.result import FINAL_CHECKPOINT, SearchResult, trial_network
+from automc.training import accuracy, train
 
 
 def deploy_form(net, evaluator: Evaluator):
@@ -67,8 +69,33 @@ def log_pareto_front(result: SearchResult, tracker) -> Path:
     return path
 
 
+def final_finetune(net, evaluator: Evaluator, path: Path) -> float:
+    """Fine-tune the winner's ``net`` in place on the train split as ``export.final_finetune`` says
+    (distilled from the baseline when ``distill_weight`` > 0), save its weights atomically to
+    ``path``, and return its validation accuracy (%)."""
+    import mindspore as ms
+
+    config, data = evaluator.ctx.config, evaluator.ctx.data
+    cfg = config.export.final_finetune
+    teacher = evaluator.baseline if cfg.distill_weight > 0 else None
+    try:
+        train(net, data.train.x, data.train.y, settings_from(cfg, config.seed), teacher=teacher)
+    except TrialFailed as exc:
+        raise AutomcError(f"the final fine-tune of the winner failed ({exc}); lower export.final_finetune.lr "
+                          "and run the search again (its trials are kept, only the export reruns)") from None
+    tmp = path.with_suffix(".tmp.ckpt")
+    ms.save_checkpoint(net, str(tmp))
+    os.replace(tmp, path)
+    return accuracy(net, data.val.x, data.val.y)
+
+
 def export_best(result: SearchResult, prepared, tracker, *, log: Callable[[str], None] = print) -> dict[str, str]:
-    """Export the winner (and the baseline, for comparison) to the configured formats; log artifacts."""
+    """Export the winner (and the baseline, for comparison) to the configured formats; log artifacts.
+
+    With ``export.final_finetune`` the winner is first fine-tuned further (``final_finetune``) and
+    that network is exported; ``summary.json`` then holds its test accuracy as ``test_accuracy`` and
+    the trial checkpoint's as ``test_accuracy_before_final_finetune``. Without it neither that field
+    nor ``export/best_final.ckpt`` exist (a stale one is removed)."""
     from automc.deploy.mindir import check_mindir_parity, export_mindir
 
     config, best = result.config, result.best
@@ -79,12 +106,26 @@ def export_best(result: SearchResult, prepared, tracker, *, log: Callable[[str],
     sample = data.test.x[:1]
     check_x = data.test.x[:256]
 
-    net = deploy_form(trial_network(config, best, evaluator=evaluator), evaluator)
+    trained = trial_network(config, best, evaluator=evaluator)
+    net = deploy_form(trained, evaluator)
     best_test = accuracy(net, data.test.x, data.test.y)
     result.baseline.setdefault("test_accuracy", accuracy(evaluator.baseline, data.test.x, data.test.y))
+    artifacts: dict[str, str] = {}
+    final: dict[str, float] = {}
+    final_path = out / FINAL_CHECKPOINT
+    if config.export.final_finetune is not None:
+        val = final_finetune(trained, evaluator, final_path)
+        net = deploy_form(trained, evaluator)
+        final = {"test_accuracy_before_final_finetune": best_test, "val_accuracy_after_final_finetune": val,
+                 "final_finetune_epochs": config.export.final_finetune.epochs}
+        best_test = accuracy(net, data.test.x, data.test.y)
+        log(f"final fine-tune: {final['final_finetune_epochs']:g} epochs, val {best.metrics['accuracy']:.2f}% -> "
+            f"{val:.2f}%, test {final['test_accuracy_before_final_finetune']:.2f}% -> {best_test:.2f}% ({final_path})")
+        artifacts["final_checkpoint"] = str(final_path)
+    else:
+        final_path.unlink(missing_ok=True)  # an earlier export's; summary.json no longer refers to it
     best.metrics["test_accuracy"] = best_test
 
-    artifacts: dict[str, str] = {}
     policy_path = out / "best_policy.json"
     policy_path.write_text(best.policy.to_json())
     artifacts["policy"] = str(policy_path)
@@ -126,14 +167,18 @@ def export_best(result: SearchResult, prepared, tracker, *, log: Callable[[str],
         artifacts["ms"] = str(ms_path)
         artifacts["ms_max_abs_diff"] = f"{report.max_abs_diff:.3g}"
 
-    summary = {"baseline": result.baseline, "best": {"trial": best.number, **best.metrics},
+    summary = {"baseline": result.baseline, "best": {"trial": best.number, **best.metrics, **final},
                "policy": best.policy.to_dict(), "artifacts": artifacts}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     artifacts["summary"] = str(out / "summary.json")
-    for key in ("policy", "layer_table", "layer_latency", "summary", "mindir", "onnx", "ms"):
+    for key in ("policy", "layer_table", "layer_latency", "summary", "final_checkpoint", "mindir", "onnx", "ms"):
         if key in artifacts:
             tracker.log_artifact(Path(artifacts[key]), "best")
     tracker.log_artifact(prepared.baseline_checkpoint, "baseline")
     tracker.log_metrics(tracker.parent_id, {"best_accuracy": best.metrics["accuracy"],
-                                            "best_test_accuracy": best_test, "best_trial": best.number})
+                                            "best_test_accuracy": best_test, "best_trial": best.number,
+                                            **{f"best_{k}": v for k, v in final.items()}})
+    if final:
+        tracker.log_params(tracker.parent_id, {f"final_finetune.{k}": v
+                                               for k, v in config.export.final_finetune.model_dump().items()})
     return artifacts

@@ -5,15 +5,21 @@ Names: ``accuracy`` (test-split top-1, %), ``accuracy_drop`` (baseline minus can
 ``latency@<device>`` (ms) and ``energy@<device>`` (mJ). Every name but the accuracy ones is
 computed from the layer table by the cost models, without building a network, so constraints
 are checked before any training. A new device is one more name, nothing else changes.
+
+In a constraint on a cost metric, ``%`` is a share of the baseline network's value
+(``macs <= 25%``); ``resolve_constraints`` turns it into an absolute bound once the baseline's
+costs are known. For ``accuracy`` and ``accuracy_drop``, ``%`` stays points.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, Sequence
 
 import numpy as np
+
+from automc.errors import AutomcError
 
 Kind = Literal["accuracy", "accuracy_drop", "macs", "params", "bitops", "size", "latency", "energy"]
 _KINDS: dict[str, tuple[str, str]] = {  # kind -> (direction, unit)
@@ -73,15 +79,25 @@ _UNITS = {
 
 @dataclass(frozen=True)
 class Constraint:
-    """``metric op value``, with ``value`` in the metric's base unit (ms, mJ, bytes, count, %)."""
+    """``metric op value``, with ``value`` in the metric's base unit (ms, mJ, bytes, count, %), or,
+    when ``relative``, a fraction of the baseline's value (``macs <= 25%`` -> 0.25)."""
 
     metric: Metric
     op: Literal["<=", ">="]
     value: float
     text: str
+    relative: bool = False
+
+    def absolute(self, baseline_value: float) -> "Constraint":
+        """This constraint with ``value`` in the metric's unit, given the baseline's value of it."""
+        if not self.relative:
+            return self
+        return replace(self, value=self.value * float(baseline_value), relative=False)
 
     def violation(self, observed: np.ndarray | float) -> np.ndarray:
         """How far past the bound (>0 = violated, Optuna's convention)."""
+        if self.relative:
+            raise ValueError(f"constraint {self.text!r} is relative to the baseline; resolve_constraints() it first")
         observed = np.asarray(observed, dtype=float)
         return observed - self.value if self.op == "<=" else self.value - observed
 
@@ -95,7 +111,8 @@ _CONSTRAINT = re.compile(r"^\s*(?P<metric>[A-Za-z_]+(?:@[A-Za-z0-9_.\-/]+)?)\s*(
 def parse_constraint(text: str) -> Constraint:
     m = _CONSTRAINT.match(text)
     if not m:
-        raise ValueError(f"constraint {text!r} must look like 'latency@arm-a76 <= 20ms', 'size <= 2MB' or 'accuracy_drop <= 1.0'")
+        raise ValueError(f"constraint {text!r} must look like 'latency@arm-a76 <= 20ms', 'size <= 2MB', "
+                         "'macs <= 25%' (share of the baseline) or 'accuracy_drop <= 1.0'")
     metric = parse_objective(m["metric"])
     try:
         number = float(m["num"])
@@ -103,20 +120,38 @@ def parse_constraint(text: str) -> Constraint:
         raise ValueError(f"constraint {text!r}: {m['num']!r} is not a number") from None
     table = _UNITS.get(metric.kind) or (_UNITS["count"] if metric.kind in ("macs", "params", "bitops") else _UNITS["points"])
     unit = m["unit"].lower()
-    if unit not in table:
-        raise ValueError(f"constraint {text!r}: unit {m['unit']!r} is not one of {', '.join(u for u in table if u) or 'none'}")
+    relative = unit == "%" and not metric.needs_training  # cost metric: % is a share of the baseline
+    if unit not in table and not relative:
+        units = [u for u in table if u] + ([] if metric.needs_training else ["% (share of the baseline)"])
+        raise ValueError(f"constraint {text!r}: unit {m['unit']!r} is not one of {', '.join(units)}")
+    if relative:
+        return Constraint(metric=metric, op=m["op"], value=number / 100, text=text.strip(), relative=True)  # type: ignore[arg-type]
     return Constraint(metric=metric, op=m["op"], value=number * table[unit], text=text.strip())  # type: ignore[arg-type]
 
 
-def cost_metrics(table, policies, metrics: Sequence[Metric]) -> dict[str, np.ndarray]:
-    """Every non-accuracy metric of ``metrics`` for each policy, as ``(P,)`` arrays (no network built)."""
+def resolve_constraints(constraints: Sequence[Constraint], baseline_metrics: dict[str, float]) -> list[Constraint]:
+    """Absolute constraints: each relative one (``macs <= 25%``) becomes ``fraction * baseline``,
+    keeping its ``text`` (Optuna's constraint keys stay the YAML text); absolute ones pass through."""
+    out = []
+    for c in constraints:
+        if c.relative and c.metric.name not in baseline_metrics:
+            raise AutomcError(f"constraint {c.text!r} is relative to the baseline, but the baseline has no "
+                              f"{c.metric.name} value; write an absolute bound (e.g. with a unit) instead")
+        out.append(c.absolute(baseline_metrics[c.metric.name]) if c.relative else c)
+    return out
+
+
+def layer_costs(table, policies, metrics: Sequence[Metric]) -> dict[str, tuple[np.ndarray, float]]:
+    """Per-layer costs ``(P, L)`` of every non-accuracy metric, and the constant the network adds
+    (runtime overhead); a policy's cost is ``per_layer.sum(1) + constant``. The budget solver
+    works from these, ``cost_metrics`` sums them: one definition of every cost."""
     from automc.policy import Policy
 
     if isinstance(policies, Policy):
         policies = [policies]
     from automc import hw_cost
 
-    out: dict[str, np.ndarray] = {}
+    out: dict[str, tuple[np.ndarray, float]] = {}
     shapes = None
     estimates: dict[str, object] = {}
     for metric in metrics:
@@ -125,10 +160,19 @@ def cost_metrics(table, policies, metrics: Sequence[Metric]) -> dict[str, np.nda
         if metric.kind in ("macs", "params", "bitops", "size"):
             shapes = shapes if shapes is not None else table.resolve(policies)
             per_layer = hw_cost.layer_size_bytes(shapes) if metric.kind == "size" else getattr(shapes, metric.kind)
-            out[metric.name] = per_layer.sum(axis=1).astype(float)
+            out[metric.name] = (np.asarray(per_layer, dtype=float), 0.0)
             continue
         if metric.device not in estimates:
             estimates[metric.device] = hw_cost.estimate(table, list(policies), metric.device)
         est = estimates[metric.device]
-        out[metric.name] = np.asarray(est.latency_ms if metric.kind == "latency" else est.energy_mj, dtype=float)
+        per_layer, total = ((est.layer_latency_ms, est.latency_ms) if metric.kind == "latency"
+                            else (est.layer_energy_mj, est.energy_mj))
+        constant = float(total[0] - per_layer[0].sum()) if len(total) else 0.0
+        out[metric.name] = (np.asarray(per_layer, dtype=float), constant)
     return out
+
+
+def cost_metrics(table, policies, metrics: Sequence[Metric]) -> dict[str, np.ndarray]:
+    """Every non-accuracy metric of ``metrics`` for each policy, as ``(P,)`` arrays (no network built)."""
+    return {name: per_layer.sum(axis=1) + constant
+            for name, (per_layer, constant) in layer_costs(table, policies, metrics).items()}

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from automc.config import ExperimentConfig
 from automc.policy import Policy
+
+FINAL_CHECKPOINT = "best_final.ckpt"  # in <out>/export: the winner after export.final_finetune
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,7 @@ class TrialRecord:
     fail_reason: str = ""
     checkpoint: str = ""
     eval_seconds: float = 0.0  # compress + fine-tune + evaluate, inside the worker
+    proposal: dict[str, Any] = field(default_factory=dict)  # who proposed it (solver, uniform); empty: the sampler
 
     @classmethod
     def from_optuna(cls, t) -> "TrialRecord":
@@ -36,7 +39,7 @@ class TrialRecord:
         duration = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else 0.0
         return cls(number=t.number, state=t.state.name, policy=policy, metrics=dict(result.get("metrics", {})),
                    duration_s=duration, fail_reason=result.get("fail_reason", ""), checkpoint=result.get("checkpoint", ""),
-                   eval_seconds=float(result.get("eval_seconds", 0.0)))
+                   eval_seconds=float(result.get("eval_seconds", 0.0)), proposal=dict(attrs.get("proposal", {})))
 
 
 @dataclass
@@ -56,10 +59,13 @@ class SearchResult:
         return self.config.out_path
 
     def best_network(self):
-        """The winner as a ``mindspore.nn.Cell`` with its fine-tuned weights, in inference mode."""
+        """The winner as a ``mindspore.nn.Cell`` in inference mode: with the weights of its final
+        fine-tune (``export/best_final.ckpt``, when ``export.final_finetune`` ran for this winner),
+        else with its trial's fine-tuned weights."""
         if self.best is None:
             raise LookupError("the search has no completed trial yet")
-        return trial_network(self.config, self.best)
+        final = final_checkpoint(self.config, self.best)
+        return trial_network(self.config, replace(self.best, checkpoint=str(final)) if final else self.best)
 
     def summary_rows(self) -> list[dict[str, Any]]:
         return [{"trial": t.number, "state": t.state, **t.metrics} for t in self.trials]
@@ -79,6 +85,24 @@ def trial_network(config: ExperimentConfig, trial: TrialRecord, *, evaluator=Non
     ms.load_param_into_net(net, ms.load_checkpoint(trial.checkpoint), strict_load=True)
     net.set_train(False)
     return net
+
+
+def final_checkpoint(config: ExperimentConfig, trial: TrialRecord) -> Path | None:
+    """``export/best_final.ckpt`` if it holds ``trial``'s final fine-tune: ``export/summary.json``
+    names ``trial`` as the winner it fine-tuned, and the file is not older than the trial's own
+    checkpoint (a study re-run with ``--new`` rewrites that); else None."""
+    export = config.out_path / "export"
+    path = export / FINAL_CHECKPOINT
+    try:
+        best = json.loads((export / "summary.json").read_text()).get("best", {})
+    except (OSError, ValueError):
+        return None
+    if best.get("trial") != trial.number or "final_finetune_epochs" not in best or not path.is_file():
+        return None
+    own = Path(trial.checkpoint) if trial.checkpoint else None
+    if own is not None and own.is_file() and own.stat().st_mtime > path.stat().st_mtime:
+        return None
+    return path
 
 
 def read_json(path: Path) -> dict[str, Any]:

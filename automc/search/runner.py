@@ -26,11 +26,13 @@ from automc.analysis.layer_table import LayerTable
 from automc.config import ExperimentConfig, mask_secrets
 from automc.errors import AutomcError, TrialFailed
 from automc.policy import Policy
+from automc.search.fidelity import Stopped, band_metric
 from automc.search.evaluate import Evaluator, TrialContext, build_baseline, network_weights, settings_from
-from automc.search.objectives import Constraint, Metric, cost_metrics, parse_constraint, parse_objective
+from automc.search.objectives import (Constraint, Metric, cost_metrics, parse_constraint, parse_objective,
+                                     resolve_constraints)
 from automc.search.result import SearchResult, TrialRecord
 from automc.search.space import SearchSpace
-from automc.search.strategies import make_pruner, make_sampler
+from automc.search.strategies import enqueue_once, make_strategy
 
 Log = Callable[[str], None]
 
@@ -100,6 +102,7 @@ def prepare(config: ExperimentConfig, *, train_baseline: bool = True, log: Log =
     cost = cost_metrics(table, Policy(), tracked_cost_metrics(config, objectives, constraints))
     metrics = {**metrics, **{k: float(v[0]) for k, v in cost.items()}}
     metrics.update(table.totals())
+    constraints = resolve_constraints(constraints, metrics)  # 'macs <= 25%' -> 25% of the baseline's MACs
     ctx = TrialContext(config=config, baseline_weights=network_weights(net), table=table, data=data,
                        baseline_accuracy=metrics["accuracy"])
     space = SearchSpace(table, build_compressors(config))
@@ -110,8 +113,9 @@ def _storage_url(config: ExperimentConfig) -> str:
     return config.search.storage or f"sqlite:///{(config.out_path / 'study.db').resolve()}"
 
 
-def open_study(config: ExperimentConfig, objectives: list[Metric]):
-    """The study on SQL storage, with heartbeats so trials of a dead process are found and retried."""
+def open_study(config: ExperimentConfig, objectives: list[Metric], sampler=None):
+    """The study on SQL storage, with heartbeats so trials of a dead process are found and retried.
+    Optuna's pruner stays off: trials are stopped by ``automc.search.fidelity`` (cost-banded)."""
     import optuna
     from optuna.storages import RDBStorage, RetryFailedTrialCallback
 
@@ -136,9 +140,8 @@ def open_study(config: ExperimentConfig, objectives: list[Metric]):
         study_name=config.name,
         storage=storage,
         directions=[m.direction for m in objectives],
-        sampler=make_sampler(config.search.strategy, seed=config.seed, n_objectives=len(objectives),
-                             n_trials=config.search.n_trials),
-        pruner=make_pruner(config.search.pruner, n_objectives=len(objectives)),
+        sampler=sampler,
+        pruner=optuna.pruners.NopPruner(),
         load_if_exists=True,
     )
 
@@ -228,8 +231,14 @@ def run_search(
             log("--new: deleted the previous study")
         except KeyError:
             pass
-    study = open_study(config, prepared.objectives)
+    strategy = make_strategy(config, n_objectives=len(prepared.objectives))
+    proposals = strategy.propose(prepared, log)
+    study = open_study(config, prepared.objectives, strategy.sampler(len(proposals)))
     _fail_stale(study, log)
+    enqueue_once(study, space, proposals, log)
+    if strategy.max_trials(proposals) is not None and strategy.max_trials(proposals) < n_trials:
+        n_trials = strategy.max_trials(proposals)
+        log(f"{config.search.strategy}: {n_trials} distinct policies to evaluate; the study stops there")
 
     tracker = Tracker(config.tracking.tracking_uri or default_tracking_uri(out),
                       config.tracking.experiment_name or config.name, out / "mlartifacts")
@@ -243,6 +252,8 @@ def run_search(
     tracker.log_metrics(tracker.parent_id, {f"baseline_{k}": v for k, v in prepared.baseline_metrics.items()})
     tracker.log_json(prepared.baseline_metrics, "baseline_metrics.json")
     tracker.log_json(ctx.table.rows(), "layer_table.json")
+    if (out / "sensitivity.json").is_file() and proposals:
+        tracker.log_artifact(out / "sensitivity.json")
 
     from automc.search.execution import make_executor
 
@@ -262,11 +273,22 @@ def run_search(
             tracker.flush()
 
     result = collect_result(config, study, prepared)
+    tracker.log_metrics(tracker.parent_id, {"finetune_epochs_total": sum(t.metrics.get("finetune_epochs", 0.0)
+                                                                         for t in result.trials)})
     from automc.search.export import export_best, log_pareto_front
 
     result.artifacts["pareto_front"] = str(log_pareto_front(result, tracker))
     if result.best is not None:
         result.artifacts.update(export_best(result, prepared, tracker, log=log))
+        if config.export.compare_uniform:
+            from automc.search.reference import FILE, uniform_reference
+
+            reference = uniform_reference(result, prepared, log=log)
+            if reference is not None:
+                result.artifacts["uniform_reference"] = str(out / "export" / FILE)
+                tracker.log_artifact(out / "export" / FILE, "best")
+                tracker.log_metrics(tracker.parent_id, {f"uniform_{k}": v for k, v in reference.items()
+                                                        if k.endswith("accuracy")})
     from automc.report import write_report
 
     try:  # plots and report are a convenience: never lose a finished search to them
@@ -287,6 +309,7 @@ def _drive(study, prepared: Prepared, executor, tracker, n_trials: int, log: Log
     started = last_stale_check = time.perf_counter()
     timeout = ctx.config.search.timeout_s
     trials = None  # the study's trials as the last tell read them, to count without a second read
+    band = band_metric(ctx.config)  # the cost a stopping rule compares trials within
     try:
         while True:
             if time.perf_counter() - last_stale_check >= heartbeat.interval_s:  # stale trials are seconds old
@@ -307,7 +330,7 @@ def _drive(study, prepared: Prepared, executor, tracker, n_trials: int, log: Log
                 tracked = tracked_cost_metrics(ctx.config, prepared.objectives, prepared.constraints)
                 costs = {k: float(v[0]) for k, v in cost_metrics(ctx.table, policy, tracked).items()}
                 in_flight[trial.number] = (trial, policy, costs, time.perf_counter())
-                executor.submit(trial.number, policy, trial)
+                executor.submit(trial.number, policy, trial, band_cost=costs.get(band) if band else None)
             if not in_flight:
                 if done >= n_trials or out_of_time:
                     return
@@ -347,11 +370,13 @@ def _tell(study, trial, policy, costs, outcome, prepared: Prepared, tracker, sec
     metrics = dict(costs)
     reason = ""
     if isinstance(outcome, BaseException):
-        state = TrialState.PRUNED if type(outcome).__name__ == "TrialPruned" else TrialState.FAIL
-        reason = f"{type(outcome).__name__}: {outcome}" if state == TrialState.FAIL else "pruned by the Optuna pruner"
+        state = TrialState.PRUNED if isinstance(outcome, Stopped) else TrialState.FAIL
+        reason = f"{type(outcome).__name__}: {outcome}" if state == TrialState.FAIL else f"stopped: {outcome}"
+        metrics["finetune_epochs"] = float(getattr(outcome, "epochs_trained", 0.0))
     else:
         state = TrialState.COMPLETE
         metrics["accuracy"] = outcome["accuracy"]
+        metrics["finetune_epochs"] = float(outcome.get("epochs", 0.0))
         metrics["accuracy_drop"] = ctx.baseline_accuracy - outcome["accuracy"]
         if not math.isfinite(outcome["accuracy"]):
             state, reason = TrialState.FAIL, "accuracy is NaN"
@@ -415,14 +440,21 @@ def _select_metric(config: ExperimentConfig) -> str:
 
 def select_best(config: ExperimentConfig, trials: list[TrialRecord], constraints: list[Constraint],
                 baseline_accuracy: float) -> TrialRecord | None:
-    """The winner: among completed trials that satisfy every constraint and lose at most
-    ``export.max_accuracy_drop`` points, the one with the lowest ``select_by`` cost (ties: higher
-    accuracy); if none is that accurate, the most accurate feasible trial."""
+    """The winner among completed trials that satisfy every constraint.
+
+    Objectives ``[accuracy]`` with a cost constraint (and no ``export.select_by``): the most
+    accurate feasible trial, since the constraints already bound the cost. Otherwise (e.g. a
+    cost objective): among feasible trials that lose at most ``export.max_accuracy_drop`` points, the
+    one with the lowest ``select_by`` cost (ties: higher accuracy); if none is that accurate, the
+    most accurate feasible trial."""
     done = [t for t in trials if t.state == "COMPLETE" and "accuracy" in t.metrics]
     feasible = [t for t in done if all(bool(c.satisfied(t.metrics[c.metric.name]))
                                        for c in constraints if c.metric.name in t.metrics)]
     if not feasible:
         return None
+    cost_bound = any(not c.metric.needs_training for c in constraints)
+    if list(config.objectives) == ["accuracy"] and cost_bound and not config.export.select_by:
+        return max(feasible, key=lambda t: t.metrics["accuracy"])
     key = _select_metric(config)
     close = [t for t in feasible if baseline_accuracy - t.metrics["accuracy"] <= config.export.max_accuracy_drop]
     if close:

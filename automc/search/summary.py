@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from automc.config import ExperimentConfig, mask_secrets
+from automc.search.reference import read_reference
 from automc.search.result import SearchResult
 
 
@@ -53,6 +54,10 @@ def summary_text(result: SearchResult) -> str:
             unit = "ms" if key.startswith("latency") else "mJ" if key.startswith("energy") else ""
             fmt = (lambda v: _fmt_bytes(v)) if key == "size" else (lambda v: f"{v:.3f} {unit}")
             rows.append((key, fmt(b[key]) if key in b else "-", fmt(value)))
+    ref = read_reference(result.out_dir)
+    if ref and ref.get("policy") is not None and "test_accuracy" in m:
+        rows.append(("uniform, same budget", "", f"test {ref['test_accuracy']:.2f}% "
+                     f"(winner {m['test_accuracy'] - ref['test_accuracy']:+.2f} points)"))
     width = [max(len(r[i]) for r in rows) for i in range(3)]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, width)) for r in rows]
     lines.append("")

@@ -51,7 +51,7 @@ def test_init_writes_a_commented_template_that_passes_the_dry_run(tmp_path, cli,
     for section, field in ExperimentConfig.model_fields.items():
         assert f"{section}:" in text, section
     for key in ("max_ratio", "w_bits", "a_bits", "width", "depth", "kernel", "storage", "ray_address",
-                "tracking_uri", "select_by", "max_accuracy_drop", "distill_weight", "trial_timeout_s"):
+                "tracking_uri", "select_by", "max_accuracy_drop", "final_finetune", "distill_weight", "trial_timeout_s"):
         assert f"{key}:" in text, key
     assert sum(line.strip().startswith("#") or " # " in line for line in text.splitlines()) > 40
     code, out, err = cli("search", "starter.yaml", "--dry-run")

@@ -29,13 +29,14 @@ def test_the_reference_covers_every_key_of_the_schema():
         for name, field in model.model_fields.items():
             yield f"{prefix}{name}"
             sub = ref._section_model(field.annotation)
-            if sub is not None and name != "finetune":
+            if sub is not None and name not in ("finetune", "final_finetune"):  # TrainConfig: listed under `train`
                 yield from keys(sub, f"{prefix}{name}.")
 
     for key in keys(ExperimentConfig):
         assert f"| `{key}` |" in text, key
     assert "| `search.n_trials` | int | `20` |" in text
     assert "Same keys as [`train`](#train), with defaults epochs `1.0`, lr `0.01`." in text
+    assert "#### `export.final_finetune`\n\nSame keys as [`train`](#train).\n" in text
 
 
 def test_the_write_option_updates_only_the_marked_blocks(tmp_path):

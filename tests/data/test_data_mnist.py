@@ -1,8 +1,9 @@
-"""mnist loader on tiny idx files (big-endian headers, magic 2051/2049), plain and gzipped."""
+"""mnist and fashion_mnist loaders on tiny idx files (big-endian headers, magic 2051/2049), plain and gzipped."""
 
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 from pathlib import Path
 
@@ -79,3 +80,38 @@ def test_errors_name_the_file(tmp_path, corrupt, match):
 def test_missing_folder(tmp_path):
     with pytest.raises(ConfigError, match="data.path .* does not exist; point it at the folder holding the MNIST"):
         load_dataset("mnist", path=str(tmp_path / "nope"))
+
+
+# ----------------------------------------------------------------------------- fashion_mnist
+
+FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+
+def test_fashion_mnist_reads_idx_gz_with_the_fashion_class_names(tmp_path):
+    arrays = make_mnist(tmp_path, compress=True)
+    s = load_dataset("fashion_mnist", path=str(tmp_path), val_fraction=0.2, seed=0)
+    assert s.class_names == FASHION and s.num_classes == 10
+    assert (len(s.train), len(s.val), len(s.test)) == (24, 6, 10)
+    np.testing.assert_array_equal(s.test.y, arrays["t10k-labels-idx1-ubyte"])
+
+
+def test_fashion_mnist_missing_default_folder_says_how_to_install(tmp_path, monkeypatch):
+    from automc.data import mnist
+
+    monkeypatch.setattr(mnist, "FASHION_MNIST_PATH", str(tmp_path / "fashion-mnist"))
+    with pytest.raises(ConfigError, match="apt-get install dataset-fashion-mnist") as info:
+        load_dataset("fashion_mnist")
+    assert "\n" not in str(info.value) and "data.kwargs.path" in str(info.value)
+
+
+def test_fashion_mnist_from_the_debian_package():
+    from automc.data.mnist import FASHION_MNIST_PATH
+
+    if not Path(FASHION_MNIST_PATH).is_dir():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{FASHION_MNIST_PATH} missing in CI; .ci/run installs dataset-fashion-mnist")
+        pytest.skip("apt-get install dataset-fashion-mnist to run this test")
+    s = load_dataset("fashion_mnist", max_samples=2000, seed=0)
+    assert len(s.train) + len(s.val) + len(s.test) == 2000
+    assert s.input_shape == (1, 28, 28) and s.class_names == FASHION
+    assert set(np.unique(s.train.y)) == set(range(10))

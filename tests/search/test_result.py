@@ -37,3 +37,31 @@ def test_studies_written_by_earlier_versions_still_read():
     assert (record.policy, record.metrics, record.checkpoint, record.eval_seconds) == (
         old, {"accuracy": 97.5}, "/x/trial-0000.ckpt", 1.25)
     assert TrialRecord.from_optuna(_finished_trial()).policy is None  # a trial whose process died
+
+
+def test_the_final_checkpoint_counts_only_for_the_winner_it_was_made_for(tmp_path):
+    import os
+
+    from automc.config import config_from_dict
+    from automc.search.result import final_checkpoint
+
+    config = config_from_dict({"name": "fc", "output_dir": str(tmp_path), "model": {"name": "lenet"},
+                               "compress": {"pruning": {}}})
+    export = tmp_path / "export"
+    export.mkdir()
+    own = tmp_path / "trial-0003.ckpt"
+    own.write_bytes(b"x")
+    final = export / "best_final.ckpt"
+    final.write_bytes(b"x")
+    os.utime(own, (1_000, 1_000))
+    trial = TrialRecord(number=3, state="COMPLETE", policy=None, metrics={}, checkpoint=str(own))
+    summary = export / "summary.json"
+    assert final_checkpoint(config, trial) is None  # no summary: nothing says whose it is
+    summary.write_text('{"best": {"trial": 3, "final_finetune_epochs": 1}}')
+    assert final_checkpoint(config, trial) == final
+    assert final_checkpoint(config, TrialRecord(number=4, state="COMPLETE", policy=None, metrics={})) is None
+    os.utime(own, (final.stat().st_mtime + 10,) * 2)  # the trial ran again (`--new`) after that fine-tune
+    assert final_checkpoint(config, trial) is None
+    os.utime(own, (1_000, 1_000))
+    summary.write_text('{"best": {"trial": 3}}')  # exported without export.final_finetune
+    assert final_checkpoint(config, trial) is None

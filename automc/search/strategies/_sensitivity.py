@@ -1,0 +1,84 @@
+"""Sensitivity-guided strategies: the budget solver proposes, TPE refines (or the solver alone)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from automc.errors import ConfigError
+from automc.search.strategies._base import Log, Proposal, Strategy, warm_start_size
+from automc.search.strategies._optuna import TPE
+
+#: budget levels of an unconstrained search: shares of the baseline's first cost objective
+FRONT_LEVELS = (0.7, 0.5, 0.35, 0.25, 0.15, 0.1, 0.07, 0.05)
+
+
+def _budgets(prepared) -> tuple[dict, bool]:
+    """(solver budgets, constrained?): the cost constraints, else the first cost objective at
+    the baseline's cost (scaled by the levels)."""
+    from automc.search.solver import budgets_of
+
+    budgets = budgets_of(prepared.constraints)
+    if budgets:
+        return budgets, True
+    cost = next((m for m in prepared.objectives if not m.needs_training), None)
+    if cost is None:
+        raise ConfigError("search.strategy 'sensitivity'/'solver' needs a cost budget: add a constraint such as "
+                          "'macs <= 25%' or a cost objective such as 'macs'")
+    return {cost: prepared.baseline_metrics[cost.name]}, False
+
+
+def solver_proposals(prepared, log: Log, *, n: int, levels: Sequence[float] = (1.0,)) -> list[Proposal]:
+    """Up to ``n`` solver solutions, least predicted damage first. With cost constraints they
+    spread over budget ``levels`` (shares of each budget), the rest k-best at the full budget;
+    without, one per level of ``FRONT_LEVELS`` along the first cost objective."""
+    from automc.search.sensitivity import load_or_analyse
+    from automc.search.solver import BudgetSolver
+
+    if any(d.section == "nas" for d in prepared.space.decisions):
+        raise ConfigError("the sensitivity solver covers pruning and quantization; for compress.nas use "
+                          "search.strategy tpe, nsga2 or random")
+    sensitivity = load_or_analyse(prepared, log=log)
+    budgets, constrained = _budgets(prepared)
+    solver = BudgetSolver(prepared.context.table, sensitivity, prepared.space.decisions, list(budgets))
+    plan = ([(lv, 1) for lv in levels[1:]] if constrained else [(lv, 1) for lv in FRONT_LEVELS[:n]])
+    first = (levels[0], max(1, n - len(plan))) if constrained else None
+    out: list[Proposal] = []
+    seen: set[str] = set()
+    for scale, k in ([first] if first else []) + plan:
+        for rank, s in enumerate(solver.solve(budgets, n_solutions=k, budget_scale=scale)):
+            key = s.policy.to_json()
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append(Proposal(s.policy, {"source": "solver", "budget_scale": scale, "rank": rank,
+                                           "predicted_damage": round(s.damage, 6)}))
+    if not out:
+        raise ConfigError("the budget solver found no policy within the budget: relax the constraints or allow "
+                          "more compression (compress.pruning.max_ratio, lower bit-widths)")
+    log(f"solver: {len(out)} policies, predicted loss increase "
+        f"{min(p.attrs['predicted_damage'] for p in out):.4f}-{max(p.attrs['predicted_damage'] for p in out):.4f}")
+    return out[:max(n, 1)]
+
+
+class SensitivityTPE(TPE):
+    """Solver solutions at several budget levels seed the study; TPE refines around them."""
+
+    name = "sensitivity"
+
+    def propose(self, prepared, log: Log) -> list[Proposal]:
+        return solver_proposals(prepared, log, n=warm_start_size(self.config.search.n_trials),
+                                levels=(1.0, 0.9, 0.8))
+
+
+class SolverOnly(TPE):
+    """The solver alone: its ``n_trials`` best solutions at the budget (k-best), best first."""
+
+    name = "solver"
+
+    def propose(self, prepared, log: Log) -> list[Proposal]:
+        return solver_proposals(prepared, log, n=self.config.search.n_trials)
+
+    def max_trials(self, proposals: list[Proposal]) -> int | None:
+        return len(proposals)
