@@ -80,7 +80,7 @@ def trial_span_s(result) -> float:
     """Seconds from the first trial's start to the last trial's end (no Ray start-up, no export)."""
     import optuna
 
-    from automc.search.runner import _storage_url
+    from automc.search.study import storage_url as _storage_url
 
     trials = optuna.load_study(study_name=result.config.name, storage=_storage_url(result.config)).trials
     return (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()

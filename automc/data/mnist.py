@@ -1,7 +1,8 @@
 """MNIST idx files (``train-images-idx3-ubyte`` ... ``t10k-labels-idx1-ubyte``, optionally ``.gz``).
 
 idx headers are big-endian: magic 2051 then count, rows, cols for images; magic 2049 then count
-for labels; pixels/labels follow as unsigned bytes. Fashion-MNIST and KMNIST use the same files.
+for labels; pixels/labels follow as unsigned bytes. Fashion-MNIST and KMNIST use the same files;
+``fashion_mnist`` reads them from the Debian package ``dataset-fashion-mnist`` unless given a path.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ def completed(result: SearchResult) -> list[TrialRecord]:
 
 def front_2d(result: SearchResult, cost: str) -> list[TrialRecord]:
     """Trials not dominated in (accuracy up, ``cost`` down), by increasing cost."""
-    from automc.search.runner import pareto_front
+    from automc.search.selection import pareto_front
 
     front = pareto_front(completed(result), [parse_objective("accuracy"), parse_objective(cost)])
     return sorted(front, key=lambda t: t.metrics[cost])
@@ -72,7 +72,7 @@ class DeviceBest:
 def best_per_device(result: SearchResult) -> list[DeviceBest]:
     """For each named device, the winner by that device's latency (same rule as the export winner:
     feasible, within ``export.max_accuracy_drop`` of the baseline, else the most accurate)."""
-    from automc.search.runner import select_best
+    from automc.search.selection import select_best
 
     config = result.config
     out = []

@@ -28,4 +28,6 @@ def load(config: ExperimentConfig) -> SearchResult:
 
 
 def storage_url(config: ExperimentConfig) -> str:
-    return config.search.storage or f"sqlite:///{(config.out_path / 'study.db').resolve()}"
+    from automc.search.study import storage_url as url
+
+    return url(config)

@@ -22,9 +22,9 @@ def _budget(result, prepared) -> tuple[list[Constraint], str]:
     cons = [c for c in prepared.constraints if not c.metric.needs_training and c.op == "<="]
     if cons:
         return cons, "; ".join(c.text for c in cons)
-    from automc.search.runner import _select_metric
+    from automc.search.selection import select_metric
 
-    metric = parse_objective(_select_metric(result.config))
+    metric = parse_objective(select_metric(result.config))
     value = result.best.metrics[metric.name]
     return [Constraint(metric, "<=", value, f"{metric.name} <= winner's {value:.6g}")], f"the winner's {metric.name}"
 

@@ -1,8 +1,10 @@
 """The search driver: baseline -> layer table -> Optuna ask/tell over policies -> winner -> export.
 
 One function per stage, so the CLI, the Python API and tests can run any stage on its own:
-``prepare`` (data, cached baseline, layer table, search space), ``run_search`` (the study, with
-MLflow tracking), ``select_best`` (the winner among trials) and ``export_best``.
+``prepare`` (data, cached baseline, layer table, search space) and ``run_search`` (the strategy's
+proposals, then a thin ask/tell loop, with MLflow tracking). The study and its heartbeats live in
+``study.py``, the winner and the Pareto front in ``selection.py``, the strategies (which propose and
+observe, never train) in ``strategies/``, the stopping rules in ``fidelity.py``, the export in ``export.py``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import json
 import math
 import os
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -22,15 +23,16 @@ import numpy as np
 from automc import __version__
 from automc.algorithms import build_compressors
 from automc.analysis import build_layer_table
-from automc.analysis.layer_table import LayerTable
 from automc.config import ExperimentConfig, mask_secrets
-from automc.errors import AutomcError, TrialFailed
+from automc.errors import AutomcError
 from automc.policy import Policy
 from automc.search.fidelity import Stopped, band_metric
-from automc.search.evaluate import Evaluator, TrialContext, build_baseline, network_weights, settings_from
+from automc.search.evaluate import TrialContext, build_baseline, network_weights, settings_from
 from automc.search.objectives import (Constraint, Metric, cost_metrics, parse_constraint, parse_objective,
                                      resolve_constraints)
 from automc.search.result import SearchResult, TrialRecord
+from automc.search.selection import pareto_front, select_best, select_metric
+from automc.search.study import Heartbeat, counts, fail_stale, finished, open_study, storage_url
 from automc.search.space import SearchSpace
 from automc.search.strategies import enqueue_once, make_strategy
 
@@ -109,103 +111,6 @@ def prepare(config: ExperimentConfig, *, train_baseline: bool = True, log: Log =
     return Prepared(ctx, space, objectives, constraints, metrics, ckpt)
 
 
-def _storage_url(config: ExperimentConfig) -> str:
-    return config.search.storage or f"sqlite:///{(config.out_path / 'study.db').resolve()}"
-
-
-def open_study(config: ExperimentConfig, objectives: list[Metric], sampler=None):
-    """The study on SQL storage, with heartbeats so trials of a dead process are found and retried.
-    Optuna's pruner stays off: trials are stopped by ``automc.search.fidelity`` (cost-banded)."""
-    import optuna
-    from optuna.storages import RDBStorage, RetryFailedTrialCallback
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats
-    # the runner drives ask/tell itself and beats the heartbeat of each running trial (_Heartbeat)
-    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
-    from automc.search.sqlite import relax_sync, use_wal
-
-    heartbeat = config.search.heartbeat_s
-    use_wal(_storage_url(config))
-    storage = RDBStorage(
-        _storage_url(config),
-        heartbeat_interval=heartbeat,
-        grace_period=3 * heartbeat,
-        failed_trial_callback=RetryFailedTrialCallback(max_retry=config.search.retry_failed)
-        if config.search.retry_failed else None,
-        engine_kwargs={"connect_args": {"timeout": 60}} if _storage_url(config).startswith("sqlite") else None,
-    )
-    relax_sync(storage.engine)
-    return optuna.create_study(
-        study_name=config.name,
-        storage=storage,
-        directions=[m.direction for m in objectives],
-        sampler=sampler,
-        pruner=optuna.pruners.NopPruner(),
-        load_if_exists=True,
-    )
-
-
-def _counts(study, trials=None) -> tuple[int, int]:
-    """(finished, running) trials of the whole study, whichever process runs them."""
-    from optuna.trial import TrialState
-
-    states = [t.state for t in (trials if trials is not None else study.get_trials(deepcopy=False))]
-    finished = sum(s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL) for s in states)
-    return finished, sum(s == TrialState.RUNNING for s in states)
-
-
-def _finished(study) -> int:
-    return _counts(study)[0]
-
-
-class _Heartbeat:
-    """Records a heartbeat for this process's running trials, so other processes (and a later
-    resume) can tell them from trials whose process died (Optuna's ``fail_stale_trials``)."""
-
-    def __init__(self, study, interval_s: float):
-        import threading
-
-        self.storage, self.interval_s = study._storage, interval_s
-        self.trial_ids: set[int] = set()
-        self._stop, self._wake = threading.Event(), threading.Event()
-        self._thread = threading.Thread(target=self._run, name="automc-heartbeat", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        # every interval, and at once when a trial starts (its first beat stays off the ask/tell path)
-        while not self._stop.is_set():
-            self._wake.wait(self.interval_s)
-            self._wake.clear()
-            for trial_id in list(self.trial_ids):
-                try:
-                    self.storage.record_heartbeat(trial_id)
-                except Exception:  # a finished trial refuses heartbeats; nothing to do
-                    self.trial_ids.discard(trial_id)
-
-    def add(self, trial) -> None:
-        self.trial_ids.add(trial._trial_id)
-        self._wake.set()
-
-    def remove(self, trial) -> None:
-        self.trial_ids.discard(trial._trial_id)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-
-
-def _fail_stale(study, log: Log) -> None:
-    """Trials whose process stopped sending heartbeats become FAIL (and are retried if configured)."""
-    import optuna
-
-    before = _counts(study)[1]
-    optuna.storages.fail_stale_trials(study)
-    failed = before - _counts(study)[1]
-    if failed > 0:
-        log(f"marked {failed} trial(s) of a stopped process as failed")
-
-
 def run_search(
     config: ExperimentConfig,
     *,
@@ -215,7 +120,6 @@ def run_search(
 ) -> SearchResult:
     """Run (or resume) the study until it holds ``n_trials`` finished trials; export the winner."""
     import optuna
-    from optuna.trial import TrialState
 
     from automc.search.tracking import Tracker, default_tracking_uri
 
@@ -227,14 +131,14 @@ def run_search(
         f"search space: {len(space)} decisions")
     if not resume:
         try:
-            optuna.delete_study(study_name=config.name, storage=_storage_url(config))
+            optuna.delete_study(study_name=config.name, storage=storage_url(config))
             log("--new: deleted the previous study")
         except KeyError:
             pass
     strategy = make_strategy(config, n_objectives=len(prepared.objectives))
     proposals = strategy.propose(prepared, log)
     study = open_study(config, prepared.objectives, strategy.sampler(len(proposals)))
-    _fail_stale(study, log)
+    fail_stale(study, log)
     enqueue_once(study, space, proposals, log)
     if strategy.max_trials(proposals) is not None and strategy.max_trials(proposals) < n_trials:
         n_trials = strategy.max_trials(proposals)
@@ -246,7 +150,7 @@ def run_search(
         f"search-{time.strftime('%Y%m%d-%H%M%S')}",
         params={"model": config.model.name or config.model.factory, "data": config.data.name,
                 "strategy": config.search.strategy, "n_trials": n_trials, "objectives": ",".join(config.objectives),
-                "constraints": "; ".join(config.constraints), "storage": mask_secrets(_storage_url(config))},
+                "constraints": "; ".join(config.constraints), "storage": mask_secrets(storage_url(config))},
         tags={"automc.version": __version__, "automc.role": "search"},
     )
     tracker.log_metrics(tracker.parent_id, {f"baseline_{k}": v for k, v in prepared.baseline_metrics.items()})
@@ -257,13 +161,13 @@ def run_search(
 
     from automc.search.execution import make_executor
 
-    executor = make_executor(config, ctx, _storage_url(config))
+    executor = make_executor(config, ctx, storage_url(config))
     status = "FINISHED"
     try:
         _drive(study, prepared, executor, tracker, n_trials, log)
     except KeyboardInterrupt:
         status = "KILLED"
-        log(f"interrupted: {_finished(study)} trials are saved; run the same command again to resume")
+        log(f"interrupted: {finished(study)} trials are saved; run the same command again to resume")
         raise
     finally:
         executor.close()
@@ -305,7 +209,7 @@ def _drive(study, prepared: Prepared, executor, tracker, n_trials: int, log: Log
     ``n_trials`` finished trials (counting trials other processes run on the same study)."""
     ctx, space = prepared.context, prepared.space
     in_flight: dict[int, tuple[Any, Policy, dict[str, float], float]] = {}
-    heartbeat = _Heartbeat(study, ctx.config.search.heartbeat_s)
+    heartbeat = Heartbeat(study, ctx.config.search.heartbeat_s)
     started = last_stale_check = time.perf_counter()
     timeout = ctx.config.search.timeout_s
     trials = None  # the study's trials as the last tell read them, to count without a second read
@@ -313,9 +217,9 @@ def _drive(study, prepared: Prepared, executor, tracker, n_trials: int, log: Log
     try:
         while True:
             if time.perf_counter() - last_stale_check >= heartbeat.interval_s:  # stale trials are seconds old
-                _fail_stale(study, log)
+                fail_stale(study, log)
                 last_stale_check, trials = time.perf_counter(), None
-            done, running = _counts(study, trials)
+            done, running = counts(study, trials)
             trials = None  # the next round reads the study again (other processes run trials too)
             out_of_time = timeout is not None and time.perf_counter() - started > timeout
             while not out_of_time and len(in_flight) < executor.capacity and done + running < n_trials:
@@ -400,7 +304,7 @@ def _tell(study, trial, policy, costs, outcome, prepared: Prepared, tracker, sec
                       duration_s=seconds,
                       step_metrics={"val_accuracy": outcome.get("epoch_accuracies", [])} if isinstance(outcome, dict) else None)
     trials = study.get_trials(deepcopy=False)
-    done = _counts(study, trials)[0]
+    done = counts(study, trials)[0]
     best = _best_so_far(trials, prepared)
     shown = ", ".join(f"{k} {_fmt(k, v)}" for k, v in metrics.items() if k in [m.name for m in prepared.objectives])
     line = f"trial {done}/{n_trials} #{trial.number} {state.name.lower()}: {shown or reason}"
@@ -430,49 +334,8 @@ def _best_so_far(optuna_trials, prepared: Prepared) -> str:
     best = select_best(cfg, trials, prepared.constraints, prepared.context.baseline_accuracy)
     if best is None:
         return ""
-    key = _select_metric(cfg)
+    key = select_metric(cfg)
     return f"#{best.number} accuracy {best.metrics['accuracy']:.2f}%, {key} {_fmt(key, best.metrics.get(key, float('nan')))}"
-
-
-def _select_metric(config: ExperimentConfig) -> str:
-    return config.export.select_by or next((o for o in config.objectives if o != "accuracy"), "macs")
-
-
-def select_best(config: ExperimentConfig, trials: list[TrialRecord], constraints: list[Constraint],
-                baseline_accuracy: float) -> TrialRecord | None:
-    """The winner among completed trials that satisfy every constraint.
-
-    Objectives ``[accuracy]`` with a cost constraint (and no ``export.select_by``): the most
-    accurate feasible trial, since the constraints already bound the cost. Otherwise (e.g. a
-    cost objective): among feasible trials that lose at most ``export.max_accuracy_drop`` points, the
-    one with the lowest ``select_by`` cost (ties: higher accuracy); if none is that accurate, the
-    most accurate feasible trial."""
-    done = [t for t in trials if t.state == "COMPLETE" and "accuracy" in t.metrics]
-    feasible = [t for t in done if all(bool(c.satisfied(t.metrics[c.metric.name]))
-                                       for c in constraints if c.metric.name in t.metrics)]
-    if not feasible:
-        return None
-    cost_bound = any(not c.metric.needs_training for c in constraints)
-    if list(config.objectives) == ["accuracy"] and cost_bound and not config.export.select_by:
-        return max(feasible, key=lambda t: t.metrics["accuracy"])
-    key = _select_metric(config)
-    close = [t for t in feasible if baseline_accuracy - t.metrics["accuracy"] <= config.export.max_accuracy_drop]
-    if close:
-        return min(close, key=lambda t: (t.metrics.get(key, math.inf), -t.metrics["accuracy"]))
-    return max(feasible, key=lambda t: t.metrics["accuracy"])
-
-
-def pareto_front(trials: list[TrialRecord], objectives: list[Metric]) -> list[TrialRecord]:
-    """Non-dominated completed trials over ``objectives`` (directions respected)."""
-    done = [t for t in trials if t.state == "COMPLETE" and all(m.name in t.metrics for m in objectives)]
-    signs = np.array([-1.0 if m.direction == "maximize" else 1.0 for m in objectives])
-    values = np.array([[t.metrics[m.name] for m in objectives] for t in done]) * signs if done else np.zeros((0, 0))
-    front = []
-    for i, t in enumerate(done):
-        dominated = np.any(np.all(values <= values[i], axis=1) & np.any(values < values[i], axis=1))
-        if not dominated:
-            front.append(t)
-    return sorted(front, key=lambda t: -t.metrics["accuracy"])
 
 
 def collect_result(config: ExperimentConfig, study, prepared: Prepared) -> SearchResult:
@@ -493,7 +356,7 @@ def load_result(config: ExperimentConfig) -> SearchResult:
 
     prepared = prepare(config, train_baseline=False)
     try:
-        study = optuna.load_study(study_name=config.name, storage=_storage_url(config))
+        study = optuna.load_study(study_name=config.name, storage=storage_url(config))
     except KeyError:
-        raise AutomcError(f"no study {config.name!r} in {mask_secrets(_storage_url(config))}; run `automc search` first") from None
+        raise AutomcError(f"no study {config.name!r} in {mask_secrets(storage_url(config))}; run `automc search` first") from None
     return collect_result(config, study, prepared)

@@ -186,7 +186,8 @@ def test_user_factory_module_function(tmp_path, monkeypatch):
 
 
 def test_registry_names_and_errors():
-    assert set(DATASETS.names()) == {"digits", "cifar10", "mnist", "image_folder", "mindrecord", "synthetic"}
+    assert set(DATASETS.names()) == {"digits", "cifar10", "mnist", "fashion_mnist", "image_folder", "mindrecord",
+                                     "synthetic"}
     with pytest.raises(ConfigError, match="unknown dataset 'cifar'; valid names: cifar10, digits"):
         load_dataset("cifar")
     with pytest.raises(ConfigError, match=r"unknown argument\(s\) path for dataset 'digits'; valid: seed"):

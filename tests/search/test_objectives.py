@@ -76,3 +76,16 @@ def test_the_yaml_accepts_relative_budgets():
     cfg = config_from_dict({"name": "t", "model": {"name": "lenet"}, "compress": {"pruning": {}},
                             "constraints": ["macs <= 25%", "latency@arm-a76 <= 50%", "size <= 30%"]})
     assert cfg.constraints == ["macs <= 25%", "latency@arm-a76 <= 50%", "size <= 30%"]
+
+
+def test_the_report_resolves_relative_budgets_against_the_saved_baseline():
+    from automc.report._analysis import feasible
+    from automc.search.result import SearchResult, TrialRecord
+
+    cfg = config_from_dict({"name": "t", "model": {"name": "lenet"}, "compress": {"pruning": {}},
+                            "objectives": ["accuracy"], "constraints": ["macs <= 25%"]})
+    small, big = (TrialRecord(number=i, state="COMPLETE", policy=None, metrics={"accuracy": 90.0, "macs": m})
+                  for i, m in enumerate((0.2e6, 0.3e6)))
+    result = SearchResult(config=cfg, baseline={"accuracy": 95.0, "macs": 1e6}, trials=[small, big],
+                          pareto_front=[], best=None)
+    assert feasible(result, small) and not feasible(result, big)

@@ -3,7 +3,7 @@
 from automc.config import config_from_dict
 from automc.search.objectives import parse_constraint
 from automc.search.result import TrialRecord
-from automc.search.runner import select_best
+from automc.search.selection import select_best
 
 BASELINE_ACCURACY = 98.0
 TRIALS = [

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
-
 from automc.errors import ConfigError
-from automc.search.strategies._base import Log, Proposal, Strategy, warm_start_size
+from automc.search.strategies._base import Log, Proposal, warm_start_size
 from automc.search.strategies._optuna import TPE
 
 #: budget levels of an unconstrained search: shares of the baseline's first cost objective

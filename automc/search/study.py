@@ -1,0 +1,109 @@
+"""The Optuna study on SQL storage: opening it, counting its trials across processes, heartbeats
+of running trials, and failing the trials of processes that died."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Callable
+
+from automc.config import ExperimentConfig
+from automc.search.objectives import Metric
+
+Log = Callable[[str], None]
+
+
+def storage_url(config: ExperimentConfig) -> str:
+    return config.search.storage or f"sqlite:///{(config.out_path / 'study.db').resolve()}"
+
+
+def open_study(config: ExperimentConfig, objectives: list[Metric], sampler=None):
+    """The study on SQL storage, with heartbeats so trials of a dead process are found and retried.
+    Optuna's pruner stays off: trials are stopped by ``automc.search.fidelity`` (cost-banded)."""
+    import optuna
+    from optuna.storages import RDBStorage, RetryFailedTrialCallback
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats
+    # the runner drives ask/tell itself and beats the heartbeat of each running trial (Heartbeat)
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+    from automc.search.sqlite import relax_sync, use_wal
+
+    heartbeat = config.search.heartbeat_s
+    use_wal(storage_url(config))
+    storage = RDBStorage(
+        storage_url(config),
+        heartbeat_interval=heartbeat,
+        grace_period=3 * heartbeat,
+        failed_trial_callback=RetryFailedTrialCallback(max_retry=config.search.retry_failed)
+        if config.search.retry_failed else None,
+        engine_kwargs={"connect_args": {"timeout": 60}} if storage_url(config).startswith("sqlite") else None,
+    )
+    relax_sync(storage.engine)
+    return optuna.create_study(
+        study_name=config.name,
+        storage=storage,
+        directions=[m.direction for m in objectives],
+        sampler=sampler,
+        pruner=optuna.pruners.NopPruner(),
+        load_if_exists=True,
+    )
+
+
+def counts(study, trials=None) -> tuple[int, int]:
+    """(finished, running) trials of the whole study, whichever process runs them."""
+    from optuna.trial import TrialState
+
+    states = [t.state for t in (trials if trials is not None else study.get_trials(deepcopy=False))]
+    finished = sum(s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL) for s in states)
+    return finished, sum(s == TrialState.RUNNING for s in states)
+
+
+def finished(study) -> int:
+    return counts(study)[0]
+
+
+class Heartbeat:
+    """Records a heartbeat for this process's running trials, so other processes (and a later
+    resume) can tell them from trials whose process died (Optuna's ``fail_stale_trials``)."""
+
+    def __init__(self, study, interval_s: float):
+        import threading
+
+        self.storage, self.interval_s = study._storage, interval_s
+        self.trial_ids: set[int] = set()
+        self._stop, self._wake = threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._run, name="automc-heartbeat", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        # every interval, and at once when a trial starts (its first beat stays off the ask/tell path)
+        while not self._stop.is_set():
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+            for trial_id in list(self.trial_ids):
+                try:
+                    self.storage.record_heartbeat(trial_id)
+                except Exception:  # a finished trial refuses heartbeats; nothing to do
+                    self.trial_ids.discard(trial_id)
+
+    def add(self, trial) -> None:
+        self.trial_ids.add(trial._trial_id)
+        self._wake.set()
+
+    def remove(self, trial) -> None:
+        self.trial_ids.discard(trial._trial_id)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+
+def fail_stale(study, log: Log) -> None:
+    """Trials whose process stopped sending heartbeats become FAIL (and are retried if configured)."""
+    import optuna
+
+    before = counts(study)[1]
+    optuna.storages.fail_stale_trials(study)
+    failed = before - counts(study)[1]
+    if failed > 0:
+        log(f"marked {failed} trial(s) of a stopped process as failed")
