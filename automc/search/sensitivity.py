@@ -150,12 +150,10 @@ def score(net, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float((logits.argmax(1) == y).mean() * 100.0), loss
 
 
-def analyse(evaluator, decisions: Sequence[Decision], *, samples: int = 2000, bn_samples: int = 256,
-            seed: int = 0, log: Log = lambda s: None) -> Sensitivity:
+def analyse(evaluator, decisions: Sequence[Decision], *, samples: int = 2000, seed: int = 0,
+            log: Log = lambda s: None) -> Sensitivity:
     """Score every ``decision x grid value`` on ``samples`` validation inputs (``evaluator`` is a
     ``automc.search.evaluate.Evaluator``: its ``compress`` applies one-change policies)."""
-    from automc.algorithms.nas import recalibrate_bn
-
     data = evaluator.ctx.data
     rng = np.random.default_rng(seed)
     n = min(samples, len(data.val))
@@ -171,11 +169,8 @@ def analyse(evaluator, decisions: Sequence[Decision], *, samples: int = 2000, bn
         for v in values:
             if _is_identity(d, v):
                 acc, loss = base_acc, base_loss
-            else:
-                net = evaluator.compress(_entry_policy(d, v))
-                if bn:
-                    recalibrate_bn(net, data.train.x, samples=bn_samples, seed=seed)
-                acc, loss = score(net, x, y)
+            else:  # as a trial sees it before fine-tuning: pruned networks get batch-norm re-estimated
+                acc, loss = score(evaluator.compress(_entry_policy(d, v), recalibrate=True, seed=seed), x, y)
             accs.append(acc)
             losses.append(loss)
         curves.append(Curve(d.section, d.key, tuple(float(v) for v in values), tuple(accs), tuple(losses)))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
+
 from automc.errors import ConfigError
 from automc.search.strategies._base import Log, Proposal, warm_start_size
 from automc.search.strategies._optuna import TPE
@@ -27,6 +29,25 @@ def _budgets(prepared) -> tuple[dict, bool]:
     return {cost: prepared.baseline_metrics[cost.name]}, False
 
 
+#: k solutions at one budget are picked from the SPREAD * k best, evenly over their ranks
+SPREAD = 3
+
+
+def _spread(solutions: list, k: int) -> list[tuple[int, object]]:
+    """``k`` of ``solutions`` (best first) as ``(rank, solution)``: one per distinct predicted
+    damage (solutions that differ only in decisions with no measured effect are the same
+    prediction), then evenly spaced ranks from the best. The k best alone would differ by one
+    grid step of one decision each: too alike to be worth a fine-tune each."""
+    distinct, last = [], None
+    for rank, s in enumerate(solutions):
+        if last is None or round(s.damage, 6) != last:
+            distinct.append((rank, s))
+            last = round(s.damage, 6)
+    if len(distinct) <= k:
+        return distinct
+    return [distinct[int(i)] for i in np.unique(np.linspace(0, len(distinct) - 1, k).round())]
+
+
 def solver_proposals(prepared, log: Log, *, n: int, levels: Sequence[float] = (1.0,)) -> list[Proposal]:
     """Up to ``n`` solver solutions, least predicted damage first. With cost constraints they
     spread over budget ``levels`` (shares of each budget), the rest k-best at the full budget;
@@ -45,7 +66,7 @@ def solver_proposals(prepared, log: Log, *, n: int, levels: Sequence[float] = (1
     out: list[Proposal] = []
     seen: set[str] = set()
     for scale, k in ([first] if first else []) + plan:
-        for rank, s in enumerate(solver.solve(budgets, n_solutions=k, budget_scale=scale)):
+        for rank, s in _spread(solver.solve(budgets, n_solutions=SPREAD * k if k > 1 else 1, budget_scale=scale), k):
             key = s.policy.to_json()
             if key in seen:
                 continue
@@ -71,7 +92,8 @@ class SensitivityTPE(TPE):
 
 
 class SolverOnly(TPE):
-    """The solver alone: its ``n_trials`` best solutions at the budget (k-best), best first."""
+    """The solver alone: ``n_trials`` of its best solutions at the budget (spread over the
+    3 * n_trials best, one per distinct predicted damage), best first."""
 
     name = "solver"
 
