@@ -33,19 +33,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
-# MindSpore reads this when its first graph runs; automc sets it in train()/predict(), but a
-# search with a cached baseline runs the layer table first and then trains ~6x slower on CPU
-# (an automc bug, see the report). Set it before MindSpore runs anything; a user's value is kept.
-os.environ.setdefault("MS_DEV_HOST_BLOCKING_RUN", "1")
+import automc
+from automc.config import config_from_dict
 
-import automc  # noqa: E402
-from automc.config import ExportConfig, config_from_dict  # noqa: E402
-
-FASHION_PATH = "/usr/share/datasets/fashion-mnist"
 RESULTS = Path(__file__).resolve().parent / "results"
 CONTENDERS = ("uniform", "random", "tpe", "nsga2", "solver", "sensitivity")
 USES_SENSITIVITY = {"solver", "sensitivity"}
@@ -112,30 +106,13 @@ def sizes_for(mode: str, seeds: tuple[int, ...] | None) -> Sizes:
 
 
 def data_section(max_samples: int) -> dict:
-    """Fashion-MNIST by its own name when the loader is registered, else through the MNIST reader."""
-    from automc.data import DATASETS
-
-    try:
-        DATASETS.get("fashion_mnist")
-        data: dict[str, Any] = {"name": "fashion_mnist"}
-    except Exception:  # noqa: BLE001 - an older tree: same files, read as MNIST
-        data = {"name": "mnist", "kwargs": {"path": FASHION_PATH}}
-    return {**data, "max_samples": max_samples, "val_fraction": 0.15}
-
-
-def has_final_finetune() -> bool:
-    return "final_finetune" in ExportConfig.model_fields
+    return {"name": "fashion_mnist", "max_samples": max_samples, "val_fraction": 0.15}
 
 
 def export_section(sizes: Sizes) -> dict:
     """No export formats, the same final fine-tune for every winner, and no in-search uniform
-    reference where automc has one (uniform is a contender of its own here)."""
-    export: dict[str, Any] = {"formats": []}
-    if has_final_finetune():
-        export["final_finetune"] = dict(sizes.final_finetune)
-    if "compare_uniform" in ExportConfig.model_fields:
-        export["compare_uniform"] = False
-    return export
+    reference (uniform is a contender of its own here)."""
+    return {"formats": [], "final_finetune": dict(sizes.final_finetune), "compare_uniform": False}
 
 
 def budget_tag(budget: str) -> str:
@@ -301,8 +278,9 @@ def calibrate(task: Task, sizes: Sizes, root: Path) -> Speed:
     from automc.search.runner import load_data
     from automc.search.space import SearchSpace
     from automc.search.strategies._uniform import uniform_policies
-    from automc.training import TrainSettings, accuracy, train
+    from automc.training import TrainSettings, accuracy, train, use_host_blocking_run
 
+    use_host_blocking_run()  # before the layer table's trace runs the first graph of this process
     cfg = config_from_dict(experiment(task, sizes, "tpe", task.budgets[0], task.seeds[0], root))
     data = load_data(cfg)
     net = build_baseline(cfg, data.num_classes, data.input_shape)
@@ -509,11 +487,11 @@ def machine() -> str:
 def describe(task: Task, sizes: Sizes, speed: Speed | None) -> str:
     split = f" (train/val/test {speed.n_train}/{speed.n_val}/{speed.n_test})" if speed else ""
     ft = task.finetune
-    final = sizes.final_finetune if has_final_finetune() else None
+    final = sizes.final_finetune
     return (f"{task.label}: {task.max_samples} samples{split}; baseline {task.train['epochs']:g} epochs lr "
             f"{task.train['lr']:g}; {task.n_trials} trials per contender, fine-tune {ft['epochs']:g} epoch(s) lr "
             f"{ft['lr']:g} per trial; final fine-tune "
-            + (f"{final['epochs']:g} epoch(s) lr {final['lr']:g}" if final else "NONE (export.final_finetune absent)")
+            + f"{final['epochs']:g} epoch(s) lr {final['lr']:g}"
             + f"; budgets {', '.join(task.budgets)}; contenders {', '.join(task.contenders)}; "
             f"seeds {', '.join(map(str, task.seeds))}")
 
@@ -524,7 +502,7 @@ def main(argv: list[str] | None = None) -> None:
                     "samples/trials/epochs (under 10 minutes on 2 idle cores)")
     ap.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--seeds", help="comma-separated seeds (default: 0,1,2; --quick: 0)")
-    ap.add_argument("--out", default="/tmp/automc-search-quality", help="folder of the run folders (emptied per run)")
+    ap.add_argument("--out", default="/tmp/automc-search-quality", help="folder of the run folders (each run folder and the shared caches are emptied first)")
     ap.add_argument("--save", action="store_true", help="also write the output to "
                     "benchmarks/results/search_quality[-quick]-<date>.txt")
     ap.add_argument("--note", default="none given", help="what else loads the machine (printed as 'other load')")
@@ -536,6 +514,9 @@ def main(argv: list[str] | None = None) -> None:
     seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
     sizes = sizes_for(mode, seeds)
     root = Path(args.out) / mode
+    # the baseline and sensitivity caches are keyed by their inputs, not by automc's code: a cache
+    # left by an earlier run (of an older automc) would be read as this run's
+    shutil.rmtree(root / "_cache", ignore_errors=True)
     root.mkdir(parents=True, exist_ok=True)
     lines: list[str] = []
 
@@ -563,8 +544,6 @@ def main(argv: list[str] | None = None) -> None:
         "'in bgt' = completed trials within the budget (the projection onto the budget can fail; those cannot win); "
         "'ft ep' = fine-tune epochs summed over trials (uniform and solver evaluate only their distinct policies); "
         "'test, trial' = the winner's trial checkpoint on test")
-    if not has_final_finetune():
-        out("NOTE: this automc has no export.final_finetune: test accuracy is the winner's trial checkpoint")
     if speeds:
         total = sum(estimate_s(t, sizes, speeds[t.model]) for t in sizes.tasks)
         per = "; ".join(f"{LABELS.get(m, m)} {s.n_train * s.train_s:.0f}s per baseline epoch, "

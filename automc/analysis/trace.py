@@ -263,6 +263,9 @@ def build_layer_table(net, input_shape: Sequence[int], *, seed: int = 0) -> Laye
     A network with an ``elastic_space()`` method (see ``automc.algorithms.nas``) gets its NAS
     resolver attached as ``table.elastic``.
     """
+    from automc.training import use_host_blocking_run
+
+    use_host_blocking_run()  # MindSpore reads it at the first graph it runs, which may be this trace
     trace = trace_network(net, input_shape, seed=seed)
     groups = coupling_groups(trace)
     group_of_producer = {p: i for i, g in enumerate(groups) for p in g.producers}

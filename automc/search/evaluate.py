@@ -65,6 +65,9 @@ class Evaluator:
     """Applies policies to the baseline of one ``TrialContext``; one per process."""
 
     def __init__(self, ctx: TrialContext):
+        from automc.training import use_host_blocking_run
+
+        use_host_blocking_run()  # before any graph runs in this process (e.g. a Ray worker's calibration)
         self.ctx = ctx
         data = ctx.data
         self.baseline = build_baseline(ctx.config, data.num_classes, data.input_shape)

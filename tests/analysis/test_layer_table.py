@@ -98,3 +98,13 @@ def test_concat_makes_group_unprunable():
     table = build_layer_table(Cat(), (3, 8, 8))
     assert not table.group("a").prunable and not table.group("b").prunable
     assert "re-indexed" in table.group("b").reason
+
+
+def test_the_trace_runs_mindspores_host_pipeline_synchronously(monkeypatch):
+    """MindSpore reads MS_DEV_HOST_BLOCKING_RUN at the first graph it runs; when that is the layer
+    table's trace (a search with a cached baseline), training later ran ~6x slower without it."""
+    import os
+
+    monkeypatch.delenv("MS_DEV_HOST_BLOCKING_RUN", raising=False)
+    build_layer_table(build_model("lenet", num_classes=10, input_shape=(1, 8, 8)), (1, 8, 8))
+    assert os.environ.get("MS_DEV_HOST_BLOCKING_RUN") == "1"
