@@ -3,8 +3,9 @@
 AMC clips each layer's action so the whole network can still meet the budget; here a policy
 that breaks a cost constraint (``latency@dev <= 2ms``, ``size <= 1MB``, ``macs <= 5M``) is moved
 towards more compression, each prunable group in proportion to its share of the constrained
-cost: ``r_g(t) = r_g + t * share_g / max(share) * (max_ratio - r_g)``. The smallest ``t`` in
-[0, 1] that meets every cost constraint is found on a grid, in one vectorised cost-model call.
+cost: ``r_g(t) = r_g + t * share_g / max(share) * (max_ratio - r_g)``; past ``t = 1`` every
+group moves on evenly to ``max_ratio``. The first point on that path that meets every cost
+constraint is found on a grid, in one vectorised cost-model call.
 If pruning alone cannot meet the budget, bit-widths are lowered the HAQ way (cheapest accuracy
 loss per unit of cost first) where the search has bit-width decisions.
 """
@@ -73,6 +74,11 @@ def project(table: LayerTable, policy: Policy, constraints: Sequence[Constraint]
             prune = {name: float(min(max_ratio, r + t * weight[name] * (max_ratio - r)))
                      for name in prunable for r in [policy.prune.get(name, 0.0)]}
             candidates.append(replace(policy, prune=prune))
+        # then on from there towards every group at max_ratio: the first line moves only the
+        # costliest group all the way, so a reachable budget may still be out of its reach
+        last = candidates[-1]
+        candidates += [replace(last, prune={name: float(r + s * (max_ratio - r)) for name, r in last.prune.items()})
+                       for s in GRID[1:]]
         ok = np.nonzero(_violation(table, candidates, cons) <= 0)[0]
         if len(ok):
             return candidates[ok[0]], True

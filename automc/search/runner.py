@@ -140,8 +140,9 @@ def run_search(
     study = open_study(config, prepared.objectives, strategy.sampler(len(proposals)))
     fail_stale(study, log)
     enqueue_once(study, space, proposals, log)
-    if strategy.max_trials(proposals) is not None and strategy.max_trials(proposals) < n_trials:
-        n_trials = strategy.max_trials(proposals)
+    cap = strategy.max_trials(proposals)
+    if cap is not None and cap < n_trials:
+        n_trials = cap
         log(f"{config.search.strategy}: {n_trials} distinct policies to evaluate; the study stops there")
 
     tracker = Tracker(config.tracking.tracking_uri or default_tracking_uri(out),

@@ -46,8 +46,31 @@ def test_feasible_policies_are_untouched_and_impossible_budgets_are_reported(tab
 
 
 def test_bits_are_lowered_haq_style_when_pruning_is_not_enough(table):
-    size = parse_constraint("size <= 120KB")
+    size = parse_constraint("size <= 60KB")  # every group at max_ratio 0.5 with 8-bit weights: 71 KB
     policy = Policy(w_bits={n: 8 for n in table.compressible})
     projected, feasible = project(table, policy, [size], max_ratio=0.5, bit_choices=[2, 4, 8])
     assert feasible and any(b < 8 for b in projected.w_bits.values())
     assert size.satisfied(cost_metrics(table, projected, [size.metric])["size"][0])
+
+
+def test_projection_reaches_every_budget_that_max_pruning_meets():
+    """The share-weighted line moves only the costliest group to max_ratio; a budget that all
+    groups at max_ratio meet (LeNet, 10 % of its Arm A76 latency) must still be reached."""
+    import numpy as np
+
+    from automc.analysis import build_layer_table
+    from automc.models import build_model
+    from automc.policy import Policy
+    from automc.search.objectives import cost_metrics, parse_constraint, parse_objective
+    from automc.search.projection import project
+
+    table = build_layer_table(build_model("lenet", num_classes=10, input_shape=(1, 28, 28)), (1, 28, 28))
+    latency = parse_objective("latency@arm-a76")
+    base = cost_metrics(table, Policy(), [latency])[latency.name][0]
+    cons = [parse_constraint(f"latency@arm-a76 <= {0.10 * base:.6f}ms")]
+    groups = [g.name for g in table.prunable_groups]
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        policy = Policy(prune={g: float(rng.choice(np.arange(0, 0.95, 0.05))) for g in groups})
+        projected, feasible = project(table, policy, cons, max_ratio=0.9)
+        assert feasible and cost_metrics(table, projected, [latency])[latency.name][0] <= cons[0].value
