@@ -189,6 +189,11 @@ def test_sensitivity_search_seeds_the_study_with_solver_solutions(tmp_path):
     ref = json.loads((out / "export" / "uniform_reference.json").read_text())
     assert ref["metrics"]["macs"] <= macs_budget and len(set(ref["policy"]["prune"].values())) == 1
     assert "test_accuracy" in ref
+    from automc.report._writer import build  # the report shows both on test, read back from disk
+
+    table = next(t for t in build(automc.load_result(cfg)).tables if "uniform" in t.title)
+    test_row = next(r for r in table.rows if r[0] == "test accuracy")
+    assert test_row[1] != "-" and test_row[2] == f"{ref['test_accuracy']:.2f}%"
     # resuming reuses the cached sensitivity and does not enqueue the solutions again
     again: list[str] = []
     result2 = automc.search(cfg, n_trials=6, log=again.append)
