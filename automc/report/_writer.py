@@ -18,6 +18,7 @@ from typing import Literal
 
 from automc import __version__
 from automc.config import mask_secrets
+from automc.policy import Policy
 from automc.report import _analysis as A
 from automc.search.result import SearchResult
 
@@ -105,15 +106,9 @@ def _uniform(result: SearchResult) -> Table | None:
             ["test accuracy", A.fmt_metric("accuracy", test), A.fmt_metric("accuracy", ref.get("test_accuracy"))]]
     for k, v in ref.get("metrics", {}).items():
         rows.append([k, A.fmt_metric(k, best.metrics.get(k, float("nan"))), A.fmt_metric(k, v)])
-    note = (f"Uniform: every layer at {A.policy_text(_policy(ref['policy']))}, within {ref['budget']}, "
+    note = (f"Uniform: every layer at {A.policy_text(Policy.from_dict(ref['policy']))}, within {ref['budget']}, "
             "fine-tuned like a trial (and the same final fine-tune as the winner).")
     return Table("Winner vs uniform compression at the same budget", ["metric", "winner", "uniform"], rows, note)
-
-
-def _policy(data):
-    from automc.policy import Policy
-
-    return Policy.from_dict(data)
 
 
 def _points(result: SearchResult) -> str:

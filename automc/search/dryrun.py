@@ -10,15 +10,22 @@ from automc.search.objectives import cost_metrics, parse_constraint, parse_objec
 from automc.search.space import SearchSpace
 
 
-def dry_run(config: ExperimentConfig) -> str:
-    """Everything a search would check before training: data, network, layer table, space, costs."""
+def _analyse(config: ExperimentConfig):
+    """The data, the untrained network's layer table and the search space (nothing trained)."""
     from automc.search.evaluate import build_baseline
-    from automc.search.runner import load_data, tracked_cost_metrics
+    from automc.search.runner import load_data
 
     data = load_data(config)
     net = build_baseline(config, data.num_classes, data.input_shape)
     table = build_layer_table(net, data.input_shape, seed=config.seed)
-    space = SearchSpace(table, build_compressors(config))
+    return data, table, SearchSpace(table, build_compressors(config))
+
+
+def dry_run(config: ExperimentConfig) -> str:
+    """Everything a search would check before training: data, network, layer table, space, costs."""
+    from automc.search.runner import tracked_cost_metrics
+
+    data, table, space = _analyse(config)
     constraints = [parse_constraint(c) for c in config.constraints]
     metrics = tracked_cost_metrics(config, [parse_objective(o) for o in config.objectives], constraints)
     costs = cost_metrics(table, Policy(), [parse_objective(k) for k in ("macs", "params")] + metrics)
@@ -53,14 +60,10 @@ def dry_run(config: ExperimentConfig) -> str:
 
 def sensitivity_plan(config: ExperimentConfig) -> str:
     """What ``automc sensitivity`` would score, from the untrained network (nothing is trained or written)."""
-    from automc.search.evaluate import build_baseline
-    from automc.search.runner import load_data
     from automc.search.sensitivity import decision_grid, scored_decisions
 
-    data = load_data(config)
-    net = build_baseline(config, data.num_classes, data.input_shape)
-    table = build_layer_table(net, data.input_shape, seed=config.seed)
-    decisions = scored_decisions(SearchSpace(table, build_compressors(config)).decisions)
+    data, _, space = _analyse(config)
+    decisions = scored_decisions(space.decisions)
     entries = sum(len(decision_grid(d)) for d in decisions)
     samples = min(config.search.sensitivity_samples, len(data.val))
     lines = [f"sensitivity of {config.model.name or config.model.factory}: {len(decisions)} decisions, "

@@ -47,9 +47,7 @@ class StoppingRule:
 
     def __post_init__(self):
         if self.rule not in RULES:
-            hint = ("; 'hyperband' compares trials across cost levels, use 'halving' (successive halving "
-                    "within +-10 % cost bands)") if self.rule == "hyperband" else ""
-            raise ConfigError(f"unknown search.pruner {self.rule!r}; valid: {', '.join(RULES)}{hint}")
+            raise ConfigError(f"unknown search.pruner {self.rule!r}; valid: {', '.join(RULES)}")
 
     def in_band(self, cost: float | None, peer_costs: np.ndarray) -> np.ndarray:
         if cost is None:

@@ -21,7 +21,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from automc.algorithms._base import Decision
-from automc.policy import FLOAT_BITS, Policy
+from automc.policy import FLOAT_BITS
+from automc.search.space import policy_from_values
 
 #: grid points per prunable group (AIMET evaluates 10 ratios per layer)
 RATIO_POINTS = 8
@@ -121,12 +122,6 @@ def scored_decisions(decisions: Sequence[Decision]) -> list[Decision]:
     return [d for d in decisions if d.section in ("prune", "w_bits", "a_bits")]
 
 
-def _entry_policy(decision: Decision, value: float) -> Policy:
-    if decision.section == "prune":
-        return Policy(prune={decision.key: float(value)})
-    return Policy(**{decision.section: {decision.key: int(value)}})
-
-
 def _is_identity(decision: Decision, value: float) -> bool:
     return value == 0 if decision.section == "prune" else value >= FLOAT_BITS
 
@@ -170,7 +165,7 @@ def analyse(evaluator, decisions: Sequence[Decision], *, samples: int = 2000, se
             if _is_identity(d, v):
                 acc, loss = base_acc, base_loss
             else:  # as a trial sees it before fine-tuning: pruned networks get batch-norm re-estimated
-                acc, loss = score(evaluator.compress(_entry_policy(d, v), recalibrate=True, seed=seed), x, y)
+                acc, loss = score(evaluator.compress(policy_from_values([d], {d.param_name: v}), recalibrate=True, seed=seed), x, y)
             accs.append(acc)
             losses.append(loss)
         curves.append(Curve(d.section, d.key, tuple(float(v) for v in values), tuple(accs), tuple(losses)))

@@ -27,6 +27,7 @@ from automc.analysis.layer_table import LayerTable
 from automc.policy import Policy
 from automc.search.objectives import Constraint, Metric, cost_metrics, layer_costs
 from automc.search.sensitivity import Sensitivity, scored_decisions
+from automc.search.space import policy_from_values
 
 _TIE = 1e-6  # equal damage: prefer the less compressed value (a zero entry may be noise)
 
@@ -77,11 +78,9 @@ class BudgetSolver:
         return sorted({index[w] for w in wanted if w in index})
 
     def _policy(self, assignment: dict[int, int]) -> Policy:
-        sections: dict[str, dict] = {"prune": {}, "w_bits": {}, "a_bits": {}}
-        for i, o in assignment.items():
-            v = self.vars[i]
-            sections[v.decision.section][v.decision.key] = v.values[o]
-        return Policy.from_dict(sections)
+        chosen = [self.vars[i] for i in assignment]
+        return policy_from_values([v.decision for v in chosen],
+                                  {v.param_name: v.values[o] for v, o in zip(chosen, assignment.values())})
 
     def _build_layer_terms(self) -> None:
         layers = []  # (row, var indices, combos)

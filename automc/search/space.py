@@ -9,6 +9,16 @@ from automc.analysis.layer_table import LayerTable
 from automc.policy import Policy
 
 
+def policy_from_values(decisions: Sequence[Decision], values: Mapping[str, Any]) -> Policy:
+    """The policy that sets each of ``decisions`` whose ``param_name`` is in ``values`` (an Optuna
+    params dict, a solver assignment, a one-change sensitivity entry, a uniform policy)."""
+    sections: dict[str, dict[str, Any]] = {"prune": {}, "w_bits": {}, "a_bits": {}, "nas": {}}
+    for d in decisions:
+        if d.param_name in values:
+            sections[d.section][d.key] = values[d.param_name]
+    return Policy.from_dict(sections)
+
+
 class SearchSpace:
     """All decisions of the enabled compressors, in the fixed order NAS -> pruning -> quantization."""
 
@@ -32,11 +42,7 @@ class SearchSpace:
         return self.policy_from_params(params)
 
     def policy_from_params(self, params: Mapping[str, Any]) -> Policy:
-        sections: dict[str, dict[str, Any]] = {"prune": {}, "w_bits": {}, "a_bits": {}, "nas": {}}
-        for d in self.decisions:
-            if d.param_name in params:
-                sections[d.section][d.key] = params[d.param_name]
-        return Policy.from_dict(sections)
+        return policy_from_values(self.decisions, params)
 
     def params_from_policy(self, policy: Policy) -> dict[str, Any]:
         """Optuna params for ``policy`` (e.g. to ``enqueue_trial`` a projected or hand-made policy)."""

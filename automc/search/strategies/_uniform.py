@@ -15,6 +15,7 @@ import numpy as np
 from automc.algorithms._base import Decision
 from automc.policy import FLOAT_BITS, Policy
 from automc.search.objectives import Constraint, Metric, cost_metrics
+from automc.search.space import policy_from_values
 from automc.search.strategies._base import Log, Proposal, Strategy
 
 
@@ -36,17 +37,10 @@ def _bit_grid(decisions: Sequence[Decision]) -> list[tuple[int, int]]:
     return [(b, next((x for x in a if x >= b), a[-1] if a else FLOAT_BITS)) for b in w]
 
 
-def uniform_policy(decisions: Sequence[Decision], ratio: float, w_bits: int = FLOAT_BITS,
-                   a_bits: int = FLOAT_BITS) -> Policy:
-    sections: dict[str, dict] = {"prune": {}, "w_bits": {}, "a_bits": {}}
-    for d in decisions:
-        if d.section == "prune":
-            sections["prune"][d.key] = ratio
-        elif d.section == "w_bits":
-            sections["w_bits"][d.key] = w_bits
-        elif d.section == "a_bits":
-            sections["a_bits"][d.key] = a_bits
-    return Policy.from_dict(sections)
+def _uniform(decisions: Sequence[Decision], ratio: float, w_bits: int, a_bits: int) -> Policy:
+    """Every pruning decision at ``ratio``, every weight / activation decision at its bit-width."""
+    value = {"prune": ratio, "w_bits": w_bits, "a_bits": a_bits}
+    return policy_from_values(decisions, {d.param_name: value[d.section] for d in decisions if d.section in value})
 
 
 def uniform_policies(table, decisions: Sequence[Decision], constraints: Sequence[Constraint] = (),
@@ -54,7 +48,7 @@ def uniform_policies(table, decisions: Sequence[Decision], constraints: Sequence
     """Uniform policies of the search space. With cost constraints: those within budget, the
     least compressed of each bit-width first, then the rest in order of ``order_by`` cost
     (descending); without: every one, in that order."""
-    cands = [uniform_policy(decisions, r, w, a) for (w, a), r in itertools.product(_bit_grid(decisions),
+    cands = [_uniform(decisions, r, w, a) for (w, a), r in itertools.product(_bit_grid(decisions),
                                                                                  _ratio_grid(decisions))]
     cons = [c for c in constraints if not c.metric.needs_training]
     metrics = [c.metric for c in cons] + ([order_by] if order_by is not None else [])
