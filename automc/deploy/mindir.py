@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -20,23 +21,32 @@ def _target(path: str | Path, suffix: str) -> tuple[Path, str]:
 
 
 def export_mindir(net, sample_input: np.ndarray, path: str | Path) -> Path:
-    """Export ``net`` (eval mode) for inputs shaped like ``sample_input`` to a ``.mindir`` file."""
+    """Export ``net`` (eval mode) for inputs shaped like ``sample_input`` to a ``.mindir`` file.
+
+    Written under a private name and renamed over ``path`` (``write_atomically``)."""
     import mindspore as ms
     from mindspore import Tensor
 
     sample = as_batch(sample_input, what="sample_input")
-    target, stem = _target(path, ".mindir")
-    if target.exists():
-        target.chmod(0o644)  # MindSpore writes read-only files and refuses to overwrite them
-        target.unlink()
     net.set_train(False)
+    return write_atomically(path, ".mindir", "MindIR export of " + type(net).__name__,
+                            lambda stem: ms.export(net, Tensor(sample), file_name=stem, file_format="MINDIR"))
+
+
+def write_atomically(path: str | Path, suffix: str, what: str, write) -> Path:
+    """``write(stem)`` (an exporter that appends ``suffix`` itself) into a private name, then one
+    rename over ``path``: processes sharing an output folder never see a partial or missing file."""
+    target, stem = _target(path, suffix)
+    tmp_stem = f"{stem}.tmp-{os.getpid()}"
+    tmp = Path(tmp_stem + suffix)
     try:
-        ms.export(net, Tensor(sample), file_name=stem, file_format="MINDIR")
-    except Exception as exc:  # MindSpore raises RuntimeError/TypeError/ValueError from graph compilation
-        raise DeployError(f"MindIR export of {type(net).__name__} failed: {str(exc).splitlines()[0]}") from exc
-    if not target.exists():
-        raise DeployError(f"mindspore.export wrote no {target}; check that the folder is writable")
-    target.chmod(0o644)
+        write(tmp_stem)
+    except Exception as exc:  # exporters raise RuntimeError/TypeError/ValueError from graph compilation
+        raise DeployError(f"{what} failed: {str(exc).splitlines()[0]}") from exc
+    if not tmp.exists():
+        raise DeployError(f"{what} wrote no {tmp}; check that the folder is writable")
+    tmp.chmod(0o644)  # MindSpore writes read-only files
+    os.replace(tmp, target)
     return target
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from automc.deploy._parity import ParityReport, as_batch, compare, network_outputs, run_in_batches
-from automc.deploy.mindir import _target
+from automc.deploy.mindir import write_atomically
 from automc.errors import DeployError
 
 
@@ -24,19 +24,9 @@ def export_onnx(net, sample_input: np.ndarray, path: str | Path) -> Path:
             ms.export(net, *inputs, file_name=file_name, file_format="ONNX")
 
     sample = as_batch(sample_input, what="sample_input")
-    target, stem = _target(path, ".onnx")
-    if target.exists():
-        target.chmod(0o644)
-        target.unlink()
     net.set_train(False)
-    try:
-        onnx_export(net, Tensor(sample), file_name=stem)
-    except Exception as exc:
-        raise DeployError(f"ONNX export of {type(net).__name__} failed: {str(exc).splitlines()[0]}") from exc
-    if not target.exists():
-        raise DeployError(f"the ONNX exporter wrote no {target}; check that the folder is writable")
-    target.chmod(0o644)
-    return target
+    return write_atomically(path, ".onnx", "ONNX export of " + type(net).__name__,
+                            lambda stem: onnx_export(net, Tensor(sample), file_name=stem))
 
 
 def check_onnx_parity(net, onnx_path: str | Path, inputs: np.ndarray) -> ParityReport:

@@ -32,7 +32,7 @@ from automc.search.objectives import (Constraint, Metric, cost_metrics, parse_co
                                      resolve_constraints)
 from automc.search.result import SearchResult, TrialRecord
 from automc.search.selection import pareto_front, select_best, select_metric
-from automc.search.study import Heartbeat, counts, fail_stale, finished, open_study, storage_url
+from automc.search.study import Heartbeat, ask_within, counts, fail_stale, finished, open_study, storage_url
 from automc.search.space import SearchSpace
 from automc.search.strategies import enqueue_once, make_strategy
 
@@ -224,7 +224,9 @@ def _drive(study, prepared: Prepared, executor, tracker, n_trials: int, log: Log
             trials = None  # the next round reads the study again (other processes run trials too)
             out_of_time = timeout is not None and time.perf_counter() - started > timeout
             while not out_of_time and len(in_flight) < executor.capacity and done + running < n_trials:
-                trial = study.ask()
+                trial = ask_within(study, n_trials, last_place=done + running == n_trials - 1)
+                if trial is None:  # another process took the last place
+                    break
                 heartbeat.add(trial)
                 running += 1
                 policy = space.suggest(trial)

@@ -49,6 +49,24 @@ def open_study(config: ExperimentConfig, objectives: list[Metric], sampler=None)
     )
 
 
+def ask_within(study, n_trials: int, last_place: bool):
+    """``study.ask()``, or None when the study is full. Two processes that both counted one free
+    place may ask at the same moment; for the last place (``last_place``) the study is read again
+    and the trial with the higher number goes back to WAITING (the next ask anywhere reuses it),
+    so a shared study never runs more than ``n_trials``."""
+    from optuna.trial import TrialState
+
+    trial = study.ask()
+    if not last_place:
+        return trial
+    taken = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
+    ahead = sum(t.number < trial.number for t in study.get_trials(deepcopy=False, states=taken))
+    if ahead < n_trials:
+        return trial
+    study._storage.set_trial_state_values(trial._trial_id, TrialState.WAITING)
+    return None
+
+
 def counts(study, trials=None) -> tuple[int, int]:
     """(finished, running) trials of the whole study, whichever process runs them."""
     from optuna.trial import TrialState
