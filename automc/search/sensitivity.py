@@ -73,6 +73,16 @@ class Sensitivity:
         out[order] = np.maximum.accumulate(np.maximum(loss[order], 0.0))
         return out
 
+    def damage_at(self, param_name: str, values: Sequence[float]) -> np.ndarray:
+        """``damage`` at ``values``: pruning ratios between measured ones are interpolated
+        linearly (as AIMET interpolates its eval dictionary), bit-widths are looked up."""
+        c = self.curve(param_name)
+        measured = self.damage(param_name)
+        if c.section == "prune":
+            return np.interp(np.asarray(values, float), np.asarray(c.values, float), measured)
+        index = {float(v): i for i, v in enumerate(c.values)}
+        return np.array([measured[index[float(v)]] for v in values])
+
     @property
     def standard_error(self) -> float:
         """Standard error (points) of one accuracy entry at the baseline's accuracy."""

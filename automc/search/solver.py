@@ -1,6 +1,7 @@
 """The budget solver: per-group ratios and per-layer bit-widths that lose the least under cost budgets.
 
-    minimise   sum over decisions of damage[decision, value]            (from ``sensitivity``)
+    minimise   sum over decisions of damage[decision, value]            (from ``sensitivity``,
+                                                                        interpolated between measured ratios)
     subject to cost_k(policy) <= budget_k  for every cost constraint k  (macs, params, size,
                bitops, latency@device, energy@device: the device cost model itself)
 
@@ -26,10 +27,20 @@ from automc.algorithms._base import Decision
 from automc.analysis.layer_table import LayerTable
 from automc.policy import Policy
 from automc.search.objectives import Constraint, Metric, cost_metrics, layer_costs
-from automc.search.sensitivity import Sensitivity, scored_decisions
+from automc.search.sensitivity import RATIO_POINTS, Sensitivity, decision_grid, scored_decisions
 from automc.search.space import policy_from_values
 
 _TIE = 1e-6  # equal damage: prefer the less compressed value (a zero entry may be noise)
+#: pruning-ratio grids the solver chooses from, finest first: finer than sensitivity measures
+#: (damage between measured ratios is interpolated), so a budget is met without a coarse
+#: step's slack; the finest whose layer blocks stay under MAX_JOINT_VARS variables is used
+SOLVER_RATIO_POINTS = (19, 13, RATIO_POINTS)
+MAX_JOINT_VARS = 4000
+
+
+def solver_grid(decision: Decision, points: int = SOLVER_RATIO_POINTS[0]) -> tuple[float, ...]:
+    """The values the solver chooses from for ``decision`` (bit-widths: every choice)."""
+    return decision_grid(decision, points)
 
 
 @dataclass(frozen=True)
@@ -56,10 +67,13 @@ class BudgetSolver:
                  metrics: Sequence[Metric]):
         self.table = table
         self.metrics = list(dict.fromkeys(m for m in metrics if not m.needs_training))
-        self.vars: list[_Var] = []
-        for d in scored_decisions(decisions):
-            curve = sensitivity.curve(d.param_name)
-            self.vars.append(_Var(d.param_name, d, curve.values, sensitivity.damage(d.param_name)))
+        for points in SOLVER_RATIO_POINTS:
+            self.vars = []
+            for d in scored_decisions(decisions):
+                values = solver_grid(d, points)
+                self.vars.append(_Var(d.param_name, d, values, sensitivity.damage_at(d.param_name, values)))
+            if self._joint_vars() <= MAX_JOINT_VARS:
+                break
         offset = 0
         for v in self.vars:
             v.offset, offset = offset, offset + len(v.values)
@@ -76,6 +90,10 @@ class BudgetSolver:
         wanted += [f"w_bits.{name}", f"a_bits.{name}"]
         index = {v.param_name: i for i, v in enumerate(self.vars)}
         return sorted({index[w] for w in wanted if w in index})
+
+    def _joint_vars(self) -> int:
+        sizes = ([len(self.vars[i].values) for i in self._layer_vars(row)] for row in range(len(self.table)))
+        return sum(int(np.prod(n)) for n in sizes if len(n) > 1)
 
     def _policy(self, assignment: dict[int, int]) -> Policy:
         chosen = [self.vars[i] for i in assignment]

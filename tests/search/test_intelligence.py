@@ -17,7 +17,7 @@ from automc.policy import Policy
 from automc.search.fidelity import StoppingRule
 from automc.search.objectives import Constraint, cost_metrics, parse_objective
 from automc.search.sensitivity import Curve, Sensitivity, decision_grid, scored_decisions
-from automc.search.solver import BudgetSolver
+from automc.search.solver import BudgetSolver, solver_grid
 
 
 @pytest.fixture(scope="module")
@@ -43,16 +43,18 @@ def _fake_sensitivity(decisions, seed=0) -> Sensitivity:
 
 
 def _brute_force(table, sens, decisions, budgets):
-    """Every combination of every decision's grid: (damage, policy) of the feasible ones, best first."""
+    """Every combination of the solver's grid of every decision (damage interpolated between the
+    measured ratios): (damage, policy) of the feasible ones, best first."""
     scored = scored_decisions(decisions)
-    grids = [decision_grid(d) for d in scored]
+    grids = [solver_grid(d) for d in scored]
+    damage = [sens.damage_at(d.param_name, g) for d, g in zip(scored, grids)]
     policies, damages = [], []
     for combo in itertools.product(*[range(len(g)) for g in grids]):
         sections = {"prune": {}, "w_bits": {}, "a_bits": {}}
         for d, g, i in zip(scored, grids, combo):
             sections[d.section][d.key] = g[i]
         policies.append(Policy.from_dict(sections))
-        damages.append(sum(sens.damage(d.param_name)[i] for d, i in zip(scored, combo)))
+        damages.append(sum(dm[i] for dm, i in zip(damage, combo)))
     costs = cost_metrics(table, policies, list(budgets))
     ok = np.all([costs[m.name] <= b + 1e-9 for m, b in budgets.items()], axis=0)
     return sorted((damages[i], policies[i]) for i in np.nonzero(ok)[0]) if ok.any() else []
@@ -66,7 +68,11 @@ def test_solver_is_optimal_on_lenet_pruning_under_macs_and_device_latency(lenet_
     budgets = {metrics[0]: 0.2 * base["macs"][0], metrics[1]: 0.45 * base["latency@arm-a76"][0]}
     brute = _brute_force(lenet_table, sens, decisions, budgets)
     assert len(brute) > 10
-    solutions = BudgetSolver(lenet_table, sens, decisions, metrics).solve(budgets, n_solutions=3)
+    solver = BudgetSolver(lenet_table, sens, decisions, metrics)
+    # LeNet is small enough for every 0.05 step, between the measured ratios (0.15 apart)
+    assert [v.values for v in solver.vars] == [solver_grid(d) for d in decisions]
+    assert len(solver.vars[0].values) == 17 and len(sens.curves[0].values) < 10
+    solutions = solver.solve(budgets, n_solutions=3)
     assert [round(s.damage, 6) for s in solutions] == [round(d, 6) for d, _ in brute[:3]]
     for s in solutions:  # re-checked with the cost model on the whole policy
         assert s.costs["macs"] <= budgets[metrics[0]] and s.costs["latency@arm-a76"] <= budgets[metrics[1]]
@@ -94,6 +100,8 @@ def test_sensitivity_damage_is_monotone_and_non_negative():
     curve = Curve("prune", "g", (0.0, 0.2, 0.4, 0.6), (90.0, 91.0, 85.0, 70.0), (0.30, 0.28, 0.45, 0.40))
     sens = Sensitivity(90.0, 0.30, 1000, (curve,))
     assert sens.damage("prune.g").tolist() == pytest.approx([0.0, 0.0, 0.15, 0.15])
+    # the solver's ratios between measured ones: linear between the monotone entries
+    assert sens.damage_at("prune.g", [0.3, 0.5, 0.6]).tolist() == pytest.approx([0.075, 0.15, 0.15])
     bits = Curve("w_bits", "fc", (32, 8, 4, 2), (90.0,) * 4, (0.30, 0.31, 0.29, 0.9))
     sens = Sensitivity(90.0, 0.30, 1000, (bits,))
     assert sens.damage("w_bits.fc").tolist() == pytest.approx([0.0, 0.01, 0.01, 0.6])
