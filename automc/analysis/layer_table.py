@@ -21,7 +21,7 @@ layer's bias at deployment, so it adds a bias where the layer had none.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from itertools import chain, repeat
 from typing import Any, Callable, Iterable, Sequence
 
@@ -321,6 +321,23 @@ class LayerTable:
         if self.elastic is not None and any(p.nas for p in policies):
             arrays = self.elastic(arrays, policies)
         return LayerShapes(**arrays)
+
+    _COLUMNS = ("kind", "cin", "cout", "kh", "kw", "stride", "groups", "h_in", "w_in", "h_out", "w_out",
+                "has_bias", "has_bn", "has_act", "in_group", "out_group", "in_factor")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form (without the NAS ``elastic`` hook); ``from_dict`` reads it back."""
+        return {"names": list(self.names), "input_shape": list(self.input_shape),
+                "columns": {c: getattr(self, c).tolist() for c in self._COLUMNS},
+                "coupling": [asdict(g) for g in self.coupling]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "LayerTable":
+        cols = data["columns"]
+        rows = [{"name": n, **{c: cols[c][i] for c in cls._COLUMNS}} for i, n in enumerate(data["names"])]
+        coupling = [CouplingGroup(**{k: tuple(v) if isinstance(v, list) else v for k, v in g.items()})
+                    for g in data.get("coupling", [])]
+        return cls.from_rows(rows, coupling, data.get("input_shape", ()))
 
     def with_rows(self, **columns: np.ndarray) -> "LayerTable":
         """A copy with some columns replaced (used by builders and tests)."""

@@ -257,6 +257,20 @@ def coupling_groups(trace: NetworkTrace) -> list[CouplingGroup]:
     return groups
 
 
+def residual_joins(trace: NetworkTrace, groups: Sequence[CouplingGroup]) -> dict[str, int]:
+    """Producers whose output a residual add joins to the group's earlier producers: producer
+    name -> group index. Producers fall into one group when their channels meet in the same
+    index space; with no re-indexing on the way (concat, shuffle) they meet in an element-wise
+    add, one per producer after the first (``ops.add`` and ``+`` in ``construct`` are not
+    cells, so the trace sees the adds only through the coupling)."""
+    out = {}
+    for i, g in enumerate(groups):
+        remapped = any(r.remapped for p in g.producers for r in trace.relations[p].values())
+        if len(g.producers) > 1 and not remapped and "disagree" not in g.reason:
+            out.update({p: i for p in g.producers[1:]})
+    return out
+
+
 def build_layer_table(net, input_shape: Sequence[int], *, seed: int = 0) -> LayerTable:
     """The layer table of ``net`` for inputs of shape ``input_shape`` (C, H, W).
 
@@ -276,6 +290,7 @@ def build_layer_table(net, input_shape: Sequence[int], *, seed: int = 0) -> Laye
                 if r.consumer or r.follower:
                     group_of_input[leaf_name] = (i, r.in_factor if r.consumer else 1)
 
+    joins = residual_joins(trace, groups)
     rows = []
     executed = trace.leaves
     for idx, leaf in enumerate(executed):
@@ -313,6 +328,11 @@ def build_layer_table(net, input_shape: Sequence[int], *, seed: int = 0) -> Laye
         if after is not None and _kind_of(after.cell) == "paramless" and after.x is not None:
             row["has_act"] = type(after.cell).__name__ in ("ReLU", "ReLU6", "HSwish", "HSigmoid", "SiLU", "GELU", "Sigmoid")
         rows.append(row)
+        if leaf.name in joins and y is not None:  # the residual add joining this producer's output
+            g = joins[leaf.name]
+            rows.append({"name": f"{leaf.name}.add", "kind": "add", "cin": y.shape[1], "cout": y.shape[1],
+                         "h_in": y.shape[2], "w_in": y.shape[3], "h_out": y.shape[2], "w_out": y.shape[3],
+                         "in_group": g, "out_group": g})
     table = LayerTable.from_rows(rows, groups, input_shape=tuple(input_shape))
     declared = getattr(net, "elastic_space", None)
     if declared is not None:  # NAS: the network declares elastic width/depth/kernel

@@ -52,6 +52,17 @@ def test_resnet20_hand_counts_and_residual_coupling():
     assert len(table.prunable_groups) == 12
 
 
+def test_a_table_round_trips_through_json():
+    import json
+
+    table = build_layer_table(build_model("resnet20", num_classes=10, input_shape=(3, 32, 32)), (3, 32, 32))
+    back = LayerTable.from_dict(json.loads(json.dumps(table.to_dict())))
+    policy = Policy.from_dict({"prune": {g.name: 0.5 for g in table.prunable_groups[:3]}, "w_bits": {"fc": 4}})
+    assert back.coupling == table.coupling and back.input_shape == table.input_shape
+    assert back.totals(policy) == table.totals(policy) != table.totals()
+    assert np.array_equal(back.resolve(policy).cin, table.resolve(policy).cin)
+
+
 def test_mobilenetv2_depthwise_follows_and_inverted_residuals_couple():
     table = build_layer_table(build_model("mobilenetv2", num_classes=10, input_shape=(3, 32, 32)), (3, 32, 32))
     expand = table.group("features.2.conv.0.0")
