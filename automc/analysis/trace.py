@@ -26,6 +26,9 @@ import numpy as np
 from automc.analysis.layer_table import CouplingGroup, LayerTable
 
 PROBES_PER_PRODUCER = 2
+#: probes per batched pass: bounds memory (every leaf keeps its probe input; ResNet-50 at
+#: 224x224 in one pass of all 216 probes needs over 20 GiB)
+PROBE_CHUNK = 32
 # While tracing, element-wise activation cells act as the identity (in the clean pass and the
 # probes alike), so a channel that a ReLU happens to clamp for the random input is still seen.
 ACTIVATIONS = frozenset({"ReLU", "ReLU6", "LeakyReLU", "HSwish", "HSigmoid", "Sigmoid", "Tanh", "GELU",
@@ -93,13 +96,44 @@ def _changed(base: np.ndarray, new: np.ndarray) -> np.ndarray:
     return np.nonzero(per_channel > tol)[0]
 
 
+def _relate(trace: NetworkTrace, executed: list[_Leaf], probes: list, base_out: np.ndarray, out: np.ndarray) -> None:
+    """Record what one batched probe pass reached (sample ``b`` carries probe ``probes[b]``)."""
+    mixing = {"conv", "dense", "groupconv", "other"}
+    for b, (p, _, _) in enumerate(probes):
+        if len(_changed(base_out, out[b : b + 1])):
+            trace.output_aligned.add(p.name)
+    for leaf in executed:
+        bx, px = leaf.x, leaf.probe_x
+        if bx is None or px is None or px.shape[1:] != bx.shape[1:]:
+            continue
+        for b, (p, k, _) in enumerate(probes):
+            if leaf is p:
+                continue
+            changed_in = _changed(bx, px[b : b + 1])
+            if len(changed_in) == 0:
+                continue
+            n_out = p.y.shape[1]
+            flat = bx.ndim == 2 and bx.shape[1] != n_out and bx.shape[1] % n_out == 0
+            factor = bx.shape[1] // n_out if flat else 1
+            r = trace.relations[p.name].setdefault(leaf.name, _Relation())
+            same_width = flat or bx.shape[1] == n_out  # else a concat/slice sits in between
+            if same_width and changed_in.tolist() == list(range(k * factor, (k + 1) * factor)):
+                if _kind_of(leaf.cell) in mixing:
+                    r.consumer, r.in_factor = True, factor
+                else:
+                    r.follower = True
+            else:
+                r.remapped = True
+
+
 def trace_network(net, input_shape: Sequence[int], *, seed: int = 0) -> NetworkTrace:
     """Run the probe described in the module docstring; ``net`` is left unchanged.
 
     While probing, every channel-mixing leaf (conv, dense, unknown cells with parameters)
     replays its clean output, so a perturbation travels only through channel-wise ops: whatever
-    it reaches reads the producer's channel space. All probes run in one batched pass, one
-    sample per (producer, channel) probe; in inference mode samples do not interact.
+    it reaches reads the producer's channel space. Probes run in batched passes of
+    ``PROBE_CHUNK``, one sample per (producer, channel) probe; in inference mode samples do
+    not interact.
     """
     import mindspore as ms
 
@@ -151,35 +185,17 @@ def trace_network(net, input_shape: Sequence[int], *, seed: int = 0) -> NetworkT
         trace.relations = {p.name: {} for p in producers}
         if not probes:
             return trace
-        for b, (p, k, sign) in enumerate(probes):
-            state["by_leaf"].setdefault(p.name, []).append((b, k, sign))
-        state["probing"], state["n"] = True, len(probes)
-        out = net(ms.Tensor(np.repeat(x, len(probes), axis=0))).asnumpy()
-        for b, (p, _, _) in enumerate(probes):
-            if len(_changed(base_out, out[b : b + 1])):
-                trace.output_aligned.add(p.name)
-        for leaf in executed:
-            bx, px = leaf.x, leaf.probe_x
-            if bx is None or px is None or px.shape[1:] != bx.shape[1:]:
-                continue
-            for b, (p, k, _) in enumerate(probes):
-                if leaf is p:
-                    continue
-                changed_in = _changed(bx, px[b : b + 1])
-                if len(changed_in) == 0:
-                    continue
-                n_out = p.y.shape[1]
-                flat = bx.ndim == 2 and bx.shape[1] != n_out and bx.shape[1] % n_out == 0
-                factor = bx.shape[1] // n_out if flat else 1
-                r = trace.relations[p.name].setdefault(leaf.name, _Relation())
-                same_width = flat or bx.shape[1] == n_out  # else a concat/slice sits in between
-                if same_width and changed_in.tolist() == list(range(k * factor, (k + 1) * factor)):
-                    if _kind_of(leaf.cell) in mixing:
-                        r.consumer, r.in_factor = True, factor
-                    else:
-                        r.follower = True
-                else:
-                    r.remapped = True
+        for start in range(0, len(probes), PROBE_CHUNK):
+            chunk = probes[start : start + PROBE_CHUNK]
+            state["by_leaf"] = {}
+            for b, (p, k, sign) in enumerate(chunk):
+                state["by_leaf"].setdefault(p.name, []).append((b, k, sign))
+            state["probing"], state["n"] = True, len(chunk)
+            out = net(ms.Tensor(np.repeat(x, len(chunk), axis=0))).asnumpy()
+            state["probing"] = False
+            _relate(trace, executed, chunk, base_out, out)
+            for leaf in executed:
+                leaf.probe_x = None
     finally:
         state["probing"] = False
         for handle in handles:

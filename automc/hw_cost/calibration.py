@@ -23,20 +23,25 @@ import numpy as np
 from automc.analysis.layer_table import LayerTable
 from automc.errors import ConfigError
 from automc.hw_cost.model import DeviceParams, LayerTerms, layer_seconds, layer_terms
-from automc.hw_cost.specs import COST_CLASSES, DeviceSpec, get_device
+from automc.hw_cost.specs import COST_CLASSES, PRECISION_BITS, DeviceSpec, get_device
 from automc.policy import Policy
 
 PROFILE_FORMAT = 1
 _C = len(COST_CLASSES)
+#: weight of log(factor)^2 against the squared relative RMSE when fitting precision factors
+PRECISION_PRIOR = 0.0005
 
 
 @dataclass(frozen=True)
 class Sample:
-    """One measured network: its table, the policy applied, and the measured latency."""
+    """One measured network: its table, the policy applied, and the measured latency.
+    ``device`` (default: the device being calibrated) lets devices of one family share a fit:
+    each sample is costed with its own device's peaks and bandwidths, the knobs are shared."""
 
     table: LayerTable
     latency_ms: float
     policy: Policy = field(default_factory=Policy)
+    device: DeviceSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -49,17 +54,23 @@ class CalibrationProfile:
     op_overhead_us: Mapping[str, float]
     network_overhead_us: float
     repack_gbps: float | None = None
+    precision_efficiency: Mapping[str, float] = field(default_factory=dict)
     n_samples: int = 0
     fit_rel_rmse: float = float("nan")
     source: str = ""
     machine: str = ""
     created: str = ""
+    #: how the fit predicts networks it never saw (written by the fit to published measurements):
+    #: measurements, networks, within_25pct, within_2x, spearman
+    heldout: Mapping[str, float] = field(default_factory=dict)
     format: int = PROFILE_FORMAT
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["efficiency"] = {k: float(v) for k, v in self.efficiency.items()}
         d["op_overhead_us"] = {k: float(v) for k, v in self.op_overhead_us.items()}
+        d["precision_efficiency"] = {k: float(v) for k, v in self.precision_efficiency.items()}
+        d["heldout"] = {k: float(v) for k, v in self.heldout.items()}
         return d
 
     @classmethod
@@ -132,15 +143,21 @@ def _fit(
     *,
     fallback: np.ndarray,
     w: np.ndarray,
+    floor: np.ndarray | None = None,
     return_err: bool = False,
 ):
     """Alternate bound classification and NNLS over ``theta = basis @ s`` (s >= 0).
 
     Rows are relative errors scaled by ``sqrt(w)`` (sample weights, mean 1); ``prior_weight``
-    adds ``sqrt(prior_weight n) (s - prior)`` rows. Returns the round with the lowest weighted
-    relative RMSE (and that RMSE when ``return_err``).
+    adds ``sqrt(prior_weight n) (s - prior)`` rows. ``floor`` bounds theta from below (inverse
+    efficiencies: an efficiency cap keeps the fit physical); then bounded least squares.
+    Returns the round with the lowest weighted relative RMSE (and that RMSE when ``return_err``).
     """
-    from scipy.optimize import nnls
+    from scipy.optimize import lsq_linear, nnls
+
+    floor = np.zeros(theta_init.size) if floor is None else floor
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lower = np.where(basis > 0, floor[:, None] / basis, 0.0).max(axis=0)  # s >= lower keeps theta >= floor
 
     theta = theta_init.copy()
     best, best_err = fallback.copy(), _rel_rmse(terms, fallback, y, w)
@@ -157,14 +174,17 @@ def _fit(
         if lam > 0:
             rows.append(np.eye(n_s)[np.ix_(free, free)] * lam)
             rhs.append(lam * prior[free])
-        s_free, _ = nnls(np.vstack(rows), np.concatenate(rhs), maxiter=100 * n_s)
+        if np.any(lower[free] > 0):
+            s_free = lsq_linear(np.vstack(rows), np.concatenate(rhs), bounds=(lower[free], np.inf)).x
+        else:
+            s_free, _ = nnls(np.vstack(rows), np.concatenate(rhs), maxiter=100 * n_s)
         s_vec = prior.copy()
         s_vec[free] = s_free
         s_vec[~used] = prior[~used] if prior_weight > 0 else s_vec[~used]
         new = basis @ s_vec
         # efficiencies and memory efficiency stay finite: floor their inverse
         for i in list(range(_C)) + [2 * _C]:
-            new[i] = max(new[i], 1e-3 * fallback[i], 1e-9)
+            new[i] = max(new[i], 1e-3 * fallback[i], 1e-9, floor[i])
         err = _rel_rmse(terms, new, y, w)
         if err < best_err:
             best, best_err = new, err
@@ -181,16 +201,22 @@ def calibrate(
     prior_weight: float = 1e-3,
     rounds: int = 8,
     fit_network_overhead: bool = True,
+    fit_precision: bool = True,
+    max_efficiency: Mapping[str, float] | None = None,
+    max_memory_efficiency: float | None = None,
     weights: Sequence[float] | None = None,
     source: str = "",
 ) -> CalibrationProfile:
-    """Fit efficiencies, per-class op overheads, memory efficiency, a network overhead and the
-    repack bandwidth.
+    """Fit efficiencies, per-class op overheads, memory efficiency, a network overhead, the
+    repack bandwidth and (``fit_precision``, when the samples run at more than one precision)
+    the efficiency factor of each precision against the widest one measured.
 
     ``samples`` are ``Sample`` records or ``(table, latency_ms)`` / ``(table, latency_ms,
     policy)`` tuples. Needs at least 2 samples; unused classes keep their prior values.
     ``weights`` (one per sample, default all 1) scale each sample's relative error, e.g. to
     let a few whole networks count as much as many single-op micro-benchmarks.
+    ``max_efficiency`` (per cost class) and ``max_memory_efficiency`` cap the fitted fractions
+    of peak and bandwidth, so few samples cannot buy a fit with unphysical terms.
     """
     spec = get_device(device)
     recs = [s if isinstance(s, Sample) else Sample(s[0], float(s[1]), s[2] if len(s) > 2 else Policy()) for s in samples]
@@ -199,13 +225,66 @@ def calibrate(
     y = np.array([r.latency_ms * 1e-3 for r in recs])
     if not np.all(np.isfinite(y)) or np.any(y <= 0):
         raise ConfigError(f"calibrate({spec.name}): measured latencies must be positive numbers")
-    terms = [layer_terms(r.table, r.table.resolve([r.policy]), spec) for r in recs]
     w = np.ones(len(recs)) if weights is None else np.asarray(weights, dtype=np.float64)
     if w.shape != (len(recs),) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
         raise ConfigError(f"calibrate({spec.name}): weights must be {len(recs)} non-negative numbers, not all zero")
     w = w * (len(w) / w.sum())
 
+    precision = dict(spec.precision_efficiency)
+    terms = _sample_terms(recs, spec, precision)
+    measured = _executed_precisions(spec, terms)
+    free_precisions = [p for p in measured[1:]] if fit_precision else []  # the widest stays the reference
     theta0 = _theta(DeviceParams.of(spec))
+    floor = np.zeros(theta0.size)
+    for i, c in enumerate(COST_CLASSES):
+        if max_efficiency and c in max_efficiency:
+            floor[i] = 1.0 / max_efficiency[c]
+    if max_memory_efficiency:
+        floor[2 * _C] = 1.0 / max_memory_efficiency
+    theta0 = np.maximum(theta0, floor)
+    for _ in range(3 if free_precisions else 1):
+        best, best_err = _fit_knobs(terms, y, theta0, w, prior_weight, rounds, fit_network_overhead, floor)
+        if not free_precisions:
+            break
+        precision = _fit_precision_factors(recs, spec, precision, free_precisions, best, y, w)
+        terms = _sample_terms(recs, spec, precision)
+    best_err = _rel_rmse(terms, best, y, w)
+
+    fitted = _params(best)
+    return CalibrationProfile(
+        device=spec.name,
+        efficiency={c: float(1.0 / fitted.inv_efficiency[i]) for i, c in enumerate(COST_CLASSES)},
+        memory_efficiency=float(1.0 / fitted.inv_memory_efficiency),
+        op_overhead_us={c: float(fitted.overhead_s[i] * 1e6) for i, c in enumerate(COST_CLASSES)},
+        network_overhead_us=float(fitted.network_overhead_s * 1e6),
+        repack_gbps=float(1e-9 / fitted.repack_s_per_byte) if fitted.repack_s_per_byte > 0 else None,
+        precision_efficiency={p: float(v) for p, v in precision.items() if p in free_precisions},
+        n_samples=len(recs),
+        fit_rel_rmse=best_err,
+        source=source,
+        created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+    )
+
+
+def _sample_terms(recs: Sequence[Sample], spec: DeviceSpec, precision: Mapping[str, float]) -> list[LayerTerms]:
+    out = []
+    for r in recs:
+        dev = replace(r.device or spec, precision_efficiency=dict(precision))
+        out.append(layer_terms(r.table, r.table.resolve([r.policy]), dev))
+    return out
+
+
+def _executed_precisions(spec: DeviceSpec, terms: Sequence[LayerTerms]) -> list[str]:
+    """Precisions the samples' compute layers run at, widest first."""
+    bits = set()
+    for t in terms:
+        bits |= set(np.unique(t.exec_bits[t.present & (t.compute_s > 0)]).tolist())
+    by_bits = {b: p for p, b in PRECISION_BITS.items()}
+    return [by_bits[b] for b in sorted(bits, reverse=True) if b in by_bits]
+
+
+def _fit_knobs(terms, y, theta0, w, prior_weight: float, rounds: int, fit_network_overhead: bool, floor):
+    """The roofline knobs for fixed terms: a tied fit, then every class free pulled towards it."""
     free = np.ones(theta0.size, dtype=bool)
     if not fit_network_overhead:
         free[2 * _C + 1] = False
@@ -218,27 +297,30 @@ def calibrate(
     tie[2 * _C + 1, 3] = 1e-3
     tie[2 * _C + 2, 4] = 1e-10
     tie_free = np.array([True, True, True, bool(free[2 * _C + 1]), True])
-    theta1 = _fit(terms, y, theta0, tie, np.zeros(5), tie_free, 0.0, rounds, fallback=theta0, w=w)
+    theta1 = _fit(terms, y, theta0, tie, np.zeros(5), tie_free, 0.0, rounds, fallback=theta0, w=w, floor=floor)
     # Stage 2: every class free, pulled towards the stage-1 values.
     scale = np.maximum(theta1, np.concatenate([1e-3 * theta0[:_C], np.full(_C, 1e-7), [1e-3 * theta0[2 * _C]], [1e-6], [1e-10]]))
     basis = np.diag(scale)
-    best, best_err = _fit(terms, y, theta1, basis, theta1 / scale, free, prior_weight, rounds, fallback=theta1, w=w,
-                          return_err=True)
+    return _fit(terms, y, theta1, basis, theta1 / scale, free, prior_weight, rounds, fallback=theta1, w=w,
+                floor=floor, return_err=True)
 
-    fitted = _params(best)
-    rel_rmse = best_err
-    return CalibrationProfile(
-        device=spec.name,
-        efficiency={c: float(1.0 / fitted.inv_efficiency[i]) for i, c in enumerate(COST_CLASSES)},
-        memory_efficiency=float(1.0 / fitted.inv_memory_efficiency),
-        op_overhead_us={c: float(fitted.overhead_s[i] * 1e6) for i, c in enumerate(COST_CLASSES)},
-        network_overhead_us=float(fitted.network_overhead_s * 1e6),
-        repack_gbps=float(1e-9 / fitted.repack_s_per_byte) if fitted.repack_s_per_byte > 0 else None,
-        n_samples=len(recs),
-        fit_rel_rmse=rel_rmse,
-        source=source,
-        created=time.strftime("%Y-%m-%dT%H:%M:%S"),
-    )
+
+def _fit_precision_factors(recs, spec: DeviceSpec, precision: Mapping[str, float], free: Sequence[str],
+                           theta: np.ndarray, y: np.ndarray, w: np.ndarray) -> dict[str, float]:
+    """Each free precision's efficiency factor by a 1-D search in log space (the knobs fixed),
+    weakly pulled towards 1 (the datasheet's peak ratio): samples that run bound by overheads
+    or memory at that precision say nothing about its compute, and then the peak ratio stands."""
+    out = dict(precision)
+    for p in free:
+        def err(f: float) -> float:
+            rmse = _rel_rmse(_sample_terms(recs, spec, {**out, p: f}), theta, y, w)
+            return rmse ** 2 + PRECISION_PRIOR * np.log(f) ** 2
+
+        grid = np.geomspace(0.03, 3.0, 41)
+        f = min(grid, key=err)
+        fine = np.geomspace(f / 1.12, f * 1.12, 13)
+        out[p] = float(min(fine, key=err))
+    return out
 
 
 def apply_profile(device: str | DeviceSpec, profile: CalibrationProfile) -> DeviceSpec:
@@ -251,8 +333,22 @@ def apply_profile(device: str | DeviceSpec, profile: CalibrationProfile) -> Devi
         op_overhead_us=dict(profile.op_overhead_us),
         network_overhead_us=float(profile.network_overhead_us),
         repack_gbps=profile.repack_gbps,
+        precision_efficiency={**spec.precision_efficiency, **profile.precision_efficiency},
         calibrated_from=profile.source or f"{profile.n_samples} measured networks",
     )
+
+
+def device_profile(name: str) -> CalibrationProfile | None:
+    """The calibration profile a built-in device's YAML names (``profile:``), if any."""
+    import yaml
+
+    from automc.hw_cost.specs import DEVICES_DIR
+
+    path = DEVICES_DIR / f"{name}.yaml"
+    if not path.is_file():
+        return None
+    ref = (yaml.safe_load(path.read_text()) or {}).get("profile")
+    return load_profile(path.parent / ref) if ref else None
 
 
 def save_profile(profile: CalibrationProfile, path: str | Path) -> Path:

@@ -105,7 +105,8 @@ class DeviceParams:
 
 
 def _precision_tables(spec: DeviceSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per requested bit-width 0..64: executed bits, peak ops/s, dynamic pJ per MAC."""
+    """Per requested bit-width 0..64: executed bits, achievable peak ops/s (the datasheet peak
+    times the precision's efficiency factor), dynamic pJ per MAC."""
     cache = spec.__dict__.get("_automc_precision_cache")
     if cache is None:
         exec_bits = np.zeros(_MAX_BITS + 1, dtype=np.int64)
@@ -114,7 +115,7 @@ def _precision_tables(spec: DeviceSpec) -> tuple[np.ndarray, np.ndarray, np.ndar
         for b in range(_MAX_BITS + 1):
             p = spec.exec_precision(max(b, 1))
             exec_bits[b] = PRECISION_BITS[p]
-            peak[b] = spec.peak_tops[p] * 1e12
+            peak[b] = spec.peak_tops[p] * 1e12 * float(spec.precision_efficiency.get(p, 1.0))
             pj[b] = spec.energy.pj_per_mac.get(p, 0.0)
         cache = (exec_bits, peak, pj)
         object.__setattr__(spec, "_automc_precision_cache", cache)

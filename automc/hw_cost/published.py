@@ -1,22 +1,36 @@
 """Published real-device latencies of standard networks: the data the device cost models are checked
-(and fitted) against.
+and fitted against.
 
 ``automc/hw_cost/data/published_latency.csv`` holds one row per published figure: the network,
 input size, batch, precision, runtime and version, threads, host, the latency, and where it was
 read (``source_url``) with the sentence or table cell that holds the number (``quote``). Figures
 published as throughput are stored as milliseconds per batch (``1000 * batch / throughput``);
 ``notes`` says so. :func:`profile_for` names the shipped device profile a row measures.
+
+Runtimes on one device disagree (by 2x and more), so each device is fitted to one *reference
+series* (one runtime on one host, the one a deployment on that device uses, see
+``REFERENCE_SERIES``), and validated leave-one-network-out: each network predicted by a fit
+that never saw it. Devices with few networks share their efficiency terms with their family
+(the other devices' rows, each costed with its own peaks and bandwidths, at a lower weight).
+The layer tables of the standard networks ship in ``data/published_tables.json`` (mindcv
+networks traced at the published input size by ``benchmarks/hw_cost_published.py --build-tables``).
 """
 
 from __future__ import annotations
 
+import collections
 import csv
+import json
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Mapping
+
+import numpy as np
 
 from automc.errors import ConfigError
 
 DATA = Path(__file__).parent / "data" / "published_latency.csv"
+TABLES = DATA.with_name("published_tables.json")
 
 #: the device families of the mission; every row belongs to one
 FAMILIES = ("ascend", "kirin-npu", "gpu", "arm-cpu", "android-nnapi")
@@ -93,3 +107,153 @@ def profile_for(m: Measurement) -> str | None:
     if m.device in _ACCELERATORS:
         return _ACCELERATORS[m.device]
     return _CPUS.get((m.device, m.threads))
+
+
+# ------------------------------------------------------------------ fitting the shipped profiles
+#: published network name -> (mindcv architecture, input size) of its layer table
+NETWORKS = {
+    "resnet18": ("resnet18", 224), "resnet34": ("resnet34", 224), "resnet50": ("resnet50", 224),
+    "resnet101": ("resnet101", 224), "resnet152": ("resnet152", 224),
+    "mobilenetv1": ("mobilenet_v1_100", 224), "mobilenetv2": ("mobilenet_v2_100", 224),
+    "mobilenetv3_large": ("mobilenet_v3_large_100", 224), "mobilenetv3_small": ("mobilenet_v3_small_100", 224),
+    "squeezenet1_0": ("squeezenet1_0", 224), "squeezenet1_1": ("squeezenet1_1", 224),
+    "shufflenetv2_x1_0": ("shufflenet_v2_x1_0", 224), "vgg16": ("vgg16", 224), "vgg19": ("vgg19", 224),
+    "densenet121": ("densenet121", 224), "googlenet": ("googlenet", 224), "inceptionv3": ("inception_v3", 299),
+    "efficientnet_b0": ("efficientnet_b0", 224), "ghostnet": ("ghostnet_100", 224), "mnasnet": ("mnasnet_100", 224),
+}
+BITS = {"fp32": 32, "fp16": 16, "int8": 8}
+
+#: profile -> (runtime, words of its version, words of the host) of the series it is fitted to, and why
+REFERENCE_SERIES = {
+    "ascend310": ("acl-om", "", "Atlas 300I"),  # CANN's own runtime, device time per chip (no framework in the way)
+    "kirin990-npu": ("paddle-lite+hiai", "v2.8", "Mate 30"),  # the HiAI DDK series with the most networks
+    "t4": ("tensorrt", "7.2.3", ""),  # TensorRT at batch 1, fp32/fp16/int8 of the same networks (mmdeploy)
+    "a100": ("tensorrt", "8.4", ""),  # TensorRT trtexec at batch 1, fp32 and int8 (NVIDIA's own examples)
+    "jetson-orin-nano": ("tensorrt", "", ""),  # TensorRT at batch 1, fp32/fp16/int8
+    "arm-a76": ("paddle-lite", "v2.11", "Snapdragon 855"),  # 1 big core, fp32/fp16/int8 of 5 networks
+    "arm-a76-4t": ("ncnn", "", "Snapdragon 855+"),  # 4 big cores, fp16/int8 of 9 networks
+    "arm-a72": ("ncnn", "", "Raspberry Pi 4"),  # the board of the NB201 raspi4 latencies, fp32/int8 of 9 networks
+}
+#: devices that share efficiency terms when one has few networks
+FAMILY = {"t4": "gpu", "a100": "gpu", "jetson-orin-nano": "gpu", "arm-a76": "arm", "arm-a76-4t": "arm",
+          "arm-a72": "arm", "ascend310": "ascend", "kirin990-npu": "kirin-npu"}
+#: fewer networks than this in the reference series: the family's rows join the fit
+FEW_NETWORKS = 5
+FAMILY_WEIGHT = 0.3
+#: pull of the per-class terms towards the tied fit (calibrate's prior_weight)
+PRIOR_FEW, PRIOR_MANY = 1.0, 0.01
+#: physical caps on fitted fractions of peak (on CPUs and GPUs, 3x3 convolutions may beat peak by
+#: Winograd's 2.25x fewer multiplies; an NPU's cube multiplies every MAC) and of DRAM bandwidth
+MAX_EFFICIENCY = {"conv": 2.25, "conv1x1": 1.0, "dwconv": 1.0, "dense": 1.0, "pool": 1.0, "add": 1.0}
+MAX_EFFICIENCY_NPU = {**MAX_EFFICIENCY, "conv": 1.0}
+MAX_MEMORY_EFFICIENCY = 1.0
+
+Points = Mapping[tuple[str, str], float]  # (network, precision) -> ms per image
+
+
+def series_label(profile: str) -> str:
+    runtime, version, host = REFERENCE_SERIES[profile]
+    return " ".join(x for x in (runtime, version) if x) + (f" on {host}" if host else "")
+
+
+def in_reference_series(m: Measurement) -> bool:
+    profile = profile_for(m)
+    if profile not in REFERENCE_SERIES or m.batch != 1 or m.network not in NETWORKS or m.precision not in BITS:
+        return False
+    runtime, version, host = REFERENCE_SERIES[profile]
+    return m.runtime == runtime and version in m.runtime_version and host in m.host
+
+
+def reference_points(rows: list[Measurement] | None = None) -> dict[str, dict[tuple[str, str], float]]:
+    """profile -> (network, precision) -> published ms per image in its reference series (the
+    median where the series publishes a figure twice)."""
+    grouped = collections.defaultdict(list)
+    for m in rows if rows is not None else read_published():
+        if in_reference_series(m):
+            grouped[(profile_for(m), m.network, m.precision)].append(m.per_image_ms)
+    out: dict[str, dict] = collections.defaultdict(dict)
+    for (profile, net, prec), values in sorted(grouped.items()):
+        out[profile][(net, prec)] = float(np.median(values))
+    return dict(out)
+
+
+def load_tables(path: Path = TABLES) -> dict:
+    """The shipped layer tables of the published networks (name -> ``LayerTable``)."""
+    from automc.analysis.layer_table import LayerTable
+
+    if not path.is_file():
+        return {}
+    return {k: LayerTable.from_dict(v) for k, v in json.loads(path.read_text()).items()}
+
+
+def precision_policy(table, precision: str):
+    """Every layer at ``precision`` (fp32: the unchanged network)."""
+    from automc.policy import Policy
+
+    bits = BITS[precision]
+    names = table.compressible
+    return Policy() if bits == 32 else Policy.from_dict({"w_bits": {n: bits for n in names},
+                                                        "a_bits": {n: bits for n in names}})
+
+
+def predict(device, tables: Mapping, keys) -> dict[tuple[str, str], float]:
+    """Predicted ms per image of each ``(network, precision)`` on ``device`` (a name or spec)."""
+    from automc.hw_cost.model import estimate
+
+    return {(n, p): float(estimate(tables[n], precision_policy(tables[n], p), device).latency_ms[0]) for n, p in keys}
+
+
+def fit(profile: str, points: Mapping[str, Points], tables: Mapping, *, exclude: str | None = None, source: str = ""):
+    """The calibration profile of ``profile`` fitted to its reference points (all but network
+    ``exclude``, everywhere), with its family's points when it has few networks."""
+    from automc.hw_cost.calibration import Sample, calibrate
+    from automc.hw_cost.specs import load_device
+
+    def samples(dev: str, weight: float, precisions=tuple(BITS)):
+        spec = load_device(dev, datasheet=True)
+        return [(Sample(tables[n], ms, precision_policy(tables[n], p), spec), weight)
+                for (n, p), ms in points.get(dev, {}).items() if n in tables and n != exclude and p in precisions]
+
+    own = samples(profile, 1.0)
+    few = len({s.table.names for s, _ in own}) < FEW_NETWORKS
+    if few:  # the family's fp32 points: shared class terms; speed-ups at lower precisions stay the device's own
+        own += [s for dev, fam in FAMILY.items() if fam == FAMILY[profile] and dev != profile
+                for s in samples(dev, FAMILY_WEIGHT, ("fp32",))]
+    # few networks: the per-class terms stay near the tied fit (one compute, one memory scale)
+    spec = load_device(profile, datasheet=True)
+    return calibrate(spec, [s for s, _ in own], weights=[w for _, w in own],
+                     prior_weight=PRIOR_FEW if few else PRIOR_MANY,
+                     max_efficiency=MAX_EFFICIENCY_NPU if spec.kind == "npu" else MAX_EFFICIENCY,
+                     max_memory_efficiency=MAX_MEMORY_EFFICIENCY,
+                     source=source or f"published batch-1 latencies, {series_label(profile)}"
+                     + (f" (+ {FAMILY[profile]} family fp32 rows)" if few else ""))
+
+
+def leave_one_network_out(profile: str, points: Mapping[str, Points], tables: Mapping) -> dict[tuple[str, str], float]:
+    """Each of the profile's reference points predicted by a fit that never saw its network."""
+    from automc.hw_cost.calibration import apply_profile
+    from automc.hw_cost.specs import load_device
+
+    own = {k: v for k, v in points[profile].items() if k[0] in tables}
+    out = {}
+    for held in sorted({n for n, _ in own}):
+        spec = apply_profile(load_device(profile, datasheet=True), fit(profile, points, tables, exclude=held))
+        out.update(predict(spec, tables, [k for k in own if k[0] == held]))
+    return out
+
+
+def agreement(pred: Mapping, points: Points) -> dict[str, float]:
+    """Share within +-25 % and within 2x, and the Spearman correlation over networks (of the
+    most measured precision), of predictions against published points."""
+    from scipy.stats import spearmanr
+
+    keys = [k for k in points if k in pred]
+    ratio = np.array([pred[k] / points[k] for k in keys])
+    by_prec = collections.Counter(p for _, p in keys)
+    main = by_prec.most_common(1)[0][0] if keys else ""
+    same = [k for k in keys if k[1] == main]
+    rho = float(spearmanr([pred[k] for k in same], [points[k] for k in same])[0]) if len(same) >= 3 else float("nan")
+    return {"measurements": float(len(keys)), "networks": float(len({n for n, _ in keys})),
+            "within_25pct": float(np.mean(np.abs(ratio - 1) <= 0.25)) if keys else float("nan"),
+            "within_2x": float(np.mean((ratio <= 2) & (ratio >= 0.5))) if keys else float("nan"),
+            "spearman": rho}

@@ -29,6 +29,7 @@ _OPTIONAL = (
     "onchip_bandwidth_gbps",
     "fuses_conv_bn_act",
     "efficiency",
+    "precision_efficiency",
     "memory_efficiency",
     "op_overhead_us",
     "network_overhead_us",
@@ -65,7 +66,10 @@ class DeviceSpec:
     ``align`` gives the compute tile: ``cin``/``cout`` channel multiples and ``hw`` output
     pixel multiples that convolutions and dense layers are padded to (16x16x16 cubes on Da
     Vinci, 8-wide tensor-core/NEON lanes), so latency steps with channel count.
-    ``efficiency`` is the achieved fraction of peak per cost class, ``memory_efficiency`` the
+    ``efficiency`` is the achieved fraction of peak per cost class, ``precision_efficiency`` a
+    factor on it per executed precision (default 1: INT8 kernels rarely reach the INT8 peak's
+    share that FP32 kernels reach of theirs, so INT8/FP32 speed-ups fall short of the peak
+    ratio), ``memory_efficiency`` the
     achieved fraction of bandwidth, ``op_overhead_us`` the fixed cost per op per class
     (defaults to ``launch_overhead_us``), ``network_overhead_us`` a fixed cost per inference,
     ``align.pack`` is the channel block of the runtime's tensor layout (NC8HW8 for AVX, NC4HW4
@@ -86,6 +90,7 @@ class DeviceSpec:
     onchip_bandwidth_gbps: float | None = None
     fuses_conv_bn_act: bool = True
     efficiency: Mapping[str, float] = field(default_factory=dict)
+    precision_efficiency: Mapping[str, float] = field(default_factory=dict)
     memory_efficiency: float = 0.7
     op_overhead_us: Mapping[str, float] = field(default_factory=dict)
     network_overhead_us: float = 0.0
@@ -140,6 +145,7 @@ class DeviceSpec:
             "align": dict(self.align),
             "fuses_conv_bn_act": self.fuses_conv_bn_act,
             "efficiency": dict(self.efficiency),
+            "precision_efficiency": dict(self.precision_efficiency),
             "memory_efficiency": self.memory_efficiency,
             "op_overhead_us": dict(self.op_overhead_us),
             "network_overhead_us": self.network_overhead_us,
@@ -231,6 +237,11 @@ def spec_from_dict(data: Mapping[str, Any], *, where: str = "<dict>", base_dir: 
     for k, v in efficiency.items():
         if v <= 0:
             raise ConfigError(f"{where}: field 'efficiency.{k}' must be > 0 (fraction of peak), got {v!r}")
+    precision_efficiency = _number_map(data.get("precision_efficiency") or {}, "precision_efficiency", where,
+                                       tuple(PRECISION_BITS))
+    for k, v in precision_efficiency.items():
+        if v <= 0:
+            raise ConfigError(f"{where}: field 'precision_efficiency.{k}' must be > 0 (a factor on efficiency), got {v!r}")
     op_overhead = _number_map(data.get("op_overhead_us") or {}, "op_overhead_us", where, COST_CLASSES)
 
     energy_raw = data.get("energy") or {}
@@ -274,6 +285,7 @@ def spec_from_dict(data: Mapping[str, Any], *, where: str = "<dict>", base_dir: 
         align=align,
         fuses_conv_bn_act=fuses,
         efficiency=efficiency,
+        precision_efficiency=precision_efficiency,
         memory_efficiency=mem_eff,
         op_overhead_us=op_overhead,
         network_overhead_us=_number(data, "network_overhead_us", where, positive=False) if "network_overhead_us" in data else 0.0,

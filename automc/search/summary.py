@@ -71,16 +71,36 @@ def summary_text(result: SearchResult) -> str:
     return "\n".join(lines)
 
 
+def _calibration(name: str, device_profile) -> str:
+    if name == "host-cpu":
+        from automc.hw_cost.host import host_profile_path
+
+        return "this machine (cached)" if host_profile_path().exists() else "this machine, uncalibrated (calibrate_host)"
+    profile = device_profile(name)
+    if profile is None:
+        return "uncalibrated (datasheet)"
+    h = profile.heldout
+    if not h:
+        return f"{profile.n_samples} measurements ({profile.source or 'no held-out figures'})"
+    rho = h.get("spearman", float("nan"))
+    return (f"{h['measurements']:.0f} measurements, {h['networks']:.0f} networks: "
+            f"{h['within_25pct'] * 100:.0f}% / " + (f"{rho:.2f}" if rho == rho else "-"))
+
+
 def devices_text() -> str:
     from automc.hw_cost import get_device, list_devices
+    from automc.hw_cost.calibration import device_profile
 
-    rows = [("device", "kind", "peak TOPS (fp32/fp16/int8/int4)", "DRAM GB/s", "launch us", "align cin/cout")]
+    rows = [("device", "kind", "peak TOPS (fp32/fp16/int8/int4)", "DRAM GB/s", "launch us", "align cin/cout",
+             "fitted to measurements (held out: within 25% / Spearman)")]
     for name in list_devices():
         d = get_device(name)
         peaks = "/".join(f"{d.peak_tops[p]:g}" if p in d.peak_tops else "-" for p in ("fp32", "fp16", "int8", "int4"))
         rows.append((name, d.kind, peaks, f"{d.memory_bandwidth_gbps:g}", f"{d.launch_overhead_us:g}",
-                     f"{d.align.get('cin', 1)}/{d.align.get('cout', 1)}"))
+                     f"{d.align.get('cin', 1)}/{d.align.get('cout', 1)}", _calibration(name, device_profile)))
     width = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, width)) for r in rows]
-    lines.append("\nSources for every figure: automc/hw_cost/devices/<device>.yaml; add your own with a YAML file of the same fields.")
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, width)).rstrip() for r in rows]
+    lines.append("\nSources for every figure: automc/hw_cost/devices/<device>.yaml; measurements: "
+                 "automc/hw_cost/data/published_latency.csv (benchmarks/hw_cost_published.py); add your own "
+                 "device with a YAML file of the same fields.")
     return "\n".join(lines)

@@ -50,6 +50,13 @@ def test_resnet20_hand_counts_and_residual_coupling():
     assert table.group("layer1.0.conv1.0").producers == ("layer1.0.conv1.0",)
     assert not table.group("fc").prunable and "network output" in table.group("fc").reason
     assert len(table.prunable_groups) == 12
+    # the residual adds (functional in construct, no cells) come from the coupling: one per block
+    adds = [i for i, k in enumerate(table.kind) if k == "add"]
+    assert len(adds) == 9
+    first = adds[0]
+    assert table.names[first] == "layer1.0.conv2.0.add" and table.names[first - 1] == "layer1.0.conv2.0"
+    assert (table.cin[first], table.h_out[first], table.w_out[first]) == (16, 32, 32)
+    assert table.coupling[table.out_group[first]].name == "stem.0"  # pruning the stage shrinks its adds
 
 
 def test_a_table_round_trips_through_json():

@@ -26,6 +26,18 @@ def test_int8_faster_than_float(device):
     assert lat[0] < lat[1]
 
 
+def test_precision_efficiency_scales_only_compute_at_that_precision():
+    from dataclasses import replace
+
+    big = conv_table(cin=256, cout=256, hw=56)  # compute-bound
+    spec = get_device("arm-a76")
+    slow_int8 = replace(spec, precision_efficiency={"int8": 0.5})
+    base, slowed = (estimate(big, [_bits(8), _bits(32)], s).latency_ms for s in (spec, slow_int8))
+    assert slowed[1] == pytest.approx(base[1])  # fp32 unchanged
+    assert slowed[0] > 1.5 * base[0]  # int8 compute at half its peak
+    assert base[1] / base[0] > 3.0 > slowed[1] / slowed[0]  # the INT8/FP32 speed-up falls short of the peak ratio
+
+
 def test_cube_alignment_steps_on_ascend():
     spec = get_device("ascend310")
     lat = {c: estimate(conv_table(cin=256, cout=c, hw=56), None, spec).latency_ms[0] for c in (15, 16, 17, 32)}

@@ -63,3 +63,60 @@ def test_a_row_without_a_source_is_refused_with_its_line(tmp_path):
     path.write_text("\n".join([header, good]) + "\n")
     (m,) = read_published(path)
     assert (m.latency_ms, m.batch, profile_for(m)) == (100.5, 1, "arm-a76")
+
+
+# ---------------------------------------------------------------- fitting the shipped profiles
+@pytest.fixture(scope="module")
+def tables():
+    from automc.hw_cost.published import load_tables
+
+    return load_tables()
+
+
+def test_reference_series_are_consistent_and_have_layer_tables(rows, tables):
+    from automc.hw_cost.published import REFERENCE_SERIES, reference_points
+
+    points = reference_points(rows)
+    assert set(points) == set(REFERENCE_SERIES)
+    for profile, pts in points.items():
+        assert len({n for n, _ in pts}) >= 2, profile
+        assert all(n in tables for n, _ in pts), profile  # every reference network has its layer table
+        # one runtime on one host: a lower precision is never slower than fp32 in these series
+        for (n, p), ms in pts.items():
+            if p != "fp32" and (n, "fp32") in pts:
+                assert ms <= pts[(n, "fp32")] * 1.05, (profile, n, p)
+
+
+def test_a_fit_is_physical_and_beats_the_datasheet_on_what_it_saw(rows, tables):
+    from automc.hw_cost.calibration import apply_profile
+    from automc.hw_cost.published import MAX_EFFICIENCY, agreement, fit, predict, reference_points
+    from automc.hw_cost.specs import load_device
+
+    points = reference_points(rows)
+    for device in ("ascend310", "arm-a76"):  # an NPU (fp16) and a CPU core (fp32/fp16/int8)
+        profile = fit(device, points, tables)
+        assert all(profile.efficiency[c] <= MAX_EFFICIENCY[c] + 1e-9 for c in profile.efficiency)
+        assert profile.memory_efficiency <= 1.0 + 1e-9
+        pts = points[device]
+        fitted = agreement(predict(apply_profile(load_device(device, datasheet=True), profile), tables, pts), pts)
+        datasheet = agreement(predict(load_device(device, datasheet=True), tables, pts), pts)
+        assert fitted["within_25pct"] > datasheet["within_25pct"], device
+    # the Ascend cube multiplies every MAC: no Winograd headroom above peak
+    assert fit("ascend310", points, tables).efficiency["conv"] <= 1.0 + 1e-9
+    # the A76 runs INT8 well short of its 4x peak ratio over FP32
+    assert fit("arm-a76", points, tables).precision_efficiency["int8"] < 0.9
+
+
+def test_shipped_profiles_carry_their_held_out_figures():
+    from automc.hw_cost import get_device
+    from automc.hw_cost.calibration import device_profile
+    from automc.search.summary import devices_text
+
+    profile = device_profile("ascend310")
+    assert profile is not None and profile.heldout["networks"] >= 5
+    assert 0 < profile.heldout["within_25pct"] <= 1 and profile.source.startswith("published")
+    spec = get_device("ascend310")
+    assert spec.efficiency["conv"] == pytest.approx(profile.efficiency["conv"])  # searches use the fit
+    text = devices_text()
+    assert re.search(r"ascend310 .* 11 networks: \d+% / 0\.\d\d", text)
+    assert re.search(r"ascend910 .* uncalibrated", text)

@@ -59,6 +59,8 @@ def test_user_device_file_is_usable_by_path(tmp_path, small_table):
         ({"align": {"cin": 0, "cout": 8}}, "align.cin"),
         ({"peak_tops": {"fp64": 1.0}}, "peak_tops.fp64"),
         ({"efficiency": {"conv": -1}}, "efficiency.conv"),
+        ({"precision_efficiency": {"int8": 0}}, "precision_efficiency.int8"),
+        ({"precision_efficiency": {"int2": 0.5}}, "precision_efficiency.int2"),
     ],
 )
 def test_bad_device_field_names_field_and_file(tmp_path, changes, field):
