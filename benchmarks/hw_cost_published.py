@@ -37,6 +37,8 @@ from automc.hw_cost.published import (BITS, NETWORKS, TABLES, agreement, fit, in
                                       reference_points, series_label)
 
 PROFILES = Path(__file__).resolve().parents[1] / "automc" / "hw_cost" / "profiles"
+#: a fit ships when this much larger a share of held-out points is within 25 % than the datasheet's
+MIN_GAIN = 0.15
 
 
 def build_tables(path: Path, names: list[str]) -> None:
@@ -161,8 +163,9 @@ def device_datasheet(device: str):
 
 
 def write_profile(device: str, profile, heldout: dict, datasheet: dict, out) -> None:
-    """Save the fit and point the device YAML at it, when it predicts held-out networks at least
-    as well as the datasheet (within 25 % and within 2x); else the device keeps its datasheet."""
+    """Save the fit and point the device YAML at it when, on networks it never saw, it is clearly
+    better than the datasheet (MIN_GAIN more of them within 25 %, none fewer within 2x); else
+    the device keeps its datasheet (a fit that only ties it is one network's noise away)."""
     from dataclasses import replace
 
     import yaml
@@ -174,8 +177,8 @@ def write_profile(device: str, profile, heldout: dict, datasheet: dict, out) -> 
     if current and "published" not in str(current):
         out(f"  profile: kept {current} (fitted to other measurements)")
         return
-    if heldout["within_25pct"] < datasheet["within_25pct"] or heldout["within_2x"] < datasheet["within_2x"]:
-        out("  profile: none shipped (the held-out fit does not beat the datasheet)")
+    if heldout["within_25pct"] < datasheet["within_25pct"] + MIN_GAIN or heldout["within_2x"] < datasheet["within_2x"]:
+        out(f"  profile: none shipped (held out, the fit is not {MIN_GAIN * 100:.0f} points better than the datasheet)")
         if current:
             yaml_path.write_text("\n".join(l for l in yaml_path.read_text().splitlines() if not l.startswith("profile:")) + "\n")
         return

@@ -71,11 +71,12 @@ def summary_text(result: SearchResult) -> str:
     return "\n".join(lines)
 
 
-def _calibration(name: str, device_profile) -> str:
-    if name == "host-cpu":
-        from automc.hw_cost.host import host_profile_path
+def calibration_text(name: str) -> str:
+    """What a device's model is fitted to, with its held-out figures, or "uncalibrated"."""
+    from automc.hw_cost.calibration import device_profile
 
-        return "this machine (cached)" if host_profile_path().exists() else "this machine, uncalibrated (calibrate_host)"
+    if name == "host-cpu":
+        return "this machine, by automc.hw_cost.calibrate_host()"
     profile = device_profile(name)
     if profile is None:
         return "uncalibrated (datasheet)"
@@ -89,7 +90,6 @@ def _calibration(name: str, device_profile) -> str:
 
 def devices_text() -> str:
     from automc.hw_cost import get_device, list_devices
-    from automc.hw_cost.calibration import device_profile
 
     rows = [("device", "kind", "peak TOPS (fp32/fp16/int8/int4)", "DRAM GB/s", "launch us", "align cin/cout",
              "fitted to measurements (held out: within 25% / Spearman)")]
@@ -97,7 +97,7 @@ def devices_text() -> str:
         d = get_device(name)
         peaks = "/".join(f"{d.peak_tops[p]:g}" if p in d.peak_tops else "-" for p in ("fp32", "fp16", "int8", "int4"))
         rows.append((name, d.kind, peaks, f"{d.memory_bandwidth_gbps:g}", f"{d.launch_overhead_us:g}",
-                     f"{d.align.get('cin', 1)}/{d.align.get('cout', 1)}", _calibration(name, device_profile)))
+                     f"{d.align.get('cin', 1)}/{d.align.get('cout', 1)}", calibration_text(name)))
     width = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, width)).rstrip() for r in rows]
     lines.append("\nSources for every figure: automc/hw_cost/devices/<device>.yaml; measurements: "
