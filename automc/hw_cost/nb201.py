@@ -55,7 +55,7 @@ def is_connected(nodes: list[list[tuple[str, int]]]) -> bool:
     return 3 in reach
 
 
-def _live_edges(nodes: list[list[tuple[str, int]]]) -> list[list[bool]]:
+def live_edges(nodes: list[list[tuple[str, int]]]) -> list[list[bool]]:
     """Whether each edge's result reaches the output node (node 3)."""
     live_node = {3}
     for j in (3, 2, 1):
@@ -68,7 +68,7 @@ def _live_edges(nodes: list[list[tuple[str, int]]]) -> list[list[bool]]:
 
 def _cell_rows(prefix: str, nodes, c: int, hw: int, prune_dead: bool, none_cost: bool) -> list[dict]:
     rows: list[dict] = []
-    live = _live_edges(nodes)
+    live = live_edges(nodes)
     for j, edges in enumerate(nodes, start=1):
         n_inputs = 0
         for e_idx, (op, src) in enumerate(edges):
