@@ -215,7 +215,7 @@ def fit(profile: str, points: Mapping[str, Points], tables: Mapping, *, exclude:
                 for (n, p), ms in points.get(dev, {}).items() if n in tables and n != exclude and p in precisions]
 
     own = samples(profile, 1.0)
-    few = len({s.table.names for s, _ in own}) < FEW_NETWORKS
+    few = len({n for n, _ in points.get(profile, {}) if n in tables and n != exclude}) < FEW_NETWORKS
     if few:  # the family's fp32 points: shared class terms; speed-ups at lower precisions stay the device's own
         own += [s for dev, fam in FAMILY.items() if fam == FAMILY[profile] and dev != profile
                 for s in samples(dev, FAMILY_WEIGHT, ("fp32",))]
