@@ -316,9 +316,13 @@ def _fit_precision_factors(recs, spec: DeviceSpec, precision: Mapping[str, float
             rmse = _rel_rmse(_sample_terms(recs, spec, {**out, p: f}), theta, y, w)
             return rmse ** 2 + PRECISION_PRIOR * np.log(f) ** 2
 
-        grid = np.geomspace(0.03, 3.0, 41)
+        # a narrower precision the device lists stays at least as fast (latency monotone in bits)
+        narrower = [spec.peak_tops[q] * out.get(q, 1.0) / spec.peak_tops[p] for q in spec.peak_tops
+                    if PRECISION_BITS[q] < PRECISION_BITS[p]]
+        top = min([3.0] + narrower)
+        grid = np.geomspace(0.03, top, 41)
         f = min(grid, key=err)
-        fine = np.geomspace(f / 1.12, f * 1.12, 13)
+        fine = np.geomspace(f / 1.12, min(f * 1.12, top), 13)
         out[p] = float(min(fine, key=err))
     return out
 

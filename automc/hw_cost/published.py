@@ -127,9 +127,9 @@ BITS = {"fp32": 32, "fp16": 16, "int8": 8}
 REFERENCE_SERIES = {
     "ascend310": ("acl-om", "", "Atlas 300I"),  # CANN's own runtime, device time per chip (no framework in the way)
     "kirin990-npu": ("paddle-lite+hiai", "v2.8", "Mate 30"),  # the HiAI DDK series with the most networks
-    "t4": ("tensorrt", "7.2.3", ""),  # TensorRT at batch 1, fp32/fp16/int8 of the same networks (mmdeploy)
+    "t4": ("paddle-inference+tensorrt", "", ""),  # TensorRT engines (Paddle's subgraph), fp32/fp16 of 19 networks (PaddleClas)
     "a100": ("tensorrt", "8.4", ""),  # TensorRT trtexec at batch 1, fp32 and int8 (NVIDIA's own examples)
-    "jetson-orin-nano": ("tensorrt", "", ""),  # TensorRT at batch 1, fp32/fp16/int8
+    "jetson-orin-nano": ("tensorrt", ">=8.6", ""),  # TensorRT at batch 1, fp32/fp16/int8 of 6 networks (ArtTRT)
     "arm-a76": ("paddle-lite", "v2.11", "Snapdragon 855"),  # 1 big core, fp32/fp16/int8 of 5 networks
     "arm-a76-4t": ("ncnn", "", "Snapdragon 855+"),  # 4 big cores, fp16/int8 of 9 networks
     "arm-a72": ("ncnn", "", "Raspberry Pi 4"),  # the board of the NB201 raspi4 latencies, fp32/int8 of 9 networks
