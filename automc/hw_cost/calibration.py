@@ -175,7 +175,7 @@ def _fit(
             rows.append(np.eye(n_s)[np.ix_(free, free)] * lam)
             rhs.append(lam * prior[free])
         if np.any(lower[free] > 0):
-            s_free = lsq_linear(np.vstack(rows), np.concatenate(rhs), bounds=(lower[free], np.inf)).x
+            s_free = lsq_linear(np.vstack(rows), np.concatenate(rhs), bounds=(lower[free], np.inf), method="bvls").x
         else:
             s_free, _ = nnls(np.vstack(rows), np.concatenate(rhs), maxiter=100 * n_s)
         s_vec = prior.copy()
