@@ -173,20 +173,21 @@ def write_profile(device: str, profile, heldout: dict, datasheet: dict, out) -> 
     from automc.hw_cost.calibration import save_profile
 
     yaml_path = PROFILES.parent / "devices" / f"{device}.yaml"
-    current = (yaml.safe_load(yaml_path.read_text()) or {}).get("profile")
+    text = yaml_path.read_text()
+    current = (yaml.safe_load(text) or {}).get("profile")
     if current and "published" not in str(current):
         out(f"  profile: kept {current} (fitted to other measurements)")
         return
+    lines = [l for l in text.splitlines() if not l.startswith("profile:")]  # the YAML without its profile
     if heldout["within_25pct"] < datasheet["within_25pct"] + MIN_GAIN or heldout["within_2x"] < datasheet["within_2x"]:
         out(f"  profile: none shipped (held out, the fit is not {MIN_GAIN * 100:.0f} points better than the datasheet)")
         if current:
-            yaml_path.write_text("\n".join(l for l in yaml_path.read_text().splitlines() if not l.startswith("profile:")) + "\n")
+            yaml_path.write_text("\n".join(lines) + "\n")
         return
     path = save_profile(replace(profile, heldout=heldout), PROFILES / f"{device}.published.yaml")
-    line = (f"profile: ../profiles/{path.name}   # fitted to published latencies "
-            "(benchmarks/hw_cost_published.py --write-profiles)")
-    text = [l for l in yaml_path.read_text().splitlines() if not l.startswith("profile:")]
-    yaml_path.write_text("\n".join(text + [line]) + "\n")
+    lines.append(f"profile: ../profiles/{path.name}   # fitted to published latencies "
+                 "(benchmarks/hw_cost_published.py --write-profiles)")
+    yaml_path.write_text("\n".join(lines) + "\n")
     out(f"  profile: wrote {path.relative_to(PROFILES.parents[2])}")
 
 
