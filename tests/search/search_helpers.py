@@ -75,3 +75,41 @@ KILLER_NETS = textwrap.dedent('''
                 os.kill(os.getpid(), signal.SIGKILL)
         return build_model("lenet", num_classes=num_classes, input_shape=(1, 8, 8))
 ''')
+
+
+TWO_PATH_NETS = textwrap.dedent('''
+    """A dense 3x3 stage, then a depthwise-separable stage: devices disagree on which to prune."""
+    from mindspore import nn
+
+
+    class TwoPath(nn.Cell):
+        def __init__(self, num_classes=10, width=32):
+            super().__init__()
+            w, e = width, 4 * width
+            self.conv1 = nn.Conv2d(3, w, 3, pad_mode="same")
+            self.bn1 = nn.BatchNorm2d(w)
+            self.conv2 = nn.Conv2d(w, w, 3, pad_mode="same")
+            self.bn2 = nn.BatchNorm2d(w)
+            self.pw1 = nn.Conv2d(w, e, 1)
+            self.bnp1 = nn.BatchNorm2d(e)
+            self.dw = nn.Conv2d(e, e, 3, pad_mode="same", group=e)
+            self.bnd = nn.BatchNorm2d(e)
+            self.pw2 = nn.Conv2d(e, w, 1)
+            self.bnp2 = nn.BatchNorm2d(w)
+            self.pool = nn.AdaptiveAvgPool2d(1)
+            self.flat = nn.Flatten()
+            self.fc = nn.Dense(w, num_classes)
+            self.relu = nn.ReLU()
+
+        def construct(self, x):
+            x = self.relu(self.bn1(self.conv1(x)))
+            x = self.relu(self.bn2(self.conv2(x)))
+            x = self.relu(self.bnp1(self.pw1(x)))
+            x = self.relu(self.bnd(self.dw(x)))
+            x = self.relu(self.bnp2(self.pw2(x)))
+            return self.fc(self.flat(self.pool(x)))
+
+
+    def build(num_classes=10, input_shape=(3, 64, 64)):
+        return TwoPath(num_classes)
+''')

@@ -14,7 +14,7 @@ import pytest
 import automc
 from automc.config import load_config
 
-from search_helpers import FRAGILE_NETS, KILLER_NETS, write_experiment
+from search_helpers import FRAGILE_NETS, KILLER_NETS, TWO_PATH_NETS, write_experiment
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -265,6 +265,37 @@ def test_device_objectives_constraints_and_extra_devices_reach_mlflow(tmp_path):
     for frozen in _trials(result.config):
         assert set(frozen.constraints) == {"latency@arm-a76 <= 0.04ms"}
         assert frozen.constraints["latency@arm-a76 <= 0.04ms"] <= 0
+
+
+def test_per_device_winners_differ_where_the_fitted_models_disagree_on_depthwise(tmp_path, monkeypatch):
+    """One search, two devices whose profiles were fitted to published latencies: Ascend 310 runs
+    depthwise convolutions at about 1/10 of its 3x3 efficiency, the 4-thread Arm A76 at about 1/2.7.
+    Ascend's winner is the trial that cut the depthwise-separable stage most, the Arm's the one that
+    cut the 3x3 stage most."""
+    from automc.hw_cost.calibration import device_profile
+    from automc.report._analysis import best_per_device
+
+    arm, ascend = "arm-a76-4t", "ascend310"
+    dw_vs_conv = {d: device_profile(d).efficiency["dwconv"] / device_profile(d).efficiency["conv"] for d in (arm, ascend)}
+    assert dw_vs_conv[ascend] < 0.5 * dw_vs_conv[arm]  # the measured effect
+    (tmp_path / "two_path_nets.py").write_text(TWO_PATH_NETS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = write_experiment(tmp_path, name="perdevice", model={"factory": "two_path_nets:build"},
+                            data={"name": "synthetic", "kwargs": {"shape": [3, 64, 64], "num_samples": 200}},
+                            train={"epochs": 1, "lr": 0.05}, finetune={"epochs": 0.2, "lr": 0.02},
+                            compress={"pruning": {"max_ratio": 0.75, "step": 0.05}},
+                            objectives=["accuracy"], constraints=["macs <= 60%"], devices=[arm, ascend],
+                            search={"strategy": "random", "n_trials": 8, "heartbeat_s": 1.0, "pruner": "none"},
+                            export={"formats": [], "max_accuracy_drop": 100.0})
+    result = automc.search(path, log=lambda s: None)
+    winners = {d.device: d.trial for d in best_per_device(result)}
+    assert winners[arm].number != winners[ascend].number
+    for device, other in ((arm, ascend), (ascend, arm)):  # each winner is the faster one on its device
+        assert winners[device].metrics[f"latency@{device}"] < winners[other].metrics[f"latency@{device}"]
+    # the reason: Ascend's winner keeps fewer channels into the depthwise stage, the Arm's fewer in the 3x3 stage
+    cut = {d: winners[d].policy.prune for d in (arm, ascend)}
+    assert cut[ascend].get("pw1", 0) > cut[arm].get("pw1", 0)
+    assert cut[arm].get("conv1", 0) + cut[arm].get("conv2", 0) > cut[ascend].get("conv1", 0) + cut[ascend].get("conv2", 0)
 
 
 @pytest.mark.parametrize("mode", ["ptq", "qat"])
