@@ -13,7 +13,24 @@ for _name in ("lenet", "resnet20", "resnet56", "mobilenetv2", "vgg11", "vgg16"):
     MODELS.register(_name, f"automc.models.zoo:{_name}")
 MODELS.register("mindcv", "automc.models.mindcv:create")
 
-__all__ = ["MODELS", "build_model"]
+__all__ = ["MODELS", "build_model", "data_arguments"]
+
+
+def data_arguments(kwargs: dict[str, Any], num_classes: int, input_shape: Sequence[int]) -> dict[str, Any]:
+    """``model.kwargs`` without ``num_classes``/``input_shape``, which the data set decides: a
+    value the user gives must agree with it (then the factory gets it from the data, unchanged)."""
+    data = {"num_classes": int(num_classes), "input_shape": tuple(int(s) for s in input_shape)}
+    for key, expected in data.items():
+        if key not in kwargs:
+            continue
+        given = kwargs[key]
+        same = tuple(given) == expected if isinstance(given, (list, tuple)) else given == expected
+        if not same:
+            value = expected if key == "num_classes" else list(expected)
+            has = f"{value} classes" if key == "num_classes" else f"samples of shape {value}"
+            raise ConfigError(f"model.kwargs.{key} = {given!r} but the data set has {has}; remove it "
+                              f"(automc passes the data set's value) or set it to {value}")
+    return {k: v for k, v in kwargs.items() if k not in data}
 
 
 def build_model(

@@ -39,10 +39,10 @@ class EvalResult:
 
 
 def build_baseline(config: ExperimentConfig, num_classes: int, input_shape):
-    from automc.models import build_model
+    from automc.models import build_model, data_arguments
 
     return build_model(config.model.name, factory=config.model.factory, num_classes=num_classes,
-                       input_shape=input_shape, **config.model.kwargs)
+                       input_shape=input_shape, **data_arguments(dict(config.model.kwargs), num_classes, input_shape))
 
 
 def network_weights(net) -> dict[str, np.ndarray]:

@@ -187,3 +187,33 @@ def test_passwords_never_reach_the_console_or_the_report(store, cli, tmp_path):
     text = report.read_text()
     assert "user:***@127.0.0.1" in text
     assert "secret" not in out + err + out2 + err2 + text
+
+
+USER_FACTORY = '''
+from mindspore import nn
+
+
+def build(num_classes=10, width=24):
+    return nn.SequentialCell([nn.Conv2d(1, width, 3), nn.ReLU(), nn.Flatten(), nn.Dense(width * 64, num_classes)])
+'''
+
+
+def test_a_factory_given_num_classes_in_its_kwargs_runs_and_a_disagreement_is_one_line(tmp_path):
+    (tmp_path / "user_nets.py").write_text(USER_FACTORY)
+    base = {"name": "userkw", "output_dir": str(tmp_path / "runs"), "data": {"name": "digits"},
+            "train": {"epochs": 1, "lr": 0.05}, "finetune": {"epochs": 0.2, "lr": 0.02},
+            "compress": {"pruning": {"max_ratio": 0.5}}, "objectives": ["accuracy", "macs"],
+            "search": {"strategy": "random", "n_trials": 1, "pruner": "none"}, "export": {"formats": []}}
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump({**base, "model": {"factory": "user_nets:build", "kwargs": {"num_classes": 10, "width": 8}}}))
+    proc = run_cli("search", str(good), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for kwargs, expected in (({"num_classes": 7}, "model.kwargs.num_classes = 7 but the data set has 10 classes"),
+                             ({"input_shape": [3, 8, 8]}, "model.kwargs.input_shape = [3, 8, 8] but the data set has "
+                                                          "samples of shape [1, 8, 8]")):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(yaml.safe_dump({**base, "model": {"factory": "user_nets:build", "kwargs": kwargs}}))
+        for args in (("search", str(bad), "--dry-run"), ("search", str(bad))):
+            proc = run_cli(*args, cwd=tmp_path)
+            lines = proc.stderr.strip().splitlines()
+            assert proc.returncode == 2 and len(lines) == 1 and expected in lines[0], proc.stderr[-2000:]
