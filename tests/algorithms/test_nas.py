@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-ms = pytest.importorskip("mindspore")
+import mindspore as ms
 from mindspore import nn  # noqa: E402
 
 from automc.algorithms import build_compressors  # noqa: E402

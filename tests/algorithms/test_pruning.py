@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+from services import require_module
+
 import mindspore as ms
 from automc.algorithms.pruning import ChannelPruning, prune
 from automc.analysis import build_layer_table
@@ -98,7 +100,7 @@ def test_decisions_cover_prunable_groups_only():
 
 @pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v2_100"])
 def test_mindcv_networks_prune_and_run(arch):
-    pytest.importorskip("mindcv")
+    require_module("mindcv", "mindcv is in the test extras: pip install -e \".[test]\"")
     net = build_model("mindcv", num_classes=10, input_shape=(3, 32, 32), arch=arch)
     table = build_layer_table(net, (3, 32, 32))
     assert len(table.prunable_groups) > 5

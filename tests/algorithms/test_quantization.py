@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-ms = pytest.importorskip("mindspore")
+import mindspore as ms
 from mindspore import nn, ops  # noqa: E402
 
 from automc.algorithms.quantization import (  # noqa: E402

@@ -1,7 +1,6 @@
 """The layer table against hand counts, and the coupling groups the probe finds."""
 
 import numpy as np
-import pytest
 
 from automc.analysis import LayerTable, CouplingGroup, build_layer_table, kept_channels
 from automc.models import build_model

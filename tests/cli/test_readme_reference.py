@@ -19,8 +19,6 @@ def test_readme_holds_the_generated_device_list():
 
 
 def test_the_reference_covers_every_key_of_the_schema():
-    from pydantic import BaseModel
-
     from automc.config import ExperimentConfig
 
     text = ref.render_reference()

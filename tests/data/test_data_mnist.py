@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import gzip
-import os
 import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from services import missing
 
 from automc.data import load_dataset
 from automc.errors import ConfigError
@@ -108,9 +109,7 @@ def test_fashion_mnist_from_the_debian_package():
     from automc.data.mnist import FASHION_MNIST_PATH
 
     if not Path(FASHION_MNIST_PATH).is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{FASHION_MNIST_PATH} missing in CI; .ci/run installs dataset-fashion-mnist")
-        pytest.skip("apt-get install dataset-fashion-mnist to run this test")
+        missing(f"{FASHION_MNIST_PATH} missing: apt-get install dataset-fashion-mnist (.ci/run installs it)")
     s = load_dataset("fashion_mnist", max_samples=2000, seed=0)
     assert len(s.train) + len(s.val) + len(s.test) == 2000
     assert s.input_shape == (1, 28, 28) and s.class_names == FASHION

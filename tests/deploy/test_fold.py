@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from services import require_module
 from mindspore import Tensor, nn
 
 import deploy_nets
@@ -67,7 +69,7 @@ def test_fold_refuses_and_restores_when_conv_output_is_shared():
 
 
 def test_fold_mindcv_resnet18():
-    mindcv = pytest.importorskip("mindcv")
+    mindcv = require_module("mindcv", "mindcv is in the test extras: pip install -e \".[test]\"")
     import mindspore as ms
 
     ms.set_seed(0)

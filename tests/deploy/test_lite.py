@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from services import require_module
+
 import deploy_nets
 from automc.errors import DeployError
 
@@ -144,7 +146,7 @@ def test_weight_quantized_ms_does_not_run_in_lite_2_0(exported, tmp_path, toolch
 
 
 def test_mindcv_resnet18_converts_and_matches(tmp_path, toolchain):
-    mindcv = pytest.importorskip("mindcv")
+    mindcv = require_module("mindcv", "mindcv is in the test extras: pip install -e \".[test]\"")
     import mindspore as ms
 
     from automc.deploy import check_ms_parity, convert_to_ms, export_mindir

@@ -8,7 +8,6 @@ from automc.hw_cost.host import machine_key, micro_network, micro_table
 
 
 def test_measure_latency_of_a_tiny_network():
-    pytest.importorskip("mindspore")
     from automc.hw_cost import measure_latency_ms
 
     net = micro_network("conv", 8, 8, 3, 1, 16)
@@ -22,7 +21,6 @@ def test_machine_key_is_stable():
 
 
 def test_micro_benchmark_tables_match_their_networks():
-    pytest.importorskip("mindspore")
     from automc.analysis import build_layer_table
     from automc.hw_cost.host import micro_benchmarks
 
@@ -61,7 +59,6 @@ def test_ragged_input_channels_cost_a_repack_pass_on_the_host():
 @pytest.mark.slow
 def test_networks_timed_in_mindspore_lite_rank_by_size():
     """Real MindSpore Lite: export, convert and time interleaved; a 4x wider conv is slower."""
-    pytest.importorskip("mindspore")
     from automc.hw_cost.host import time_networks
 
     small, big = micro_network("conv", 16, 16, 3, 1, 32), micro_network("conv", 64, 64, 3, 1, 32)

@@ -9,8 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from services import missing, require_module
+
 
 def _pg_bin(name: str) -> str | None:
+    """``name`` from ``AUTOMC_TEST_PG_BIN`` (a folder) if set, else from PATH or Debian's folders."""
+    if os.environ.get("AUTOMC_TEST_PG_BIN"):
+        path = Path(os.environ["AUTOMC_TEST_PG_BIN"]) / name
+        return str(path) if path.exists() else None
     found = shutil.which(name)
     if found:
         return found
@@ -25,12 +31,12 @@ def postgres_url():
     """A throw-away PostgreSQL cluster on 127.0.0.1 (``.ci/run`` installs the server)."""
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if not (initdb and pg_ctl):
-        pytest.skip("PostgreSQL server not installed (apt-get install postgresql); .ci/run installs it")
-    pytest.importorskip("psycopg", reason="psycopg (SQLAlchemy's default PostgreSQL driver) is in the test extras")
+        missing("PostgreSQL server not installed (apt-get install postgresql); .ci/run installs it")
+    require_module("psycopg", "psycopg (SQLAlchemy's default PostgreSQL driver) is in the test extras")
     as_user: list[str] = []
     if os.geteuid() == 0:  # initdb refuses to run as root
         if not shutil.which("runuser"):
-            pytest.skip("running as root without runuser: cannot start PostgreSQL as an unprivileged user")
+            missing("running as root without runuser: cannot start PostgreSQL as an unprivileged user")
         as_user = ["runuser", "-u", "postgres", "--"]
     data = Path(tempfile.mkdtemp(prefix="automc-pg-"))
     if as_user:

@@ -1,6 +1,5 @@
 """AMC-style projection: a policy over a cost budget is moved onto it before any training."""
 
-import numpy as np
 import pytest
 
 from automc.analysis import build_layer_table

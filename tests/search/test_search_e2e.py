@@ -175,7 +175,6 @@ def test_two_processes_share_one_study_without_duplicates(tmp_path):
 
 
 def test_ray_backend_runs_trials_in_parallel_workers(tmp_path):
-    pytest.importorskip("ray")
     path = write_experiment(tmp_path, name="ray", execution={"backend": "ray", "workers": 2},
                             search={"n_trials": 4, "heartbeat_s": 1.0})
     result = automc.search(path, log=lambda s: None)
@@ -187,7 +186,6 @@ def test_ray_backend_runs_trials_in_parallel_workers(tmp_path):
 def test_a_ray_worker_that_dies_fails_its_trial_and_is_replaced(tmp_path, monkeypatch):
     """SIGKILL of a worker process mid-search: its trial is FAIL with the reason, a new worker
     takes over, and the search still finishes every requested trial."""
-    pytest.importorskip("ray")
     (tmp_path / "killer_nets.py").write_text(KILLER_NETS)
     marker = tmp_path / "killed.pid"
     monkeypatch.syspath_prepend(str(tmp_path))

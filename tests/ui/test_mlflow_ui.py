@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -19,11 +18,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from services import missing, require_module
+
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+CHROMIUM = os.environ.get("AUTOMC_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("AUTOMC_TEST_CHROMEDRIVER", "/usr/bin/chromedriver")
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--window-size=1600,1000")
@@ -31,11 +33,8 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 
 def _browser_or_skip():
     if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
-        pytest.skip(f"headless Chromium not installed ({CHROMIUM}, {CHROMEDRIVER}); run .ci/install-browser.sh")
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        pytest.skip("selenium not installed; run .ci/install-browser.sh (pip install selenium)")
+        missing(f"headless Chromium not installed ({CHROMIUM}, {CHROMEDRIVER}); run .ci/install-browser.sh")
+    require_module("selenium", "selenium not installed; run .ci/install-browser.sh (pip install selenium)")
 
 
 @pytest.fixture(scope="module")
