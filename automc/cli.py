@@ -170,6 +170,10 @@ def export(
         _out(f"{key:>7}: {path}")
     if done.mlflow_run:
         _out(f"logged to MLflow run {done.mlflow_run} under exports/trial-{done.trial:04d}/")
+    if done.errors:  # the other formats were written and checked; say which failed, exit 1
+        failed = "; ".join(f"{fmt}: {why}" for fmt, why in done.errors.items())
+        print(mask_secrets(f"error: {len(done.errors)} of {len(fmts)} formats failed ({failed})"), file=sys.stderr)
+        raise typer.Exit(1)
 
 
 @app.command(short_help="Known devices and their key figures.")
@@ -229,7 +233,7 @@ def init(path: Path = typer.Argument(Path("experiment.yaml"), help="where to wri
 def main(argv: Optional[List[str]] = None) -> None:
     _quiet_libraries()
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)  # click returns typer.Exit's code here
     except AutomcError as exc:
         print(f"error: {mask_secrets(str(exc))}", file=sys.stderr)
         sys.exit(2)
@@ -250,6 +254,8 @@ def main(argv: Optional[List[str]] = None) -> None:
 
         print(mask_secrets(traceback.format_exc()), file=sys.stderr, end="")  # a bug: full trace, no secrets
         sys.exit(1)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ def check_onnx_parity(net, onnx_path: str | Path, inputs: np.ndarray) -> ParityR
     try:
         import onnxruntime as ort
     except ImportError:
-        raise DeployError("ONNX parity needs onnxruntime: pip install onnxruntime") from None
+        raise DeployError("ONNX parity needs onnxruntime: pip install -e '.[onnx]' (or pip install onnxruntime)") from None
     x = as_batch(inputs)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from automc.config import ExperimentConfig
+from automc.deploy.formats import FORMATS, export_formats
 from automc.errors import AutomcError
 
-FORMATS = ("mindir", "onnx", "ms")
 
 
 @dataclass
@@ -21,6 +21,7 @@ class TrialExport:
     files: dict[str, Path] = field(default_factory=dict)
     parity: dict[str, str] = field(default_factory=dict)   # format -> parity report line
     max_abs_diff: dict[str, float] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)   # format -> why it failed (the others still ran)
     mlflow_run: str = ""
 
 
@@ -77,29 +78,13 @@ def export_trial(config: ExperimentConfig, *, trial: int | None = None, formats:
     policy_path.write_text(record.policy.to_json())
     done.files["policy"] = policy_path
 
-    def _record(fmt: str, path: Path, report) -> None:
-        done.files[fmt] = Path(path)
-        done.parity[fmt] = str(report)
-        done.max_abs_diff[fmt] = float(report.max_abs_diff)
-        log(str(report))
-        if not report.ok(1e-4):
-            log(f"warning: the {fmt} outputs differ from the in-memory network by more than 1e-4")
-
-    if "mindir" in formats or "ms" in formats:
-        from automc.deploy.mindir import check_mindir_parity, export_mindir
-
-        path = export_mindir(net, sample, stem.with_suffix(".mindir"))
-        _record("mindir", path, check_mindir_parity(net, path, check_x))
-    if "onnx" in formats:
-        from automc.deploy.onnx import check_onnx_parity, export_onnx
-
-        path = export_onnx(net, sample, stem.with_suffix(".onnx"))
-        _record("onnx", path, check_onnx_parity(net, path, check_x))
-    if "ms" in formats:
-        from automc.deploy import lite
-
-        path = lite.convert_to_ms(done.files["mindir"], stem.with_suffix(".ms"))
-        _record("ms", path, lite.check_ms_parity(net, path, check_x))
+    for fmt, outcome in export_formats(net, formats, stem, sample, check_x, log=log).items():
+        if outcome.ok:
+            done.files[fmt] = outcome.path
+            done.parity[fmt] = str(outcome.report)
+            done.max_abs_diff[fmt] = float(outcome.report.max_abs_diff)
+        else:
+            done.errors[fmt] = outcome.error
 
     if mlflow:
         from automc.report._mlflow import SearchRuns
@@ -107,5 +92,6 @@ def export_trial(config: ExperimentConfig, *, trial: int | None = None, formats:
         runs = SearchRuns(config)
         done.mlflow_run = runs.parent_for_trial(record.number)
         runs.log_files(done.mlflow_run, list(done.files.values()), f"exports/trial-{record.number:04d}")
-        runs.client.set_tag(done.mlflow_run, f"automc.exported.trial-{record.number:04d}", ",".join(formats))
+        runs.client.set_tag(done.mlflow_run, f"automc.exported.trial-{record.number:04d}",
+                            ",".join(f for f in formats if f in done.files))
     return done

@@ -96,7 +96,8 @@ def export_best(result: SearchResult, prepared, tracker, *, log: Callable[[str],
     that network is exported; ``summary.json`` then holds its test accuracy as ``test_accuracy`` and
     the trial checkpoint's as ``test_accuracy_before_final_finetune``. Without it neither that field
     nor ``export/best_final.ckpt`` exist (a stale one is removed)."""
-    from automc.deploy.mindir import check_mindir_parity, export_mindir
+    from automc.deploy.formats import export_formats
+    from automc.deploy.mindir import export_mindir
 
     config, best = result.config, result.best
     data = prepared.context.data
@@ -138,34 +139,18 @@ def export_best(result: SearchResult, prepared, tracker, *, log: Callable[[str],
         breakdown_path.write_text(breakdown)
         artifacts["layer_latency"] = str(breakdown_path)
 
-    if "mindir" in config.export.formats or "ms" in config.export.formats:
-        path = export_mindir(net, sample, out / "best.mindir")
-        report = check_mindir_parity(net, path, check_x)
-        log(f"MindIR round-trip (mindspore.load + nn.GraphCell): {report}")
-        if not report.ok(1e-4):
-            log("warning: the MindIR outputs differ from the in-memory network by more than 1e-4")
-        artifacts["mindir"] = str(path)
-        artifacts["mindir_max_abs_diff"] = f"{report.max_abs_diff:.3g}"
+    outcomes = export_formats(net, config.export.formats, out / "best", sample, check_x, log=log)
+    for fmt, outcome in outcomes.items():
+        if outcome.ok:
+            artifacts[fmt] = str(outcome.path)
+            artifacts[f"{fmt}_max_abs_diff"] = f"{outcome.report.max_abs_diff:.3g}"
+        else:
+            artifacts[f"{fmt}_error"] = outcome.error
+    if outcomes.get("mindir") and outcomes["mindir"].ok:
         base_path = export_mindir(evaluator.baseline, sample, out / "baseline.mindir")
         artifacts["baseline_mindir"] = str(base_path)
         result.baseline["file_bytes"] = Path(base_path).stat().st_size
-        best.metrics["file_bytes"] = Path(path).stat().st_size
-    if "onnx" in config.export.formats:
-        from automc.deploy.onnx import check_onnx_parity, export_onnx
-
-        path = export_onnx(net, sample, out / "best.onnx")
-        report = check_onnx_parity(net, path, check_x)
-        log(f"ONNX parity (onnxruntime): {report}")
-        artifacts["onnx"] = str(path)
-        artifacts["onnx_max_abs_diff"] = f"{report.max_abs_diff:.3g}"
-    if "ms" in config.export.formats:
-        from automc.deploy import lite
-
-        ms_path = lite.convert_to_ms(artifacts["mindir"], out / "best.ms")
-        report = lite.check_ms_parity(net, ms_path, check_x)
-        log(f"MindSpore Lite .ms (real Lite runtime): {report}")
-        artifacts["ms"] = str(ms_path)
-        artifacts["ms_max_abs_diff"] = f"{report.max_abs_diff:.3g}"
+        best.metrics["file_bytes"] = outcomes["mindir"].path.stat().st_size
 
     summary = {"baseline": result.baseline, "best": {"trial": best.number, **best.metrics, **final},
                "policy": best.policy.to_dict(), "artifacts": artifacts}

@@ -217,3 +217,25 @@ def test_a_factory_given_num_classes_in_its_kwargs_runs_and_a_disagreement_is_on
             proc = run_cli(*args, cwd=tmp_path)
             lines = proc.stderr.strip().splitlines()
             assert proc.returncode == 2 and len(lines) == 1 and expected in lines[0], proc.stderr[-2000:]
+
+
+def test_one_formats_missing_dependency_does_not_stop_the_others(store, tmp_path):
+    """As right after ``pip install -e .`` (no onnxruntime): MindIR and .ms are still written and
+    checked, ONNX reports its own failure with the extra to install, exit code 1."""
+    path, result = store
+    blocked = tmp_path / "site"
+    blocked.mkdir()
+    (blocked / "onnxruntime.py").write_text('raise ImportError("No module named \'onnxruntime\'")\n')
+    import os
+
+    env_path = os.pathsep.join([str(blocked), os.environ.get("PYTHONPATH", "")])
+    trial = result.trials[0].number
+    proc = run_cli("export", str(path), "--trial", str(trial), "--format", "mindir,onnx,ms", "--no-mlflow",
+                   "--out", str(tmp_path / "out"), env={"PYTHONPATH": env_path})
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "mindir parity" in proc.stdout and "ms parity" in proc.stdout and "onnx: FAILED" in proc.stdout
+    stem = tmp_path / "out" / f"trial-{trial:04d}"
+    assert stem.with_suffix(".mindir").stat().st_size > 1000 and stem.with_suffix(".ms").stat().st_size > 1000
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: 1 of 3 formats failed (onnx: ONNX parity needs onnxruntime")
+    assert "pip install -e '.[onnx]'" in lines[0] and "Traceback" not in proc.stderr

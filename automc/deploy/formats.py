@@ -1,0 +1,81 @@
+"""Export one network to several formats, each checked against the network on its own: a format
+whose tool or dependency is missing reports its own failure and never stops the others."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from automc.deploy._parity import ParityReport
+from automc.errors import AutomcError
+
+FORMATS = ("mindir", "onnx", "ms")
+PARITY_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class FormatOutcome:
+    """What exporting one format gave: its file and parity, or why it failed (``error``)."""
+
+    format: str
+    path: Path | None = None
+    report: ParityReport | None = None
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+    def line(self) -> str:
+        if self.error:
+            kept = f" ({self.path} written, unchecked)" if self.path is not None and self.path.exists() else ""
+            return f"{self.format}: FAILED: {self.error}{kept}"
+        return str(self.report)
+
+
+def _mindir(net, sample, stem: Path, check_x) -> tuple[Path, ParityReport]:
+    from automc.deploy.mindir import check_mindir_parity, export_mindir
+
+    path = export_mindir(net, sample, stem.with_suffix(".mindir"))
+    return path, check_mindir_parity(net, path, check_x)
+
+
+def _onnx(net, sample, stem: Path, check_x) -> tuple[Path, ParityReport]:
+    from automc.deploy.onnx import check_onnx_parity, export_onnx
+
+    path = export_onnx(net, sample, stem.with_suffix(".onnx"))
+    return path, check_onnx_parity(net, path, check_x)
+
+
+def export_formats(net, formats: Sequence[str], stem: Path, sample: np.ndarray, check_x: np.ndarray, *,
+                   log: Callable[[str], None] = print) -> dict[str, FormatOutcome]:
+    """Export ``net`` (already in its deployment form) to ``stem.<format>`` for each of ``formats``
+    (``ms`` converts the MindIR, which is then written too) and check each file's outputs on
+    ``check_x``. Returns format -> outcome, in the order mindir, onnx, ms; logs one line each."""
+    wanted = [f for f in FORMATS if f in formats or (f == "mindir" and "ms" in formats)]
+    out: dict[str, FormatOutcome] = {}
+    for fmt in wanted:
+        path = stem.with_suffix(f".{fmt}")
+        try:
+            if fmt == "mindir":
+                path, report = _mindir(net, sample, stem, check_x)
+            elif fmt == "onnx":
+                path, report = _onnx(net, sample, stem, check_x)
+            else:
+                from automc.deploy import lite
+
+                if not out["mindir"].ok:
+                    raise AutomcError("needs the MindIR export, which failed")
+                path = lite.convert_to_ms(out["mindir"].path, path)
+                report = lite.check_ms_parity(net, path, check_x)
+        except (AutomcError, ImportError) as exc:
+            out[fmt] = FormatOutcome(fmt, path, error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        else:
+            out[fmt] = FormatOutcome(fmt, Path(path), report)
+            if not report.ok(PARITY_TOLERANCE):
+                log(f"warning: the {fmt} outputs differ from the in-memory network by more than {PARITY_TOLERANCE:g}")
+        log(out[fmt].line())
+    return out
