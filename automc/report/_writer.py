@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from automc import __version__
+from automc._files import write_text_atomic
 from automc.config import mask_secrets
 from automc.policy import Policy
 from automc.report import _analysis as A
@@ -247,9 +248,7 @@ def write_report(result: SearchResult, *, fmt: Format = "html", out_dir: str | P
     content = build(result)
     path = out / f"report.{fmt}"
     text = to_html(content, plots) if fmt == "html" else to_markdown(content, plots, out)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(mask_secrets(text))
-    tmp.replace(path)
+    write_text_atomic(path, mask_secrets(text))
     if mlflow:
         _log(result, [*plots.values()], path, tracker)
     return path

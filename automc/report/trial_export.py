@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+from automc._files import write_text_atomic
 from automc.config import ExperimentConfig
 from automc.deploy.formats import FORMATS, export_formats
 from automc.errors import AutomcError
@@ -74,9 +75,7 @@ def export_trial(config: ExperimentConfig, *, trial: int | None = None, formats:
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"trial-{record.number:04d}"
     done = TrialExport(trial=record.number)
-    policy_path = out / "policy.json"
-    policy_path.write_text(record.policy.to_json())
-    done.files["policy"] = policy_path
+    done.files["policy"] = write_text_atomic(out / "policy.json", record.policy.to_json())
 
     for fmt, outcome in export_formats(net, formats, stem, sample, check_x, log=log).items():
         if outcome.ok:

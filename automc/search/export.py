@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from automc._files import folder_lock, write_text_atomic
 from automc.errors import AutomcError, TrialFailed
 from automc.search.evaluate import Evaluator, settings_from
 from automc.search.result import FINAL_CHECKPOINT, SearchResult, trial_network
@@ -56,15 +57,15 @@ def pareto_rows(result: SearchResult) -> list[dict]:
 def log_pareto_front(result: SearchResult, tracker) -> Path:
     """Write the Pareto front as CSV next to the exports and log it to the search's parent run."""
     import csv
+    import io
 
     rows = pareto_rows(result)
-    path = result.config.out_path / "export" / "pareto_front.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
     keys = list(dict.fromkeys(k for row in rows for k in row))
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(rows)
+    path = write_text_atomic(result.config.out_path / "export" / "pareto_front.csv", text.getvalue())
     tracker.log_artifact(path)
     return path
 
@@ -89,13 +90,72 @@ def final_finetune(net, evaluator: Evaluator, path: Path) -> float:
     return accuracy(net, data.val.x, data.val.y)
 
 
+#: summary.json fields of the winner that only its export computes (restored when an export is reused)
+EXPORT_METRICS = ("test_accuracy", "file_bytes")
+#: summary.json fields of the winner that the final fine-tune adds
+FINAL_FIELDS = ("test_accuracy_before_final_finetune", "val_accuracy_after_final_finetune", "final_finetune_epochs")
+
+
+def export_fingerprint(result: SearchResult) -> dict:
+    """What an export depends on: the winner, how many trials the study had finished, the formats
+    and the final fine-tune. Equal fingerprint = the files in ``export/`` are this export."""
+    config = result.config
+    return {"best_trial": result.best.number,
+            "finished_trials": sum(t.state in ("COMPLETE", "FAIL", "PRUNED") for t in result.trials),
+            "formats": sorted(config.export.formats),
+            "final_finetune": config.export.final_finetune.model_dump() if config.export.final_finetune else None}
+
+
+def _reusable(out: Path, fingerprint: dict) -> dict | None:
+    """``export/summary.json`` if it records an export with this fingerprint whose files all exist."""
+    try:
+        summary = json.loads((out / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    files = [v for k, v in summary.get("artifacts", {}).items() if not k.endswith(("_max_abs_diff", "_error"))]
+    if summary.get("fingerprint") != fingerprint or not all(Path(f).exists() for f in files):
+        return None
+    return summary
+
+
 def export_best(result: SearchResult, prepared, tracker, *, log: Callable[[str], None] = print) -> dict[str, str]:
     """Export the winner (and the baseline, for comparison) to the configured formats; log artifacts.
 
+    Call it holding ``folder_lock(<out>/export)``: processes sharing the study export the winner
+    once per finished study (whichever finishes first; the others find its ``summary.json`` with
+    the same :func:`export_fingerprint` and reuse the files), every file written aside and renamed.
     With ``export.final_finetune`` the winner is first fine-tuned further (``final_finetune``) and
     that network is exported; ``summary.json`` then holds its test accuracy as ``test_accuracy`` and
     the trial checkpoint's as ``test_accuracy_before_final_finetune``. Without it neither that field
     nor ``export/best_final.ckpt`` exist (a stale one is removed)."""
+    config, best = result.config, result.best
+    out = config.out_path / "export"
+    fingerprint = export_fingerprint(result)
+    summary = _reusable(out, fingerprint)
+    if summary is not None:
+        log(f"export: trial {best.number} is already exported for this study ({out / 'summary.json'})")
+        result.baseline.update({k: v for k, v in summary["baseline"].items() if k not in result.baseline})
+        best.metrics.update({k: summary["best"][k] for k in EXPORT_METRICS if k in summary["best"]})
+        final = {k: summary["best"][k] for k in FINAL_FIELDS if k in summary["best"]}
+        artifacts = dict(summary["artifacts"])
+    else:
+        artifacts, final = _export(result, prepared, fingerprint, log)
+    for key in ("policy", "layer_table", "layer_latency", "summary", "final_checkpoint", "mindir", "onnx", "ms"):
+        if key in artifacts:
+            tracker.log_artifact(Path(artifacts[key]), "best")
+    tracker.log_artifact(prepared.baseline_checkpoint, "baseline")
+    tracker.log_metrics(tracker.parent_id, {"best_accuracy": best.metrics["accuracy"],
+                                            "best_test_accuracy": best.metrics["test_accuracy"],
+                                            "best_trial": best.number,
+                                            **{f"best_{k}": v for k, v in final.items()}})
+    if final:
+        tracker.log_params(tracker.parent_id, {f"final_finetune.{k}": v
+                                               for k, v in config.export.final_finetune.model_dump().items()})
+    return artifacts
+
+
+def _export(result: SearchResult, prepared, fingerprint: dict, log: Callable[[str], None]) -> tuple[dict, dict]:
+    """Write the winner's files and ``summary.json``; (artifacts, final fine-tune fields)."""
     from automc.deploy.formats import export_formats
     from automc.deploy.mindir import export_mindir
 
@@ -127,17 +187,12 @@ def export_best(result: SearchResult, prepared, tracker, *, log: Callable[[str],
         final_path.unlink(missing_ok=True)  # an earlier export's; summary.json no longer refers to it
     best.metrics["test_accuracy"] = best_test
 
-    policy_path = out / "best_policy.json"
-    policy_path.write_text(best.policy.to_json())
-    artifacts["policy"] = str(policy_path)
-    table_path = out / "best_layer_table.json"
-    table_path.write_text(json.dumps(prepared.context.table.rows(), indent=2))
-    artifacts["layer_table"] = str(table_path)
+    artifacts["policy"] = str(write_text_atomic(out / "best_policy.json", best.policy.to_json()))
+    artifacts["layer_table"] = str(write_text_atomic(out / "best_layer_table.json",
+                                                     json.dumps(prepared.context.table.rows(), indent=2)))
     breakdown = layer_latency_breakdown(prepared, best.policy)
     if breakdown:
-        breakdown_path = out / "best_layer_latency.csv"
-        breakdown_path.write_text(breakdown)
-        artifacts["layer_latency"] = str(breakdown_path)
+        artifacts["layer_latency"] = str(write_text_atomic(out / "best_layer_latency.csv", breakdown))
 
     outcomes = export_formats(net, config.export.formats, out / "best", sample, check_x, log=log)
     for fmt, outcome in outcomes.items():
@@ -152,18 +207,38 @@ def export_best(result: SearchResult, prepared, tracker, *, log: Callable[[str],
         result.baseline["file_bytes"] = Path(base_path).stat().st_size
         best.metrics["file_bytes"] = outcomes["mindir"].path.stat().st_size
 
-    summary = {"baseline": result.baseline, "best": {"trial": best.number, **best.metrics, **final},
-               "policy": best.policy.to_dict(), "artifacts": artifacts}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     artifacts["summary"] = str(out / "summary.json")
-    for key in ("policy", "layer_table", "layer_latency", "summary", "final_checkpoint", "mindir", "onnx", "ms"):
-        if key in artifacts:
-            tracker.log_artifact(Path(artifacts[key]), "best")
-    tracker.log_artifact(prepared.baseline_checkpoint, "baseline")
-    tracker.log_metrics(tracker.parent_id, {"best_accuracy": best.metrics["accuracy"],
-                                            "best_test_accuracy": best_test, "best_trial": best.number,
-                                            **{f"best_{k}": v for k, v in final.items()}})
-    if final:
-        tracker.log_params(tracker.parent_id, {f"final_finetune.{k}": v
-                                               for k, v in config.export.final_finetune.model_dump().items()})
+    summary = {"baseline": result.baseline, "best": {"trial": best.number, **best.metrics, **final},
+               "policy": best.policy.to_dict(), "artifacts": artifacts, "fingerprint": fingerprint}
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, default=str))
+    return artifacts, final
+
+
+def finish_study(result: SearchResult, prepared, tracker, *, log: Callable[[str], None] = print) -> dict[str, str]:
+    """After the search loop: the Pareto front, the winner's export, the uniform reference and the
+    report, holding the export folder's lock (processes sharing the study take turns; the winner's
+    export and the uniform reference are done once per finished study)."""
+    from automc.report import write_report
+
+    config = result.config
+    out = config.out_path / "export"
+    artifacts: dict[str, str] = {}
+    with folder_lock(out):
+        artifacts["pareto_front"] = str(log_pareto_front(result, tracker))
+        if result.best is not None:
+            artifacts.update(export_best(result, prepared, tracker, log=log))
+            if config.export.compare_uniform:
+                from automc.search.reference import FILE, uniform_reference
+
+                reference = uniform_reference(result, prepared, log=log)
+                if reference is not None:
+                    artifacts["uniform_reference"] = str(out / FILE)
+                    tracker.log_artifact(out / FILE, "best")
+                    tracker.log_metrics(tracker.parent_id, {f"uniform_{k}": v for k, v in reference.items()
+                                                            if k.endswith("accuracy")})
+        result.artifacts.update(artifacts)  # the report reads them
+        try:  # plots and report are a convenience: never lose a finished search to them
+            artifacts["report"] = str(write_report(result, tracker=tracker))
+        except Exception as exc:  # noqa: BLE001
+            log(f"warning: report not written ({type(exc).__name__}: {exc}); `automc report` retries")
     return artifacts

@@ -31,8 +31,9 @@ def _budget(result, prepared) -> tuple[list[Constraint], str]:
 
 def uniform_reference(result, prepared, *, log: Callable[[str], None] = print) -> dict[str, Any] | None:
     """Evaluate the uniform policy at the winner's budget; write and return its record."""
+    from automc._files import write_text_atomic
     from automc.search.evaluate import Evaluator
-    from automc.search.export import final_finetune
+    from automc.search.export import export_fingerprint, final_finetune
     from automc.search.objectives import cost_metrics
     from automc.search.runner import tracked_cost_metrics
     from automc.search.strategies._uniform import uniform_at_budget
@@ -41,6 +42,11 @@ def uniform_reference(result, prepared, *, log: Callable[[str], None] = print) -
     if result.best is None or not any(d.section in ("prune", "w_bits") for d in prepared.space.decisions):
         return None
     config, ctx = result.config, prepared.context
+    fingerprint = export_fingerprint(result)
+    previous = read_reference(config.out_path)
+    if previous is not None and previous.get("fingerprint") == fingerprint:  # another process of the study did it
+        log(f"uniform reference: already evaluated for this study ({config.out_path / 'export' / FILE})")
+        return previous
     cons, budget_text = _budget(result, prepared)
     policy = uniform_at_budget(ctx.table, prepared.space.decisions, cons, order_by=cons[0].metric)
     out = config.out_path / "export"
@@ -61,8 +67,8 @@ def uniform_reference(result, prepared, *, log: Callable[[str], None] = print) -
         best_test = result.best.metrics.get("test_accuracy")
         log(f"uniform reference at {budget_text}: test accuracy {record['test_accuracy']:.2f}%"
             + (f" (winner {best_test:.2f}%, {best_test - record['test_accuracy']:+.2f} points)" if best_test else ""))
-    out.mkdir(parents=True, exist_ok=True)
-    (out / FILE).write_text(json.dumps(record, indent=2))
+    record["fingerprint"] = fingerprint
+    write_text_atomic(out / FILE, json.dumps(record, indent=2))
     return record
 
 

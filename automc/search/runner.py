@@ -180,26 +180,9 @@ def run_search(
     result = collect_result(config, study, prepared)
     tracker.log_metrics(tracker.parent_id, {"finetune_epochs_total": sum(t.metrics.get("finetune_epochs", 0.0)
                                                                          for t in result.trials)})
-    from automc.search.export import export_best, log_pareto_front
+    from automc.search.export import finish_study
 
-    result.artifacts["pareto_front"] = str(log_pareto_front(result, tracker))
-    if result.best is not None:
-        result.artifacts.update(export_best(result, prepared, tracker, log=log))
-        if config.export.compare_uniform:
-            from automc.search.reference import FILE, uniform_reference
-
-            reference = uniform_reference(result, prepared, log=log)
-            if reference is not None:
-                result.artifacts["uniform_reference"] = str(out / "export" / FILE)
-                tracker.log_artifact(out / "export" / FILE, "best")
-                tracker.log_metrics(tracker.parent_id, {f"uniform_{k}": v for k, v in reference.items()
-                                                        if k.endswith("accuracy")})
-    from automc.report import write_report
-
-    try:  # plots and report are a convenience: never lose a finished search to them
-        result.artifacts["report"] = str(write_report(result, tracker=tracker))
-    except Exception as exc:  # noqa: BLE001
-        log(f"warning: report not written ({type(exc).__name__}: {exc}); `automc report` retries")
+    result.artifacts.update(finish_study(result, prepared, tracker, log=log))
     tracker.end_search(status)
     result.artifacts["tracking_uri"] = tracker.tracking_uri
     return result

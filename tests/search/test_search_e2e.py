@@ -174,6 +174,27 @@ def test_two_processes_share_one_study_without_duplicates(tmp_path):
     assert all("trial" in o for o in outs)  # both processes evaluated trials
 
 
+def test_processes_finishing_one_study_export_its_winner_once(tmp_path):
+    """Five rounds of two processes finishing the same study together (one more trial each round,
+    so each round has a new finished study): both exit 0, exactly one exports, the other reuses
+    its files, and every export file is whole."""
+    path = write_experiment(tmp_path, name="race", search={"n_trials": 1, "heartbeat_s": 1.0, "strategy": "random"},
+                            export={"formats": ["mindir", "onnx"], "max_accuracy_drop": 100.0})
+    automc.search(path, log=lambda s: None)
+    export = load_config(path).out_path / "export"
+    for n in range(2, 7):
+        procs = [_cli(path, "--trials", str(n)), _cli(path, "--trials", str(n))]
+        outs = [p.communicate(timeout=600)[0] for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], outs
+        reused = ["already exported for this study" in o for o in outs]
+        assert sorted(reused) == [False, True], outs
+        summary = json.loads((export / "summary.json").read_text())
+        assert summary["fingerprint"]["finished_trials"] == n
+        for fmt in ("mindir", "onnx"):
+            assert Path(summary["artifacts"][fmt]).stat().st_size > 1000
+        assert not list(export.glob("*.tmp*")) and not list(export.glob(".*.tmp"))
+
+
 def test_ray_backend_runs_trials_in_parallel_workers(tmp_path):
     path = write_experiment(tmp_path, name="ray", execution={"backend": "ray", "workers": 2},
                             search={"n_trials": 4, "heartbeat_s": 1.0})
