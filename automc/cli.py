@@ -45,6 +45,19 @@ def _out(text: str = "") -> None:
     Console(highlight=False, soft_wrap=True).print(mask_secrets(str(text)), markup=False)
 
 
+def _stop_cleanly_on_signals() -> None:
+    """SIGTERM and SIGHUP stop a search like Ctrl-C (``KeyboardInterrupt``: trials in flight failed
+    and re-queued, the parent run closed as KILLED). This is also what makes Ctrl-C work at all:
+    MindSpore's runtime installs its own SIGINT handler, which turns SIGINT into SIGTERM."""
+    import signal
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop)
+
+
 def _load(path: Path):
     from automc.config import load_config
 
@@ -83,6 +96,7 @@ def search(
     from automc.search.runner import run_search
     from automc.search.summary import summary_text
 
+    _stop_cleanly_on_signals()
     result = run_search(config, n_trials=trials, resume=resume, log=_out)
     _out(summary_text(result))
     _out(f"\nnext: automc report {experiment}  |  automc export {experiment} --trial N --format mindir,onnx")

@@ -32,7 +32,8 @@ from automc.search.objectives import (Constraint, Metric, cost_metrics, parse_co
                                      resolve_constraints)
 from automc.search.result import SearchResult, TrialRecord
 from automc.search.selection import pareto_front, select_best, select_metric
-from automc.search.study import Heartbeat, ask_within, counts, fail_stale, finished, open_study, storage_url
+from automc.search.study import (Heartbeat, ask_within, counts, fail_stale, finished, open_study,
+                                 release_interrupted, storage_url)
 from automc.search.space import SearchSpace
 from automc.search.strategies import enqueue_once, make_strategy
 
@@ -231,6 +232,12 @@ def _drive(study, prepared: Prepared, executor, tracker, n_trials: int, log: Log
                 trials = _tell(study, trial, policy, costs, outcome, prepared, tracker, time.perf_counter() - t0,
                                n_trials, log)
                 heartbeat.remove(trial)
+    except KeyboardInterrupt:
+        interrupted = [trial for trial, *_ in in_flight.values()]
+        for trial in interrupted:
+            heartbeat.remove(trial)
+        release_interrupted(study, interrupted, log)
+        raise
     finally:
         heartbeat.stop()
 

@@ -60,7 +60,8 @@ def ask_within(study, n_trials: int, last_place: bool):
     if not last_place:
         return trial
     taken = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
-    ahead = sum(t.number < trial.number for t in study.get_trials(deepcopy=False, states=taken))
+    ahead = sum(t.number < trial.number and not t.user_attrs.get(INTERRUPTED)
+                for t in study.get_trials(deepcopy=False, states=taken))
     if ahead < n_trials:
         return trial
     study._storage.set_trial_state_values(trial._trial_id, TrialState.WAITING)
@@ -71,9 +72,29 @@ def counts(study, trials=None) -> tuple[int, int]:
     """(finished, running) trials of the whole study, whichever process runs them."""
     from optuna.trial import TrialState
 
-    states = [t.state for t in (trials if trials is not None else study.get_trials(deepcopy=False))]
-    finished = sum(s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL) for s in states)
-    return finished, sum(s == TrialState.RUNNING for s in states)
+    trials = trials if trials is not None else study.get_trials(deepcopy=False)
+    finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+                   and not t.user_attrs.get(INTERRUPTED) for t in trials)
+    return finished, sum(t.state == TrialState.RUNNING for t in trials)
+
+
+#: user attr of a trial failed because its search was interrupted (Ctrl-C): re-queued, not counted
+INTERRUPTED = "interrupted"
+
+
+def release_interrupted(study, trials, log: Log) -> None:
+    """On Ctrl-C: fail this process's running ``trials`` at once (no waiting for stale heartbeats)
+    and re-queue their parameters, so the same command resumes them immediately. They do not count
+    as finished trials."""
+    from optuna.trial import TrialState
+
+    for trial in trials:
+        trial.set_user_attr(INTERRUPTED, True)
+        study.tell(trial, state=TrialState.FAIL)
+        study.enqueue_trial(trial.params, user_attrs={"requeued_from": trial.number,
+                                                      **{k: v for k, v in trial.user_attrs.items() if k == "proposal"}})
+    if trials:
+        log(f"interrupted: trial(s) {', '.join(f'#{t.number}' for t in trials)} failed and re-queued")
 
 
 def finished(study) -> int:

@@ -160,6 +160,42 @@ def test_sigkill_mid_search_then_rerun_loses_nothing(tmp_path):
         assert after[number].state.name == "COMPLETE" and after[number].params == params
 
 
+def test_ctrl_c_fails_and_requeues_the_running_trial_so_a_rerun_resumes_at_once(tmp_path):
+    """SIGINT (Ctrl-C): the trial in flight is failed and re-queued before the process exits (with
+    30 s heartbeats, waiting for it to go stale would take 90 s); the same command then completes
+    the study, evaluating the interrupted policy first, and the interrupted trial does not count."""
+    path = write_experiment(tmp_path, name="ctrlc", finetune={"epochs": 3, "lr": 0.02},
+                            search={"n_trials": 4, "heartbeat_s": 30.0, "strategy": "random", "pruner": "none"})
+    config = load_config(path)
+    proc = _cli(path)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        states = [t.state.name for t in _trials(config)]
+        if states.count("COMPLETE") >= 1 and states.count("RUNNING") == 1:
+            break
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert "run the same command again to resume" in out
+    trials = _trials(config)
+    assert not [t for t in trials if t.state.name == "RUNNING"]
+    interrupted = [t for t in trials if t.user_attrs.get("interrupted")]
+    assert len(interrupted) == 1 and interrupted[0].state.name == "FAIL"
+    queued = [t for t in trials if t.state.name == "WAITING"]
+    assert [t.user_attrs["requeued_from"] for t in queued] == [interrupted[0].number]
+
+    rerun = _cli(path)
+    out, _ = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, out
+    assert "of a stopped process as failed" not in out  # nothing was left to go stale
+    after = _trials(config)
+    counted = [t for t in after if t.state.name in ("COMPLETE", "FAIL", "PRUNED") and not t.user_attrs.get("interrupted")]
+    assert len(counted) == 4 and not [t for t in after if t.state.name in ("RUNNING", "WAITING")]
+    resumed = next(t for t in after if t.user_attrs.get("requeued_from") == interrupted[0].number)
+    assert resumed.state.name == "COMPLETE" and resumed.params == interrupted[0].params
+
+
 def test_two_processes_share_one_study_without_duplicates(tmp_path):
     path = write_experiment(tmp_path, name="shared", search={"n_trials": 6, "heartbeat_s": 1.0})
     config = load_config(path)
