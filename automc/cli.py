@@ -208,26 +208,33 @@ def ui(
     host: str = typer.Option("127.0.0.1", help="address to listen on; 127.0.0.1 keeps it on this machine"),
     port: int = typer.Option(5000, help="port"),
 ) -> None:
-    """Start the MLflow UI on the experiment's tracking store and print its URL."""
-    import subprocess
-
-    from automc.report._mlflow import tracking_uri
+    """Start the MLflow UI on the experiment's tracking store and print the link to its trials.
+    SIGINT, SIGTERM or SIGHUP stop the server and its workers."""
+    from automc.report._mlflow import experiment_name, find_experiment_id, serve, tracking_uri, trials_page
 
     config = _load(experiment)
     uri = tracking_uri(config)
+    exp_id = find_experiment_id(config)
     if uri.startswith(("http://", "https://", "databricks")):
-        _out(f"this experiment logs to an MLflow server: open {uri}")
+        _out(f"this experiment logs to an MLflow server: open "
+             f"{trials_page(uri, exp_id) if exp_id and uri.startswith('http') else uri}")
         return
     if not _is_loopback(host):
         _out(f"warning: listening on {host}: anyone who can reach this machine can read (and delete) these runs")
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     _out(f"MLflow UI for {uri}")
-    _out(f"open {url}/#/experiments  (experiment {config.tracking.experiment_name or config.name!r}; Ctrl-C to stop)")
+    if exp_id is None:
+        _out(f"open {url}/#/experiments  (no search has logged to experiment {experiment_name(config)!r} yet; "
+             "Ctrl-C to stop)")
+    else:
+        _out(f"open {trials_page(url, exp_id)}")
+        _out(f"  (the trials of experiment {experiment_name(config)!r}, as charts of their metrics; the table "
+             "view is one click left; Ctrl-C to stop)")
     artifacts = (config.out_path / "mlartifacts").resolve()
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--default-artifact-root",
            artifacts.as_uri(), "--host", host, "--port", str(port)]
     sys.stdout.flush()
-    raise typer.Exit(subprocess.call(cmd))
+    raise typer.Exit(serve(cmd))
 
 
 @app.command(short_help="Write a commented starter experiment YAML.")

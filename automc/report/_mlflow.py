@@ -23,6 +23,68 @@ def experiment_name(config: ExperimentConfig) -> str:
     return config.tracking.experiment_name or config.name
 
 
+#: the experiment page as a person wants it first: the trials (not folded under their search's
+#: parent run: a sort or a filter turns MLflow's nesting off), best accuracy first, as charts of
+#: every metric they logged (accuracy, macs, latency_at_<device>, ...)
+TRIALS_VIEW = {"searchFilter": "attributes.run_name LIKE 'trial-%'", "orderByKey": "metrics.`accuracy`",
+               "orderByAsc": "false", "compareRunsMode": "CHART"}
+
+
+def trials_page(base_url: str, experiment_id: str) -> str:
+    """The MLflow UI link that opens on the experiment's trials (its runs page, not MLflow 3's
+    GenAI overview), as :data:`TRIALS_VIEW`."""
+    from urllib.parse import quote, urlencode
+
+    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs?{urlencode(TRIALS_VIEW, quote_via=quote)}"
+
+
+def find_experiment_id(config: ExperimentConfig) -> str | None:
+    """The id of the experiment's MLflow experiment, or None when no search has logged to it yet."""
+    from mlflow.tracking import MlflowClient
+
+    exp = MlflowClient(tracking_uri(config)).get_experiment_by_name(experiment_name(config))
+    return exp.experiment_id if exp is not None else None
+
+
+def serve(cmd: list[str], *, grace_s: float = 10.0) -> int:
+    """Run a server command (``mlflow ui``) in its own process group until it exits or this
+    process gets SIGINT, SIGTERM or SIGHUP; then stop the whole group (the server and its
+    workers), SIGKILL after ``grace_s``. Returns the exit code to use."""
+    import os
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen(cmd, start_new_session=True)
+    stopping: list[int] = []
+
+    def stop(signum, frame):
+        stopping.append(signum)
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        code = proc.wait()
+    except BaseException:
+        stop(signal.SIGTERM, None)
+        raise
+    finally:
+        if stopping or proc.poll() is None:
+            try:
+                proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                pass
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # workers that outlived the server
+            except ProcessLookupError:
+                pass
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0 if stopping else code
+
+
 class SearchRuns:
     """The MLflow experiment of one automc search, read with an explicit client."""
 

@@ -198,25 +198,26 @@ def build(num_classes=10, width=24):
 '''
 
 
-def test_a_factory_given_num_classes_in_its_kwargs_runs_and_a_disagreement_is_one_line(tmp_path):
+def test_a_factory_given_num_classes_in_its_kwargs_runs_and_a_disagreement_is_one_line(tmp_path, cli, monkeypatch):
     (tmp_path / "user_nets.py").write_text(USER_FACTORY)
+    monkeypatch.syspath_prepend(str(tmp_path))
     base = {"name": "userkw", "output_dir": str(tmp_path / "runs"), "data": {"name": "digits"},
             "train": {"epochs": 1, "lr": 0.05}, "finetune": {"epochs": 0.2, "lr": 0.02},
             "compress": {"pruning": {"max_ratio": 0.5}}, "objectives": ["accuracy", "macs"],
             "search": {"strategy": "random", "n_trials": 1, "pruner": "none"}, "export": {"formats": []}}
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump({**base, "model": {"factory": "user_nets:build", "kwargs": {"num_classes": 10, "width": 8}}}))
-    proc = run_cli("search", str(good), cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    code, out, err = cli("search", str(good))
+    assert code == 0 and "trial 1/1 #0 complete" in out, err[-2000:]
     for kwargs, expected in (({"num_classes": 7}, "model.kwargs.num_classes = 7 but the data set has 10 classes"),
                              ({"input_shape": [3, 8, 8]}, "model.kwargs.input_shape = [3, 8, 8] but the data set has "
                                                           "samples of shape [1, 8, 8]")):
         bad = tmp_path / "bad.yaml"
-        bad.write_text(yaml.safe_dump({**base, "model": {"factory": "user_nets:build", "kwargs": kwargs}}))
+        bad.write_text(yaml.safe_dump({**base, "name": "userkw-bad", "model": {"factory": "user_nets:build", "kwargs": kwargs}}))
         for args in (("search", str(bad), "--dry-run"), ("search", str(bad))):
-            proc = run_cli(*args, cwd=tmp_path)
-            lines = proc.stderr.strip().splitlines()
-            assert proc.returncode == 2 and len(lines) == 1 and expected in lines[0], proc.stderr[-2000:]
+            code, out, err = cli(*args)
+            lines = err.strip().splitlines()
+            assert code == 2 and len(lines) == 1 and expected in lines[0], err[-2000:]
 
 
 def test_one_formats_missing_dependency_does_not_stop_the_others(store, tmp_path):

@@ -215,7 +215,7 @@ def test_processes_finishing_one_study_export_its_winner_once(tmp_path):
     so each round has a new finished study): both exit 0, exactly one exports, the other reuses
     its files, and every export file is whole."""
     path = write_experiment(tmp_path, name="race", search={"n_trials": 1, "heartbeat_s": 1.0, "strategy": "random"},
-                            export={"formats": ["mindir", "onnx"], "max_accuracy_drop": 100.0})
+                            export={"formats": ["mindir"], "max_accuracy_drop": 100.0})
     automc.search(path, log=lambda s: None)
     export = load_config(path).out_path / "export"
     for n in range(2, 7):
@@ -226,8 +226,7 @@ def test_processes_finishing_one_study_export_its_winner_once(tmp_path):
         assert sorted(reused) == [False, True], outs
         summary = json.loads((export / "summary.json").read_text())
         assert summary["fingerprint"]["finished_trials"] == n
-        for fmt in ("mindir", "onnx"):
-            assert Path(summary["artifacts"][fmt]).stat().st_size > 1000
+        assert Path(summary["artifacts"]["mindir"]).stat().st_size > 1000
         assert not list(export.glob("*.tmp*")) and not list(export.glob(".*.tmp"))
 
 

@@ -47,7 +47,7 @@ def tiny_search(tmp_path_factory):
         "name": "uisearch", "output_dir": str(tmp / "runs" / "uisearch"), "seed": 0,
         "model": {"name": "lenet"}, "data": {"name": "digits"},
         "train": {"epochs": 1, "lr": 0.05}, "finetune": {"epochs": 0.25, "lr": 0.02},
-        "compress": {"pruning": {"max_ratio": 0.6}}, "objectives": ["accuracy", "macs"],
+        "compress": {"pruning": {"max_ratio": 0.6}}, "objectives": ["accuracy", "macs"], "devices": ["arm-a76"],
         "search": {"strategy": "random", "n_trials": 3, "pruner": "none", "heartbeat_s": 1.0},
         "export": {"formats": [], "max_accuracy_drop": 100.0},
     }
@@ -63,37 +63,57 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _start_ui(path: Path, port: int, log):
+    """``automc ui`` as a person starts it: in the caller's process group, no new session."""
+    return subprocess.Popen([sys.executable, "-c", "from automc.cli import main; main()", "ui", str(path),
+                             "--port", str(port)], cwd=path.parent, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _wait_up(proc, base: str, log) -> str:
+    deadline = time.time() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
+                if r.status == 200:
+                    log.seek(0)
+                    return log.read()
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            log.seek(0)
+            pytest.fail(f"automc ui did not come up on {base}: {log.read()[-2000:]}")
+        time.sleep(0.5)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
 @pytest.fixture(scope="module")
 def ui_server(tiny_search):
+    import psutil
+
     path, _ = tiny_search
     port = _free_port()
     log = open(path.parent / "ui.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-c", "from automc.cli import main; main()", "ui", str(path),
-                             "--port", str(port)], cwd=path.parent, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
+    proc = _start_ui(path, port, log)
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                log.seek(0)
-                pytest.fail(f"automc ui did not come up on {base}: {log.read()[-2000:]}")
-            time.sleep(0.5)
-        log.seek(0)
-        yield base, log.read()
+        yield f"http://127.0.0.1:{port}", _wait_up(proc, f"http://127.0.0.1:{port}", log)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # automc ui and the mlflow server it started
+        children = psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []
+        proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+            proc.wait(timeout=30)
+        finally:
+            for child in children:
+                if child.is_running():
+                    child.kill()
+            log.close()
 
 
 @pytest.fixture(scope="module")
@@ -139,9 +159,59 @@ def _close_assistant(driver) -> None:
             pass
 
 
-def test_the_mlflow_ui_shows_the_trials_with_their_policy_and_metrics(tiny_search, ui_server, browser):
+def test_the_printed_link_opens_on_the_trials_and_their_metrics(tiny_search, ui_server, browser):
+    """A person opens exactly the link `automc ui` printed: the experiment's runs page (not MLflow
+    3's GenAI overview), every trial listed (not folded under the parent run), and charts of their
+    accuracy and cost metrics with the values MLflow stored; no click needed."""
+    import re
+
     from mlflow.tracking import MlflowClient
-    from selenium.webdriver.common.by import By
+
+    path, result = tiny_search
+    base, ui_log = ui_server
+    links = re.findall(r"open (http\S+)", ui_log)
+    assert len(links) == 1 and links[0].startswith(f"{base}/#/experiments/") and "/runs?" in links[0], ui_log
+    client = MlflowClient(result.artifacts["tracking_uri"])
+    exp = client.get_experiment_by_name("uisearch")
+    assert links[0].startswith(f"{base}/#/experiments/{exp.experiment_id}/runs?")
+    trials = client.search_runs([exp.experiment_id], "tags.`automc.trial` != ''")
+    assert len(trials) == 3
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    browser.get(links[0])
+    body = _wait_for_text(browser, ["Training runs", "trial-0000", "trial-0001", "trial-0002", "3 matching runs",
+                                    "accuracy", "latency_at_arm-a76", "energy_at_arm-a76"])
+    assert "search-" not in body  # the parent run is not what a person lands on
+    for run in trials:  # each trial's accuracy, as charted
+        assert f"{run.data.metrics['accuracy']:.2f}" in body, run.data.metrics["accuracy"]
+    browser.save_screenshot(str(ARTIFACTS / "mlflow_ui_trials.png"))
+    assert (ARTIFACTS / "mlflow_ui_trials.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=lambda s: s.name)
+def test_automc_ui_stops_the_mlflow_server_and_its_workers_on(sig, tiny_search):
+    """The signal goes to automc's process only (as from `kill PID` or a closed terminal): the
+    MLflow server and its uvicorn workers stop with it and the port is free again."""
+    import psutil
+
+    path, _ = tiny_search
+    port = _free_port()
+    with open(path.parent / f"ui-{sig.name}.log", "w+") as log:
+        proc = _start_ui(path, port, log)
+        _wait_up(proc, f"http://127.0.0.1:{port}", log)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert children, "automc ui runs the MLflow server as a child process"
+        proc.send_signal(sig)
+        assert proc.wait(timeout=30) == 0
+        gone, alive = psutil.wait_procs(children, timeout=15)
+        for p in alive:
+            p.kill()
+        assert not alive, [p.cmdline() for p in alive]
+        assert _port_free(port)
+
+
+def test_the_compare_view_shows_each_trials_policy_and_metrics(tiny_search, ui_server, browser):
+    from mlflow.tracking import MlflowClient
 
     path, result = tiny_search
     base, ui_log = ui_server
@@ -150,22 +220,7 @@ def test_the_mlflow_ui_shows_the_trials_with_their_policy_and_metrics(tiny_searc
     exp = client.get_experiment_by_name("uisearch")
     ARTIFACTS.mkdir(exist_ok=True)
 
-    # 1. the experiment's runs table: the search's parent run, expanded to its trial runs
-    browser.get(f"{base}/#/experiments/{exp.experiment_id}/runs")
-    _wait_for_text(browser, ["search-"])
-    _close_assistant(browser)
-    deadline = time.time() + 30
-    while time.time() < deadline and "trial-0000" not in browser.find_element(By.TAG_NAME, "body").text:
-        for button in browser.find_elements(By.CSS_SELECTOR, "button[data-component-id*='runnamecellrenderer']"):
-            try:
-                button.click()
-            except Exception:
-                pass
-        time.sleep(1)
-    _wait_for_text(browser, ["trial-0000", "trial-0001", "trial-0002"])
-    browser.save_screenshot(str(ARTIFACTS / "mlflow_ui_runs.png"))
-
-    # 2. the compare view of the trial runs: run names, the policy params and the metrics
+    # the compare view of the trial runs: run names, the policy params and the metrics
     trials = client.search_runs([exp.experiment_id], "tags.`automc.trial` != ''")
     ids = [r.info.run_id for r in sorted(trials, key=lambda r: r.info.run_name)]
     assert len(ids) == 3
