@@ -45,15 +45,16 @@ def _as_config(config) -> "ExperimentConfig":
     return load_config(config)
 
 
-def search(config, *, n_trials: int | None = None, resume: bool = True, log=print):
+def search(config, *, n_trials: int | None = None, resume: bool = True, log=print, progress=None):
     """Run (or resume) the search described by ``config`` (a YAML path, dict or ExperimentConfig).
 
     Returns a ``SearchResult``: ``.best_network()`` (a ``mindspore.nn.Cell``), ``.pareto_front``,
-    ``.trials``, ``.baseline`` and ``.artifacts``.
+    ``.trials``, ``.baseline`` and ``.artifacts``. ``progress``: a callable told each change of
+    state, e.g. ``automc.search.progress.LiveProgress()`` for a live bar in a terminal.
     """
     from automc.search.runner import run_search
 
-    return run_search(_as_config(config), n_trials=n_trials, resume=resume, log=log)
+    return run_search(_as_config(config), n_trials=n_trials, resume=resume, log=log, progress=progress)
 
 
 def load_result(config):

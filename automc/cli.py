@@ -96,8 +96,10 @@ def search(
     from automc.search.runner import run_search
     from automc.search.summary import summary_text
 
+    from automc.search.progress import live_progress
+
     _stop_cleanly_on_signals()
-    result = run_search(config, n_trials=trials, resume=resume, log=_out)
+    result = run_search(config, n_trials=trials, resume=resume, log=_out, progress=live_progress(sys.stdout))
     _out(summary_text(result))
     _out(f"\nnext: automc report {experiment}  |  automc export {experiment} --trial N --format mindir,onnx")
 

@@ -30,6 +30,7 @@ from automc.search.fidelity import Stopped, band_metric
 from automc.search.evaluate import TrialContext, build_baseline, network_weights, settings_from
 from automc.search.objectives import (Constraint, Metric, cost_metrics, parse_constraint, parse_objective,
                                      resolve_constraints)
+from automc.search.progress import Progress, ProgressState, best_per_device
 from automc.search.result import SearchResult, TrialRecord
 from automc.search.selection import pareto_front, select_best, select_metric
 from automc.search.study import (Heartbeat, ask_within, counts, fail_stale, finished, open_study,
@@ -118,8 +119,10 @@ def run_search(
     n_trials: int | None = None,
     resume: bool = True,
     log: Log = print,
+    progress: Progress | None = None,
 ) -> SearchResult:
-    """Run (or resume) the study until it holds ``n_trials`` finished trials; export the winner."""
+    """Run (or resume) the study until it holds ``n_trials`` finished trials; export the winner.
+    ``progress`` (e.g. ``automc.search.progress.LiveProgress()``) is told each change of state."""
     import optuna
 
     from automc.search.tracking import Tracker, default_tracking_uri
@@ -166,12 +169,14 @@ def run_search(
     executor = make_executor(config, ctx, storage_url(config))
     status = "FINISHED"
     try:
-        _drive(study, prepared, executor, tracker, n_trials, log)
+        _drive(study, prepared, executor, tracker, n_trials, log, progress)
     except KeyboardInterrupt:
         status = "KILLED"
         log(f"interrupted: {finished(study)} trials are saved; run the same command again to resume")
         raise
     finally:
+        if progress is not None and hasattr(progress, "close"):
+            progress.close()
         executor.close()
         if status != "FINISHED":
             tracker.end_search(status)
@@ -189,7 +194,8 @@ def run_search(
     return result
 
 
-def _drive(study, prepared: Prepared, executor, tracker, n_trials: int, log: Log) -> None:
+def _drive(study, prepared: Prepared, executor, tracker, n_trials: int, log: Log,
+           progress: Progress | None = None) -> None:
     """Ask/tell loop: keep ``executor.capacity`` trials in flight until the study holds
     ``n_trials`` finished trials (counting trials other processes run on the same study)."""
     ctx, space = prepared.context, prepared.space
@@ -222,6 +228,8 @@ def _drive(study, prepared: Prepared, executor, tracker, n_trials: int, log: Log
                 costs = {k: float(v[0]) for k, v in cost_metrics(ctx.table, policy, tracked).items()}
                 in_flight[trial.number] = (trial, policy, costs, time.perf_counter())
                 executor.submit(trial.number, policy, trial, band_cost=costs.get(band) if band else None)
+            if progress is not None:
+                progress(_progress_state(study, trials, prepared, n_trials))
             if not in_flight:
                 if done >= n_trials or out_of_time:
                     return
@@ -232,6 +240,8 @@ def _drive(study, prepared: Prepared, executor, tracker, n_trials: int, log: Log
                 trials = _tell(study, trial, policy, costs, outcome, prepared, tracker, time.perf_counter() - t0,
                                n_trials, log)
                 heartbeat.remove(trial)
+                if progress is not None:
+                    progress(_progress_state(study, trials, prepared, n_trials))
     except KeyboardInterrupt:
         interrupted = [trial for trial, *_ in in_flight.values()]
         for trial in interrupted:
@@ -321,9 +331,19 @@ def _fmt(name: str, value: float) -> str:
     return f"{value:.4g}"
 
 
-def _best_so_far(optuna_trials, prepared: Prepared) -> str:
+def _progress_state(study, optuna_trials, prepared: Prepared, n_trials: int) -> ProgressState:
+    optuna_trials = optuna_trials if optuna_trials is not None else study.get_trials(deepcopy=False)
+    done, running = counts(study, optuna_trials)
+    records = [TrialRecord.from_optuna(t) for t in optuna_trials]
+    return ProgressState(done=done, total=n_trials, running=running, best=_best_so_far(records, prepared),
+                         per_device=best_per_device(prepared.context.config, records, prepared.constraints,
+                                                    prepared.context.baseline_accuracy))
+
+
+def _best_so_far(trials, prepared: Prepared) -> str:
+    """The winner so far, as text; ``trials`` are Optuna trials or ``TrialRecord``s."""
     cfg = prepared.context.config
-    trials = [TrialRecord.from_optuna(t) for t in optuna_trials]
+    trials = [t if isinstance(t, TrialRecord) else TrialRecord.from_optuna(t) for t in trials]
     best = select_best(cfg, trials, prepared.constraints, prepared.context.baseline_accuracy)
     if best is None:
         return ""

@@ -240,3 +240,45 @@ def test_one_formats_missing_dependency_does_not_stop_the_others(store, tmp_path
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: 1 of 3 formats failed (onnx: ONNX parity needs onnxruntime")
     assert "pip install -e '.[onnx]'" in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_a_terminal_gets_a_live_progress_bar_with_the_best_per_device(tmp_path):
+    """Under a pseudo-terminal (as a person runs it): a live bar with trials done/total, running,
+    ETA, best so far and the best per device, beside the plain trial lines. Piped output (CI, files)
+    keeps only the plain lines: see test_ctrl_c_... in tests/search/test_search_e2e.py."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    path = tmp_path / "live.yaml"
+    path.write_text(yaml.safe_dump({"name": "live", "output_dir": str(tmp_path / "runs"), "model": {"name": "lenet"},
+                                    "data": {"name": "digits"}, "train": {"epochs": 1, "lr": 0.05},
+                                    "finetune": {"epochs": 0.3, "lr": 0.02}, "compress": {"pruning": {"max_ratio": 0.6}},
+                                    "objectives": ["accuracy", "macs"], "devices": ["arm-a76", "kirin990-npu"],
+                                    "search": {"strategy": "random", "n_trials": 3, "pruner": "none"},
+                                    "export": {"formats": [], "max_accuracy_drop": 100.0}}))
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env.update(TERM="xterm", COLUMNS="200", GLOG_v="3")
+    proc = subprocess.Popen([sys.executable, "-c", "from automc.cli import main; main()", "search", str(path)],
+                            stdin=slave, stdout=slave, stderr=slave, env=env, cwd=tmp_path)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    assert proc.wait(timeout=300) == 0
+    text = b"".join(chunks).decode(errors="replace")
+    assert "trial 3/3" in text  # the plain lines are still there
+    assert "━" in text and "\x1b[" in text  # a drawn bar
+    bars = [line for line in text.splitlines() if "trials" in line and "running  ETA" in line]
+    assert any("3/3" in b and "0 running" in b for b in bars) and any("1 running" in b for b in bars), bars[-3:]
+    assert any("best so far #" in b for b in bars)
+    assert "best per device: arm-a76 #" in text and "| kirin990-npu #" in text

@@ -178,6 +178,7 @@ def test_ctrl_c_fails_and_requeues_the_running_trial_so_a_rerun_resumes_at_once(
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out
     assert "run the same command again to resume" in out
+    assert "trial 1/4" in out and "━" not in out and "\x1b[" not in out  # piped: plain lines, no live bar
     trials = _trials(config)
     assert not [t for t in trials if t.state.name == "RUNNING"]
     interrupted = [t for t in trials if t.user_attrs.get("interrupted")]

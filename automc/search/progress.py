@@ -1,0 +1,82 @@
+"""Search progress for people: a live bar on a terminal, nothing extra elsewhere.
+
+The runner reports a :class:`ProgressState` after each change (a trial started or finished);
+``live_progress`` draws it as a rich progress bar (trials done/total, running, ETA, best so far,
+the best per device when the experiment names several) when the output is a terminal. In CI and
+in files the runner's plain ``trial i/n ...`` lines stay the only output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from automc.search.result import TrialRecord
+
+Progress = Callable[["ProgressState"], None]
+
+
+@dataclass(frozen=True)
+class ProgressState:
+    done: int
+    total: int
+    running: int
+    best: str = ""                                          # "#7 accuracy 88.1%, macs 0.29M"
+    per_device: dict[str, str] = field(default_factory=dict)  # device -> "#3 0.121 ms"
+
+
+def best_per_device(config, trials: Sequence[TrialRecord], constraints, baseline_accuracy: float) -> dict[str, str]:
+    """Per named device (when there are several), the winner by that device's latency, as text."""
+    from automc.search.export import latency_devices
+    from automc.search.selection import select_best
+
+    devices = latency_devices(config)
+    if len(devices) < 2:
+        return {}
+    out = {}
+    for device in devices:
+        key = f"latency@{device}"
+        cfg = config.model_copy(update={"export": config.export.model_copy(update={"select_by": key})})
+        best = select_best(cfg, list(trials), constraints, baseline_accuracy)
+        if best is not None and key in best.metrics:
+            out[device] = f"#{best.number} {best.metrics[key]:.4g} ms"
+    return out
+
+
+class LiveProgress:
+    """A rich progress bar (and a line of per-device bests) kept under the log lines, which rich
+    prints above it."""
+
+    def __init__(self, console=None):
+        from rich.console import Group
+        from rich.live import Live
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.text import Text
+
+        self._bar = Progress(TextColumn("trials"), BarColumn(), MofNCompleteColumn(),
+                             TextColumn("{task.fields[running]} running  ETA"), TimeRemainingColumn(),
+                             TextColumn("{task.fields[best]}"), console=console)
+        self._devices = Text()
+        self._live = Live(Group(self._bar, self._devices), console=console, refresh_per_second=4)
+        self._task = None
+
+    def __call__(self, state: ProgressState) -> None:
+        best = f"best so far {state.best}" if state.best else ""
+        if self._task is None:
+            self._live.start()
+            self._task = self._bar.add_task("search", total=state.total, completed=state.done,
+                                            running=state.running, best=best)
+        self._bar.update(self._task, total=state.total, completed=state.done, running=state.running, best=best)
+        if state.per_device:
+            self._devices.plain = "best per device: " + " | ".join(f"{d} {t}" for d, t in state.per_device.items())
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._live.stop()
+            self._task = None
+
+
+def live_progress(stream) -> Progress | None:
+    """A :class:`LiveProgress` when ``stream`` is a terminal, else None (plain lines only)."""
+    isatty = getattr(stream, "isatty", None)
+    return LiveProgress() if isatty is not None and isatty() else None
