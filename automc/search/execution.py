@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from automc.errors import ConfigError, TrialFailed
+from automc.errors import AutomcError, ConfigError, TrialFailed
 from automc.policy import Policy
 from automc.search.evaluate import Evaluator, TrialContext
 
@@ -34,7 +34,20 @@ def _run_trial(evaluator: Evaluator, number: int, policy: Policy, ckpt_dir: Path
     path = ckpt_dir / f"trial-{number:04d}.ckpt"
     ms.save_checkpoint(result.network, str(path))
     return {"accuracy": result.accuracy, "checkpoint": str(path.resolve()),
-            "epoch_accuracies": result.epoch_accuracies, "seconds": result.seconds, "epochs": result.epochs}
+            "epoch_accuracies": result.epoch_accuracies, "seconds": result.seconds, "epochs": result.epochs,
+            "node": _node_id()}
+
+
+def _node_id() -> str:
+    """The Ray node this runs on (its id), or ``local`` outside Ray."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return ray.get_runtime_context().get_node_id()
+    except ImportError:
+        pass
+    return "local"
 
 
 def _reporter(config, trial, band_cost: float | None):
@@ -109,8 +122,18 @@ class _RayWorker:
                           time_limit_s=self.time_limit_s)
 
 
+#: how long the search waits for a Ray worker to start when none is running (then: an error)
+WORKER_START_TIMEOUT_S = 300.0
+
+
 class RayExecutor:
-    """``workers`` Ray actors; the trial context goes to the object store once."""
+    """``workers`` Ray actors; the trial context goes to the object store once.
+
+    An actor gets trials once it has started (``__ray_ready__``): a worker whose node left the
+    cluster is replaced by one that waits for room, and until it has room the search goes on with
+    the workers that run (``capacity``). With no worker running and none able to start within
+    ``WORKER_START_TIMEOUT_S``, the search stops with the resources it lacks.
+    """
 
     def __init__(self, ctx: TrialContext, storage_url: str):
         import ray
@@ -130,19 +153,57 @@ class RayExecutor:
                                   "start the cluster with `ray start --head` or drop ray_address") from None
             self._owns_ray = True
         self._ray = ray
+        self._ex = ex
         self._ctx_ref = ray.put(ctx)
         self._actor_cls = ray.remote(num_cpus=ex.cpus_per_trial, num_gpus=ex.gpus_per_trial)(_RayWorker)
         self._storage_url = storage_url
-        self._actors = [self._new_actor() for _ in range(ex.workers)]
-        self._free = list(self._actors)
+        self._starting: dict[Any, Any] = {}   # ready ref -> actor not yet started
+        self._free: list[Any] = []
         self._running: dict[Any, tuple[int, Any, float]] = {}
-        self.capacity = ex.workers
+        self._start_failures = 0
+        for _ in range(ex.workers):
+            self._start_actor()
         # a worker stuck past the soft limit (checked between epochs) is killed and replaced
         limit = ctx.config.search.trial_timeout_s
         self._hard_limit_s = None if limit is None else 1.5 * limit + 60
 
-    def _new_actor(self):
-        return self._actor_cls.remote(self._ctx_ref, self._storage_url)
+    def _start_actor(self) -> None:
+        actor = self._actor_cls.remote(self._ctx_ref, self._storage_url)
+        self._starting[actor.__ray_ready__.remote()] = actor
+
+    def _promote(self, ready: list) -> None:
+        """Started actors take trials; one that failed to start (its node left, its process died)
+        is started again, up to ``3 * workers`` times in all (then the error is the search's)."""
+        for ref in ready:
+            actor = self._starting.pop(ref)
+            try:
+                self._ray.get(ref)
+                self._free.append(actor)
+            except self._ray.exceptions.RayError as exc:
+                self._start_failures += 1
+                if self._start_failures > 3 * self._ex.workers:
+                    raise AutomcError(f"Ray workers keep failing to start ({self._start_failures} times); the last: "
+                                      f"{str(exc).splitlines()[0]}") from None
+                self._start_actor()
+
+    @property
+    def capacity(self) -> int:
+        """Trials that can run now: the started workers. With none started and nothing running,
+        waits for one up to ``WORKER_START_TIMEOUT_S``."""
+        deadline = time.monotonic() + WORKER_START_TIMEOUT_S
+        while self._starting:
+            idle = not (self._free or self._running)
+            ready, _ = self._ray.wait(list(self._starting), num_returns=1,
+                                      timeout=max(0.0, deadline - time.monotonic()) if idle else 0)
+            if not ready:
+                break
+            self._promote(ready)
+        if not (self._free or self._running):
+            raise AutomcError(f"no Ray worker could start within {WORKER_START_TIMEOUT_S:.0f}s: no node of the "
+                              f"cluster has {self._ex.cpus_per_trial:g} free CPUs"
+                              + (f" and {self._ex.gpus_per_trial:g} GPUs" if self._ex.gpus_per_trial else "")
+                              + " (execution.cpus_per_trial / gpus_per_trial); `ray status` shows what it has")
+        return len(self._free) + len(self._running)
 
     def submit(self, number: int, policy: Policy, trial, *, band_cost: float | None = None) -> None:
         actor = self._free.pop()
@@ -150,17 +211,15 @@ class RayExecutor:
         self._running[ref] = (number, actor, time.perf_counter())
 
     def _replace(self, actor) -> None:
-        """A fresh worker in place of a dead or killed one."""
-        replacement = self._new_actor()
-        self._actors = [replacement if a is actor else a for a in self._actors]
-        self._free.append(replacement)
+        """A fresh worker in place of a dead or killed one (it takes trials once it has started)."""
+        self._ray.kill(actor)
+        self._start_actor()
 
     def _kill_overdue(self) -> list[tuple[int, Any]]:
         out = []
         now = time.perf_counter()
         for ref, (number, actor, started) in list(self._running.items()):
             if self._hard_limit_s is not None and now - started > self._hard_limit_s:
-                self._ray.kill(actor)
                 del self._running[ref]
                 self._replace(actor)
                 out.append((number, TrialFailed(f"killed after {now - started:.0f}s (search.trial_timeout_s)")))
@@ -169,22 +228,20 @@ class RayExecutor:
     def wait(self) -> list[tuple[int, Any]]:
         ray = self._ray
         while True:
-            ready, _ = ray.wait(list(self._running), num_returns=1, timeout=5.0)
+            ready, _ = ray.wait(list(self._running) + list(self._starting), num_returns=1, timeout=5.0)
+            self._promote([r for r in ready if r in self._starting])
             overdue = self._kill_overdue()
-            if ready or overdue:
+            if overdue or any(r in self._running for r in ready):
                 break
         out = overdue
-        for ref in ready:
-            if ref not in self._running:  # killed as overdue in this same round
-                continue
+        for ref in [r for r in ready if r in self._running]:
             number, actor, _ = self._running.pop(ref)
             try:
                 out.append((number, ray.get(ref)))
                 self._free.append(actor)
-            except ray.exceptions.RayActorError as exc:  # the worker process died: fail the trial, replace it
+            except ray.exceptions.RayActorError as exc:  # the worker or its node died: fail the trial, replace it
                 out.append((number, TrialFailed(f"Ray worker died: {str(exc).splitlines()[0]}")))
                 self._replace(actor)
-                continue
             except ray.exceptions.RayTaskError as exc:
                 self._free.append(actor)
                 cause = exc.cause if getattr(exc, "cause", None) is not None else exc
@@ -192,7 +249,7 @@ class RayExecutor:
         return out
 
     def close(self) -> None:
-        for actor in self._actors:
+        for actor in [*self._starting.values(), *self._free, *(a for _, a, _ in self._running.values())]:
             self._ray.kill(actor)
         if self._owns_ray:
             self._ray.shutdown()

@@ -26,6 +26,7 @@ class TrialRecord:
     checkpoint: str = ""
     eval_seconds: float = 0.0  # compress + fine-tune + evaluate, inside the worker
     proposal: dict[str, Any] = field(default_factory=dict)  # who proposed it (solver, uniform); empty: the sampler
+    node: str = ""  # where it ran: the Ray node id, or "local"
 
     @classmethod
     def from_optuna(cls, t) -> "TrialRecord":
@@ -39,7 +40,8 @@ class TrialRecord:
         duration = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else 0.0
         return cls(number=t.number, state=t.state.name, policy=policy, metrics=dict(result.get("metrics", {})),
                    duration_s=duration, fail_reason=result.get("fail_reason", ""), checkpoint=result.get("checkpoint", ""),
-                   eval_seconds=float(result.get("eval_seconds", 0.0)), proposal=dict(attrs.get("proposal", {})))
+                   eval_seconds=float(result.get("eval_seconds", 0.0)), proposal=dict(attrs.get("proposal", {})),
+                   node=result.get("node", ""))
 
 
 @dataclass

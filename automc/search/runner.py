@@ -294,7 +294,8 @@ def _tell(study, trial, policy, costs, outcome, prepared: Prepared, tracker, sec
     # one storage write for everything TrialRecord reads back
     record = {"policy": policy.to_dict(), "metrics": metrics, "constraint_violations": list(violations.values())}
     if isinstance(outcome, dict):
-        record.update(eval_seconds=outcome.get("seconds", 0.0), checkpoint=outcome.get("checkpoint", ""))
+        record.update(eval_seconds=outcome.get("seconds", 0.0), checkpoint=outcome.get("checkpoint", ""),
+                      node=outcome.get("node", ""))
     if reason:
         record["fail_reason"] = reason
     trial.set_user_attr("result", record)
@@ -304,7 +305,7 @@ def _tell(study, trial, policy, costs, outcome, prepared: Prepared, tracker, sec
         study.tell(trial, state=state)
     tracker.log_trial(trial.number, params=policy.flat_params(),
                       metrics=metrics, state=state.name, reason=reason,
-                      duration_s=seconds,
+                      duration_s=seconds, node=record.get("node", ""),
                       step_metrics={"val_accuracy": outcome.get("epoch_accuracies", [])} if isinstance(outcome, dict) else None)
     trials = study.get_trials(deepcopy=False)
     done = counts(study, trials)[0]

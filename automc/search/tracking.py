@@ -80,16 +80,21 @@ class Tracker:
         reason: str = "",
         duration_s: float = 0.0,
         step_metrics: Mapping[str, list[float]] | None = None,
+        node: str = "",
     ) -> None:
-        """Queue one trial's child run; an error of an earlier queued run is raised here."""
+        """Queue one trial's child run (tag ``automc.node``: the Ray node id it ran on, or
+        ``local``); an error of an earlier queued run is raised here."""
         for future in [f for f in self._pending if f.done()]:
             self._pending.remove(future)
             future.result()
         self._pending.append(self._writer.submit(
-            self._log_trial, number, dict(params), dict(metrics), state, reason, duration_s, dict(step_metrics or {})))
+            self._log_trial, number, dict(params), dict(metrics), state, reason, duration_s, dict(step_metrics or {}),
+            node))
 
-    def _log_trial(self, number, params, metrics, state, reason, duration_s, step_metrics) -> None:
+    def _log_trial(self, number, params, metrics, state, reason, duration_s, step_metrics, node) -> None:
         tags = {"mlflow.parentRunId": self.parent_id or "", "automc.trial": str(number), "automc.state": state}
+        if node:
+            tags["automc.node"] = node
         if reason:
             tags["automc.fail_reason"] = reason[:5000]
         run_id = self.client.create_run(self.experiment_id, run_name=f"trial-{number:04d}", tags=tags).info.run_id
