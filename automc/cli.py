@@ -36,6 +36,9 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("GLOG_v", "3")  # MindSpore's C++ log level: errors only
     for name in ("mlflow", "alembic", "optuna", "ray"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # Ray >= 2.60 warns on every local start that token authentication is on (it is, for the
+    # Ray that automc starts on 127.0.0.1): noise on a command's one-line errors
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
 
 
 def _out(text: str = "") -> None:

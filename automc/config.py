@@ -182,8 +182,22 @@ class ExecutionConfig(_Section):
     backend: Literal["local", "ray"] = "local"
     workers: int = Field(1, gt=0)
     ray_address: Optional[str] = Field(None, description="None = start a local Ray; 'auto' or 'ray://host:port'")
+    accelerator: Literal["auto", "cpu", "gpu", "ascend"] = Field(
+        "auto", description="where baseline training, sensitivity, trials and the final fine-tune run "
+                            "(auto: the first available of ascend, gpu, cpu)")
+    device_id: int = Field(0, ge=0, description="device of the local backend (and of the driver) on gpu/ascend")
     cpus_per_trial: float = Field(1, gt=0)
-    gpus_per_trial: float = Field(0, ge=0)
+    gpus_per_trial: float = Field(0, ge=0, description="Ray GPUs per trial (Ray sets CUDA_VISIBLE_DEVICES per worker)")
+    npus_per_trial: int = Field(0, ge=0, description="Ray NPUs (Ascend) per trial, whole devices (Ray sets "
+                                                       "ASCEND_RT_VISIBLE_DEVICES per worker)")
+
+    @field_validator("npus_per_trial", mode="before")
+    @classmethod
+    def _whole_npus(cls, v: Any) -> Any:
+        if isinstance(v, float) and not v.is_integer():
+            raise ValueError(f"{v} NPUs: automc gives a trial whole Ascend devices (one trial, whole devices); "
+                             "use an integer such as 1")
+        return v
 
 
 class TrackingConfig(_Section):

@@ -25,6 +25,10 @@ def dry_run(config: ExperimentConfig) -> str:
     """Everything a search would check before training: data, network, layer table, space, costs."""
     from automc.search.runner import tracked_cost_metrics
 
+    from automc.search.accelerator import resolve
+
+    ex = config.execution
+    where = resolve(ex.accelerator) if ex.backend == "local" else ex.accelerator  # Ray workers resolve on their node
     data, table, space = _analyse(config)
     constraints = [parse_constraint(c) for c in config.constraints]
     metrics = tracked_cost_metrics(config, [parse_objective(o) for o in config.objectives], constraints)
@@ -35,6 +39,10 @@ def dry_run(config: ExperimentConfig) -> str:
         f"input {data.input_shape}, {data.num_classes} classes",
         f"model: {config.model.name or config.model.factory}: {len(table)} layers, "
         f"{len(table.prunable_groups)} prunable channel groups",
+        f"accelerator: {where}" + (" (auto)" if ex.accelerator == "auto" and where != "auto" else "")
+        + (f", device {ex.device_id}" if where in ("gpu", "ascend") and ex.backend == "local" else "")
+        + (f"; per trial {ex.gpus_per_trial:g} GPU" if ex.gpus_per_trial else "")
+        + (f"; per trial {ex.npus_per_trial} NPU" if ex.npus_per_trial else ""),
         "",
         table.to_text(),
         "",

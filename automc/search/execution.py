@@ -13,6 +13,7 @@ from typing import Any
 
 from automc.errors import AutomcError, ConfigError, TrialFailed
 from automc.policy import Policy
+from automc.search import accelerator
 from automc.search.evaluate import Evaluator, TrialContext
 
 
@@ -35,7 +36,7 @@ def _run_trial(evaluator: Evaluator, number: int, policy: Policy, ckpt_dir: Path
     ms.save_checkpoint(result.network, str(path))
     return {"accuracy": result.accuracy, "checkpoint": str(path.resolve()),
             "epoch_accuracies": result.epoch_accuracies, "seconds": result.seconds, "epochs": result.epochs,
-            "node": _node_id()}
+            "node": _node_id(), **accelerator.current()}
 
 
 def _node_id() -> str:
@@ -97,9 +98,11 @@ class _RayWorker:
         import mindspore as ms
 
         cfg = ctx.config
-        # MindSpore's CPU kernels would use every core of the node; a worker keeps to its share,
-        # so N workers on N cores run side by side instead of fighting over all of them.
-        ms.set_context(mode=ms.PYNATIVE_MODE, runtime_num_threads=max(1, int(cfg.execution.cpus_per_trial)))
+        ms.set_context(mode=ms.PYNATIVE_MODE)
+        # device 0 of the devices Ray left visible to this worker; on CPU, MindSpore's kernels would
+        # use every core of the node: a worker keeps to its share, so N workers on N cores run side
+        # by side instead of fighting over all of them
+        accelerator.use(cfg.execution.accelerator, 0, cpu_threads=max(1, int(cfg.execution.cpus_per_trial)))
         self.evaluator = Evaluator(ctx)
         self.ckpt_dir = cfg.out_path.resolve() / "trials"
         self.time_limit_s = cfg.search.trial_timeout_s
@@ -122,6 +125,20 @@ class _RayWorker:
                           time_limit_s=self.time_limit_s)
 
 
+def check_cluster_devices(ex) -> None:
+    """More GPUs or NPUs per trial than any node of the Ray cluster has: one line, before any work."""
+    import ray
+
+    for field, resource in (("gpus_per_trial", "GPU"), ("npus_per_trial", "NPU")):
+        wanted = getattr(ex, field)
+        if not wanted:
+            continue
+        most = max((n["Resources"].get(resource, 0) for n in ray.nodes() if n.get("Alive")), default=0)
+        if most < wanted:
+            raise ConfigError(f"execution.{field}: {wanted:g}, but no node of the Ray cluster has more than {most:g} "
+                              f"{resource} (`ray status` lists them); lower it or add nodes with {resource}s")
+
+
 #: how long the search waits for a Ray worker to start when none is running (then: an error)
 WORKER_START_TIMEOUT_S = 300.0
 
@@ -141,7 +158,9 @@ class RayExecutor:
         ex = ctx.config.execution
         self._owns_ray = False
         if not ray.is_initialized():
-            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+            import logging
+
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
             if ex.ray_address:
                 kwargs["address"] = ex.ray_address
             else:
@@ -155,7 +174,14 @@ class RayExecutor:
         self._ray = ray
         self._ex = ex
         self._ctx_ref = ray.put(ctx)
-        self._actor_cls = ray.remote(num_cpus=ex.cpus_per_trial, num_gpus=ex.gpus_per_trial)(_RayWorker)
+        try:
+            check_cluster_devices(ex)
+        except ConfigError:
+            if self._owns_ray:
+                ray.shutdown()
+            raise
+        self._actor_cls = ray.remote(num_cpus=ex.cpus_per_trial, num_gpus=ex.gpus_per_trial,
+                                     resources={"NPU": ex.npus_per_trial} if ex.npus_per_trial else None)(_RayWorker)
         self._storage_url = storage_url
         self._starting: dict[Any, Any] = {}   # ready ref -> actor not yet started
         self._free: list[Any] = []

@@ -27,6 +27,8 @@ class TrialRecord:
     eval_seconds: float = 0.0  # compress + fine-tune + evaluate, inside the worker
     proposal: dict[str, Any] = field(default_factory=dict)  # who proposed it (solver, uniform); empty: the sampler
     node: str = ""  # where it ran: the Ray node id, or "local"
+    accelerator: str = ""  # cpu, gpu or ascend
+    device_id: str = ""  # the physical device (as Ray assigned it); "" on CPU
 
     @classmethod
     def from_optuna(cls, t) -> "TrialRecord":
@@ -41,7 +43,8 @@ class TrialRecord:
         return cls(number=t.number, state=t.state.name, policy=policy, metrics=dict(result.get("metrics", {})),
                    duration_s=duration, fail_reason=result.get("fail_reason", ""), checkpoint=result.get("checkpoint", ""),
                    eval_seconds=float(result.get("eval_seconds", 0.0)), proposal=dict(attrs.get("proposal", {})),
-                   node=result.get("node", ""))
+                   node=result.get("node", ""), accelerator=result.get("accelerator", ""),
+                   device_id=str(result.get("device_id", "")))
 
 
 @dataclass

@@ -71,6 +71,11 @@ def prepare(config: ExperimentConfig, *, train_baseline: bool = True, log: Log =
 
     out = config.out_path
     out.mkdir(parents=True, exist_ok=True)
+    if train_baseline:  # a search (or sensitivity run) trains here; reading results back runs anywhere
+        from automc.search.accelerator import use
+
+        used = use(config.execution.accelerator, config.execution.device_id)
+        log(f"accelerator: {used}" + (" (auto)" if config.execution.accelerator == "auto" else ""))
     data = load_data(config)
     ms.set_seed(config.seed)
     np.random.seed(config.seed)
@@ -269,6 +274,10 @@ def tracked_cost_metrics(config: ExperimentConfig, objectives: list[Metric], con
     return list({m.name: m for m in metrics if not m.needs_training}.values())
 
 
+#: where a trial ran, as its outcome reports it (``automc.search.accelerator.current``, the Ray node)
+WHERE = ("node", "accelerator", "device_id", "mindspore_device", "ray_devices")
+
+
 def _tell(study, trial, policy, costs, outcome, prepared: Prepared, tracker, seconds, n_trials, log: Log) -> list:
     """Finish ``trial`` in Optuna and MLflow and log a line; returns the study's trials read after it."""
     from optuna.trial import TrialState
@@ -295,7 +304,7 @@ def _tell(study, trial, policy, costs, outcome, prepared: Prepared, tracker, sec
     record = {"policy": policy.to_dict(), "metrics": metrics, "constraint_violations": list(violations.values())}
     if isinstance(outcome, dict):
         record.update(eval_seconds=outcome.get("seconds", 0.0), checkpoint=outcome.get("checkpoint", ""),
-                      node=outcome.get("node", ""))
+                      **{k: outcome[k] for k in WHERE if k in outcome})
     if reason:
         record["fail_reason"] = reason
     trial.set_user_attr("result", record)
@@ -303,7 +312,7 @@ def _tell(study, trial, policy, costs, outcome, prepared: Prepared, tracker, sec
         study.tell(trial, [metrics[m.name] for m in prepared.objectives])
     else:
         study.tell(trial, state=state)
-    tracker.log_trial(trial.number, params=policy.flat_params(),
+    tracker.log_trial(trial.number, params={**policy.flat_params(), **{k: record[k] for k in WHERE[1:] if record.get(k)}},
                       metrics=metrics, state=state.name, reason=reason,
                       duration_s=seconds, node=record.get("node", ""),
                       step_metrics={"val_accuracy": outcome.get("epoch_accuracies", [])} if isinstance(outcome, dict) else None)
