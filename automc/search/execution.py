@@ -208,8 +208,9 @@ class RayExecutor:
             except self._ray.exceptions.RayError as exc:
                 self._start_failures += 1
                 if self._start_failures > 3 * self._ex.workers:
+                    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
                     raise AutomcError(f"Ray workers keep failing to start ({self._start_failures} times); the last: "
-                                      f"{str(exc).splitlines()[0]}") from None
+                                      f"{lines[-1] if lines else type(exc).__name__}") from None
                 self._start_actor()
 
     @property

@@ -270,7 +270,7 @@ def test_the_shipped_quickstart_meets_its_targets(tmp_path):
     summary = json.loads((tmp_path / "runs" / "quickstart" / "export" / "summary.json").read_text())
     assert summary["best"]["macs"] < summary["baseline"]["macs"]
     assert summary["baseline"]["accuracy"] - summary["best"]["accuracy"] <= 2.0
-    assert "trial 20/20" in proc.stdout and "MindIR round-trip" in proc.stdout and "automc ui" in proc.stdout
+    assert "trial 20/20" in proc.stdout and "mindir parity" in proc.stdout and "automc ui" in proc.stdout
     print(f"quickstart took {time.perf_counter() - start:.0f}s")
 
 
