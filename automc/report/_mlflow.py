@@ -39,10 +39,14 @@ def trials_page(base_url: str, experiment_id: str) -> str:
 
 
 def find_experiment_id(config: ExperimentConfig) -> str | None:
-    """The id of the experiment's MLflow experiment, or None when no search has logged to it yet."""
+    """The id of the experiment's MLflow experiment, or None when no search has logged to it yet
+    (or the tracking server cannot be reached: the link then falls back to its front page)."""
     from mlflow.tracking import MlflowClient
 
-    exp = MlflowClient(tracking_uri(config)).get_experiment_by_name(experiment_name(config))
+    try:
+        exp = MlflowClient(tracking_uri(config)).get_experiment_by_name(experiment_name(config))
+    except Exception:  # noqa: BLE001 - a remote server down or needing credentials
+        return None
     return exp.experiment_id if exp is not None else None
 
 

@@ -80,6 +80,11 @@ def use(name: str, device_id: int = 0, *, cpu_threads: int | None = None) -> str
 
     name = resolve(name)
     target = TARGETS[name]
+    if name != "cpu":
+        count = int(getattr(ms.device_context, name).device_count())
+        if device_id >= count:
+            raise ConfigError(f"execution.device_id: {device_id}, but this process sees {count} {name} device(s) "
+                              f"(ids 0..{count - 1}; Ray workers see only the devices Ray gave them)")
     device = (target, 0 if name == "cpu" else int(device_id))
     if tuple(ms.get_current_device()) != device:
         try:
