@@ -221,8 +221,7 @@ def ui(
     uri = tracking_uri(config)
     exp_id = find_experiment_id(config)
     if uri.startswith(("http://", "https://", "databricks")):
-        _out(f"this experiment logs to an MLflow server: open "
-             f"{trials_page(uri, exp_id) if exp_id and uri.startswith('http') else uri}")
+        _out(f"this experiment logs to an MLflow server: open {uri} (experiment {experiment_name(config)!r})")
         return
     if not _is_loopback(host):
         _out(f"warning: listening on {host}: anyone who can reach this machine can read (and delete) these runs")

@@ -39,12 +39,15 @@ def trials_page(base_url: str, experiment_id: str) -> str:
 
 
 def find_experiment_id(config: ExperimentConfig) -> str | None:
-    """The id of the experiment's MLflow experiment, or None when no search has logged to it yet
-    (or the tracking server cannot be reached: the link then falls back to its front page)."""
+    """The id of the experiment's MLflow experiment in a local store, or None when no search has
+    logged to it yet or the store is a tracking server (its own front page lists the experiments)."""
     from mlflow.tracking import MlflowClient
 
+    uri = tracking_uri(config)
+    if uri.startswith(("http://", "https://", "databricks")):
+        return None  # not asked of a remote server: an unreachable one retries for minutes
     try:
-        exp = MlflowClient(tracking_uri(config)).get_experiment_by_name(experiment_name(config))
+        exp = MlflowClient(uri).get_experiment_by_name(experiment_name(config))
     except Exception:  # noqa: BLE001 - a remote server down or needing credentials
         return None
     return exp.experiment_id if exp is not None else None

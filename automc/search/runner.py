@@ -209,6 +209,7 @@ def _drive(study, prepared: Prepared, executor, tracker, n_trials: int, log: Log
     started = last_stale_check = time.perf_counter()
     timeout = ctx.config.search.timeout_s
     trials = None  # the study's trials as the last tell read them, to count without a second read
+    asking = None  # a trial asked from the study and not yet in flight
     band = band_metric(ctx.config)  # the cost a stopping rule compares trials within
     try:
         while True:
@@ -219,7 +220,7 @@ def _drive(study, prepared: Prepared, executor, tracker, n_trials: int, log: Log
             trials = None  # the next round reads the study again (other processes run trials too)
             out_of_time = timeout is not None and time.perf_counter() - started > timeout
             while not out_of_time and len(in_flight) < executor.capacity and done + running < n_trials:
-                trial = ask_within(study, n_trials, last_place=done + running == n_trials - 1)
+                trial = asking = ask_within(study, n_trials, last_place=done + running == n_trials - 1)
                 if trial is None:  # another process took the last place
                     break
                 heartbeat.add(trial)
@@ -232,6 +233,7 @@ def _drive(study, prepared: Prepared, executor, tracker, n_trials: int, log: Log
                 tracked = tracked_cost_metrics(ctx.config, prepared.objectives, prepared.constraints)
                 costs = {k: float(v[0]) for k, v in cost_metrics(ctx.table, policy, tracked).items()}
                 in_flight[trial.number] = (trial, policy, costs, time.perf_counter())
+                asking = None
                 executor.submit(trial.number, policy, trial, band_cost=costs.get(band) if band else None)
             if progress is not None:
                 progress(_progress_state(study, trials, prepared, n_trials))
@@ -247,8 +249,8 @@ def _drive(study, prepared: Prepared, executor, tracker, n_trials: int, log: Log
                 heartbeat.remove(trial)
                 if progress is not None:
                     progress(_progress_state(study, trials, prepared, n_trials))
-    except KeyboardInterrupt:
-        interrupted = [trial for trial, *_ in in_flight.values()]
+    except KeyboardInterrupt:  # the trials in flight, and one asked but not yet submitted
+        interrupted = [trial for trial, *_ in in_flight.values()] + ([asking] if asking is not None else [])
         for trial in interrupted:
             heartbeat.remove(trial)
         release_interrupted(study, interrupted, log)

@@ -91,8 +91,9 @@ def release_interrupted(study, trials, log: Log) -> None:
     for trial in trials:
         trial.set_user_attr(INTERRUPTED, True)
         study.tell(trial, state=TrialState.FAIL)
-        study.enqueue_trial(trial.params, user_attrs={"requeued_from": trial.number,
-                                                      **{k: v for k, v in trial.user_attrs.items() if k == "proposal"}})
+        if trial.params:  # asked but not yet suggested: nothing to re-queue, the sampler proposes anew
+            study.enqueue_trial(trial.params, user_attrs={"requeued_from": trial.number,
+                                                          **{k: v for k, v in trial.user_attrs.items() if k == "proposal"}})
     if trials:
         log(f"interrupted: trial(s) {', '.join(f'#{t.number}' for t in trials)} failed and re-queued")
 
