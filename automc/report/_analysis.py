@@ -72,14 +72,13 @@ class DeviceBest:
 def best_per_device(result: SearchResult) -> list[DeviceBest]:
     """For each named device, the winner by that device's latency (same rule as the export winner:
     feasible, within ``export.max_accuracy_drop`` of the baseline, else the most accurate)."""
-    from automc.search.selection import select_best
+    from automc.search.selection import select_best_by
 
     config = result.config
     out = []
     for device in devices(result):
         key = f"latency@{device}"
-        cfg = config.model_copy(update={"export": config.export.model_copy(update={"select_by": key})})
-        best = select_best(cfg, result.trials, _constraints(result), result.baseline.get("accuracy", 0.0))
+        best = select_best_by(key, config, result.trials, _constraints(result), result.baseline.get("accuracy", 0.0))
         base = result.baseline.get(key)
         if base is None and result.table is not None:
             base = float(_latency(result, device, [Policy()])[0].sum())

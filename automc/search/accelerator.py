@@ -94,7 +94,9 @@ def use(name: str, device_id: int = 0, *, cpu_threads: int | None = None) -> str
                               f"{ms.get_current_device()} ({str(exc).splitlines()[0]}); run the search in a new "
                               "process") from None
     if name == "cpu":
-        os.environ.setdefault("MS_DEV_HOST_BLOCKING_RUN", "1")  # see automc.training.use_host_blocking_run
+        from automc.training import use_host_blocking_run
+
+        use_host_blocking_run()
         if cpu_threads:
             ms.set_context(runtime_num_threads=int(cpu_threads))
     return name

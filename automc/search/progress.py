@@ -28,7 +28,7 @@ class ProgressState:
 def best_per_device(config, trials: Sequence[TrialRecord], constraints, baseline_accuracy: float) -> dict[str, str]:
     """Per named device (when there are several), the winner by that device's latency, as text."""
     from automc.search.export import latency_devices
-    from automc.search.selection import select_best
+    from automc.search.selection import select_best_by
 
     devices = latency_devices(config)
     if len(devices) < 2:
@@ -36,8 +36,7 @@ def best_per_device(config, trials: Sequence[TrialRecord], constraints, baseline
     out = {}
     for device in devices:
         key = f"latency@{device}"
-        cfg = config.model_copy(update={"export": config.export.model_copy(update={"select_by": key})})
-        best = select_best(cfg, list(trials), constraints, baseline_accuracy)
+        best = select_best_by(key, config, list(trials), constraints, baseline_accuracy)
         if best is not None and key in best.metrics:
             out[device] = f"#{best.number} {best.metrics[key]:.4g} ms"
     return out

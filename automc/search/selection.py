@@ -15,6 +15,14 @@ def select_metric(config: ExperimentConfig) -> str:
     return config.export.select_by or next((o for o in config.objectives if o != "accuracy"), "macs")
 
 
+def select_best_by(metric: str, config: ExperimentConfig, trials: list[TrialRecord], constraints: list[Constraint],
+                   baseline_accuracy: float) -> TrialRecord | None:
+    """The winner by the rule of :func:`select_best` with ``export.select_by`` set to ``metric``
+    (e.g. ``latency@t4``: the per-device winner)."""
+    cfg = config.model_copy(update={"export": config.export.model_copy(update={"select_by": metric})})
+    return select_best(cfg, trials, constraints, baseline_accuracy)
+
+
 def select_best(config: ExperimentConfig, trials: list[TrialRecord], constraints: list[Constraint],
                 baseline_accuracy: float) -> TrialRecord | None:
     """The winner among completed trials that satisfy every constraint.

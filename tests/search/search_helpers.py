@@ -6,6 +6,17 @@ from pathlib import Path
 import yaml
 
 
+def study_trials(config) -> list:
+    """The Optuna trials of ``config``'s SQLite study as another process sees them ([] before it exists)."""
+    import optuna
+
+    storage = f"sqlite:///{(config.out_path / 'study.db').resolve()}"
+    try:
+        return optuna.load_study(study_name=config.name, storage=storage).get_trials(deepcopy=False)
+    except Exception:
+        return []
+
+
 def write_experiment(tmp_path: Path, name: str = "e2e", **overrides) -> Path:
     """A small but real experiment: LeNet on digits, short training, a handful of trials."""
     cfg = {

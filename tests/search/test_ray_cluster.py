@@ -15,6 +15,8 @@ import psutil
 import pytest
 import yaml
 
+from search_helpers import study_trials as _trials
+
 pytestmark = pytest.mark.slow
 
 #: Ray 2.60's `ray start` enables token authentication; on one trusted machine the test turns it off
@@ -58,16 +60,6 @@ def two_nodes(monkeypatch):
         yield _node_id(raylets[True][0]), raylets[False][0]
     finally:
         _ray("stop", "--force")
-
-
-def _trials(config):
-    import optuna
-
-    storage = f"sqlite:///{(config.out_path / 'study.db').resolve()}"
-    try:
-        return optuna.load_study(study_name=config.name, storage=storage).get_trials(deepcopy=False)
-    except Exception:
-        return []
 
 
 def test_a_search_on_two_ray_nodes_survives_losing_one(tmp_path, two_nodes):

@@ -14,7 +14,7 @@ import pytest
 import automc
 from automc.config import load_config
 
-from search_helpers import FRAGILE_NETS, KILLER_NETS, TWO_PATH_NETS, write_experiment
+from search_helpers import FRAGILE_NETS, KILLER_NETS, TWO_PATH_NETS, study_trials as _trials, write_experiment
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -118,16 +118,6 @@ def test_failing_candidates_become_failed_trials_and_the_search_goes_on(tmp_path
     failed_runs = [c for c in children if c.data.tags["automc.state"] == "FAIL"]
     assert len(failed_runs) == len(failed) and all(r.info.status == "FAILED" for r in failed_runs)
     assert all("12 channels" in r.data.tags["automc.fail_reason"] for r in failed_runs)
-
-
-def _trials(config):
-    import optuna
-
-    storage = f"sqlite:///{(config.out_path / 'study.db').resolve()}"
-    try:
-        return optuna.load_study(study_name=config.name, storage=storage).get_trials(deepcopy=False)
-    except Exception:
-        return []
 
 
 def _cli(path, *args, env=None):
