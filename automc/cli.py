@@ -235,10 +235,12 @@ def ui(
         _out(f"  (the trials of experiment {experiment_name(config)!r}, as charts of their metrics; the table "
              "view is one click left; Ctrl-C to stop)")
     artifacts = (config.out_path / "mlartifacts").resolve()
+    # one local reader: one server worker, and none of MLflow 3's GenAI job runners (each of these
+    # processes imports the whole MLflow server: ~5 s of CPU apiece before the page answers)
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--default-artifact-root",
-           artifacts.as_uri(), "--host", host, "--port", str(port)]
+           artifacts.as_uri(), "--host", host, "--port", str(port), "--workers", "1"]
     sys.stdout.flush()
-    raise typer.Exit(serve(cmd))
+    raise typer.Exit(serve(cmd, env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}))
 
 
 @app.command(short_help="Write a commented starter experiment YAML.")

@@ -53,15 +53,16 @@ def find_experiment_id(config: ExperimentConfig) -> str | None:
     return exp.experiment_id if exp is not None else None
 
 
-def serve(cmd: list[str], *, grace_s: float = 10.0) -> int:
+def serve(cmd: list[str], *, env: dict[str, str] | None = None, grace_s: float = 10.0) -> int:
     """Run a server command (``mlflow ui``) in its own process group until it exits or this
     process gets SIGINT, SIGTERM or SIGHUP; then stop the whole group (the server and its
-    workers), SIGKILL after ``grace_s``. Returns the exit code to use."""
+    workers), SIGKILL after ``grace_s``. ``env``: variables set for the server unless this
+    process has them already. Returns the exit code to use."""
     import os
     import signal
     import subprocess
 
-    proc = subprocess.Popen(cmd, start_new_session=True)
+    proc = subprocess.Popen(cmd, start_new_session=True, env={**(env or {}), **os.environ})
     stopping: list[int] = []
 
     def stop(signum, frame):

@@ -19,7 +19,7 @@ STORE_CONFIG = {
     "objectives": ["accuracy", "macs"],
     "devices": ["arm-a76", "kirin990-npu"],
     "search": {"strategy": "random", "n_trials": 3, "pruner": "none", "heartbeat_s": 1.0},
-    "export": {"formats": [], "max_accuracy_drop": 5.0},
+    "export": {"formats": [], "max_accuracy_drop": 5.0, "compare_uniform": False},
 }
 
 

@@ -204,7 +204,7 @@ def test_a_factory_given_num_classes_in_its_kwargs_runs_and_a_disagreement_is_on
     base = {"name": "userkw", "output_dir": str(tmp_path / "runs"), "data": {"name": "digits"},
             "train": {"epochs": 1, "lr": 0.05}, "finetune": {"epochs": 0.2, "lr": 0.02},
             "compress": {"pruning": {"max_ratio": 0.5}}, "objectives": ["accuracy", "macs"],
-            "search": {"strategy": "random", "n_trials": 1, "pruner": "none"}, "export": {"formats": []}}
+            "search": {"strategy": "random", "n_trials": 1, "pruner": "none"}, "export": {"formats": [], "compare_uniform": False}}
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump({**base, "model": {"factory": "user_nets:build", "kwargs": {"num_classes": 10, "width": 8}}}))
     code, out, err = cli("search", str(good))
@@ -257,7 +257,7 @@ def test_a_terminal_gets_a_live_progress_bar_with_the_best_per_device(tmp_path):
                                     "finetune": {"epochs": 0.3, "lr": 0.02}, "compress": {"pruning": {"max_ratio": 0.6}},
                                     "objectives": ["accuracy", "macs"], "devices": ["arm-a76", "kirin990-npu"],
                                     "search": {"strategy": "random", "n_trials": 3, "pruner": "none"},
-                                    "export": {"formats": [], "max_accuracy_drop": 100.0}}))
+                                    "export": {"formats": [], "max_accuracy_drop": 100.0, "compare_uniform": False}}))
     master, slave = pty.openpty()
     env = {k: v for k, v in os.environ.items() if k != "CI"}
     env.update(TERM="xterm", COLUMNS="200", GLOG_v="3")

@@ -30,7 +30,7 @@ def write_experiment(tmp_path: Path, name: str = "e2e", **overrides) -> Path:
         "compress": {"pruning": {"max_ratio": 0.6, "step": 0.05}},
         "objectives": ["accuracy", "macs"],
         "search": {"strategy": "tpe", "n_trials": 4, "heartbeat_s": 1.0},
-        "export": {"formats": ["mindir"], "max_accuracy_drop": 5.0},
+        "export": {"formats": ["mindir"], "max_accuracy_drop": 5.0, "compare_uniform": False},
     }
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(cfg.get(key), dict) and key != "model":

@@ -181,7 +181,8 @@ def test_sensitivity_search_seeds_the_study_with_solver_solutions(tmp_path):
     path = write_experiment(tmp_path, "sens", objectives=["accuracy"], constraints=["macs <= 25%"],
                             compress={"pruning": {"max_ratio": 0.8, "step": 0.05}},
                             search={"strategy": "sensitivity", "n_trials": 5, "pruner": "halving",
-                                    "sensitivity_samples": 200})
+                                    "sensitivity_samples": 200},
+                            export={"compare_uniform": True})
     cfg = load_config(path)
     lines: list[str] = []
     result = automc.search(cfg, log=lines.append)

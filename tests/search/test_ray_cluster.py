@@ -77,7 +77,7 @@ def test_a_search_on_two_ray_nodes_survives_losing_one(tmp_path, two_nodes):
         "compress": {"pruning": {"max_ratio": 0.6}}, "objectives": ["accuracy", "macs"],
         "execution": {"backend": "ray", "ray_address": "auto", "workers": 2, "cpus_per_trial": 1},
         "search": {"strategy": "random", "n_trials": 8, "pruner": "none", "heartbeat_s": 1.0},
-        "export": {"formats": [], "max_accuracy_drop": 100.0},
+        "export": {"formats": [], "max_accuracy_drop": 100.0, "compare_uniform": False},
     }))
     config = load_config(path)
     proc = subprocess.Popen([sys.executable, "-m", "automc.cli", "search", str(path)], cwd=tmp_path,
