@@ -105,6 +105,15 @@ class QuantizationConfig(_Section):
             raise ValueError(str(exc)) from None
 
 
+class SupernetConfig(_Section):
+    """Elastic training of the baseline: sandwich-rule steps over the NAS choices (BigNAS)."""
+
+    epochs: float = Field(5, gt=0, description="epochs of sandwich-rule steps after the baseline is trained")
+    random_subnets: int = Field(2, ge=0, description="random sub-networks per step, besides the largest and smallest")
+    lr: Optional[float] = Field(None, gt=0, description="learning rate (default: train.lr)")
+    temperature: float = Field(1.0, gt=0, description="in-place distillation temperature (largest -> the others)")
+
+
 class NasConfig(_Section):
     """Choice lists of the elastic dimensions the network declares (see ``automc.algorithms.nas``)."""
 
@@ -112,6 +121,9 @@ class NasConfig(_Section):
     depth: list[int] = Field(default_factory=list, description="blocks kept per stage (empty = keep all)")
     kernel: list[int] = Field(default_factory=list, description="odd kernel sizes, at most the baseline's (empty = keep)")
     importance: Literal["l1", "l2"] = Field("l1", description="which channels a smaller width keeps")
+    supernet: Optional[SupernetConfig] = Field(
+        None, description="train the baseline elastically (once, cached) so sub-networks work before fine-tuning; "
+                          "needed for search.strategy evolution and greedy to rank them well")
 
     @field_validator("width")
     @classmethod
@@ -151,13 +163,20 @@ class CompressConfig(_Section):
 
 
 class SearchConfig(_Section):
-    strategy: Literal["tpe", "nsga2", "cmaes", "random", "gp", "sensitivity", "solver", "uniform"] = Field(
+    strategy: Literal["tpe", "nsga2", "cmaes", "random", "gp", "sensitivity", "solver", "uniform", "evolution",
+                      "greedy"] = Field(
         "tpe", description="tpe/nsga2/cmaes/random/gp: Optuna samplers; sensitivity: the budget solver's solutions "
-        "seed TPE; solver: the solver's best solutions alone; uniform: one ratio/bit-width for all layers")
+        "seed TPE; solver: the solver's best solutions alone; uniform: one ratio/bit-width for all layers; "
+        "evolution: an accuracy predictor over measured proxies scores candidates (Once-for-All); greedy: one-step "
+        "shrinks by proxy accuracy per cost saved (NetAdapt)")
     warm_start: Optional[Literal["sensitivity"]] = Field(
         None, description="seed any strategy with the budget solver's solutions over the baseline's sensitivity")
     sensitivity_samples: int = Field(2000, gt=0, description="validation samples per sensitivity entry "
                                      "(2000: ~0.7-point standard error at 90 % accuracy)")
+    proxy_subnets: int = Field(100, ge=10, description="evolution: candidates measured (proxy accuracy, no "
+                               "fine-tune) to fit the accuracy predictor")
+    proxy_samples: int = Field(500, gt=0, description="evolution/greedy: validation samples of one proxy accuracy")
+    candidates: int = Field(5000, gt=0, description="evolution: candidates the predictor scores")
     n_trials: int = Field(20, gt=0, description="trials in the study (counted across restarts)")
     timeout_s: Optional[float] = Field(None, gt=0, description="stop starting new trials after this many seconds")
     trial_timeout_s: Optional[float] = Field(None, gt=0, description="a trial running longer fails")

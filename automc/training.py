@@ -2,6 +2,7 @@
 
 Batches come from numpy arrays; steps run under ``mindspore.jit`` through ``nn.TrainOneStepCell``.
 An optional teacher turns fine-tuning into knowledge distillation (soft targets at temperature T).
+``train_sandwich`` trains the sub-networks of an elastic network together (BigNAS's sandwich rule).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import copy
 import math
 import os
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -55,7 +56,6 @@ def iterate_batches(
 
 
 def _loss_cell(net, teacher, settings: TrainSettings):
-    import mindspore as ms
     from mindspore import nn, ops
 
     ce = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
@@ -118,17 +118,120 @@ def train(
     after each (partial) epoch; it may raise to stop training (e.g. Optuna pruning).
     Raises ``TrialFailed`` when the loss becomes NaN or infinite.
     """
-    import mindspore as ms
     from mindspore import nn
 
     use_host_blocking_run()
-    steps_per_epoch = max(1, math.ceil(len(x) / settings.batch_size))
-    total_steps = max(1, int(round(settings.epochs * steps_per_epoch)))
-    lr = [float(settings.lr * 0.5 * (1 + math.cos(math.pi * i / total_steps))) for i in range(total_steps)]
+    lr = _cosine_lr(settings, len(x))
+    total_steps = len(lr)
     params = [p for p in net.trainable_params()]
     opt = nn.Momentum(params, learning_rate=lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
-    step = _jit_step(nn.TrainOneStepCell(_loss_cell(net, teacher, settings), opt))
-    step.set_train(True)
+    train_step = _jit_step(nn.TrainOneStepCell(_loss_cell(net, teacher, settings), opt))
+    train_step.set_train(True)
+    last = _epochs(x, y, settings, total_steps, lambda xb, yb, done: float(train_step(xb, yb).asnumpy()), on_epoch)
+    net.set_train(False)
+    return last
+
+
+def _cosine_lr(settings: TrainSettings, n_samples: int) -> list[float]:
+    """Per-step learning rates: ``settings.epochs`` over ``n_samples``, cosine decay from ``settings.lr``."""
+    steps_per_epoch = max(1, math.ceil(n_samples / settings.batch_size))
+    total_steps = max(1, int(round(settings.epochs * steps_per_epoch)))
+    return [float(settings.lr * 0.5 * (1 + math.cos(math.pi * i / total_steps))) for i in range(total_steps)]
+
+
+def _jit_value_and_grad(loss_cell, params):
+    """``loss_cell``'s (loss, aux) and gradients w.r.t. ``params``, compiled once."""
+    import mindspore as ms
+    from mindspore import nn
+
+    class _Grads(nn.Cell):
+        def __init__(self):
+            super().__init__(auto_prefix=False)
+            self.loss_cell = loss_cell
+            self.grad_fn = ms.value_and_grad(loss_cell, None, params, has_aux=True)
+
+        @ms.jit
+        def construct(self, *inputs):
+            return self.grad_fn(*inputs)
+
+    return _Grads()
+
+
+def train_sandwich(
+    net,
+    x: np.ndarray,
+    y: np.ndarray,
+    settings: TrainSettings,
+    *,
+    subnets: Callable[[int], Sequence[Any]],
+    activate: Callable[[Any], None],
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> float:
+    """Sandwich-rule training of an elastic network (BigNAS): at each step the gradients of the
+    sub-networks ``subnets(step)`` (the largest first) are averaged into one SGD update; the
+    largest learns from the labels, the others from its predictions (in-place distillation,
+    temperature ``settings.temperature``). ``activate(subnet)`` switches ``net`` to a sub-network
+    by setting parameters (masks), so two compiled graphs serve every sub-network. Returns the
+    last epoch's mean loss of the largest."""
+    import mindspore as ms
+    from mindspore import nn, ops
+
+    use_host_blocking_run()
+    lr = _cosine_lr(settings, len(x))
+    params = net.trainable_params()
+    opt = nn.Momentum(params, learning_rate=lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
+    ce = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
+    t = settings.temperature
+
+    class _Labels(nn.Cell):
+        def __init__(self):
+            super().__init__(auto_prefix=False)
+            self.net = net
+
+        def construct(self, xb, yb):
+            logits = self.net(xb)
+            return ce(logits, yb), ops.stop_gradient(ops.softmax(logits / t, axis=-1))
+
+    class _Distill(nn.Cell):
+        def __init__(self):
+            super().__init__(auto_prefix=False)
+            self.net = net
+
+        def construct(self, xb, soft):
+            logits = self.net(xb)
+            return -(soft * ops.log_softmax(logits / t, axis=-1)).sum(-1).mean() * (t * t), logits
+
+    teacher_step, student_step = _jit_value_and_grad(_Labels(), params), _jit_value_and_grad(_Distill(), params)
+
+    def step(xb, yb, done: int) -> float:
+        first, *rest = subnets(done)
+        activate(first)
+        (loss, soft), grads = teacher_step(xb, yb)
+        for sub in rest:
+            activate(sub)
+            grads = tuple(g + m for g, m in zip(grads, student_step(xb, soft)[1]))
+        opt(tuple(g / (1 + len(rest)) for g in grads) if rest else grads)
+        return float(loss.asnumpy())
+
+    mode = ms.get_context("mode")
+    # graph mode: a graph compiled under `mindspore.jit` in PyNative mode keeps the parameter values
+    # it was compiled with (MindSpore 2.8), so it would see neither the masks set between steps nor
+    # the optimizer's updates; graph-mode graphs read parameters by reference
+    ms.set_context(mode=ms.GRAPH_MODE)
+    net.set_train(True)
+    try:
+        return _epochs(x, y, settings, len(lr), step, on_epoch)
+    finally:
+        ms.set_context(mode=mode)
+        net.set_train(False)
+
+
+def _epochs(x, y, settings: TrainSettings, total_steps: int, step: Callable[[Any, Any, int], float],
+            on_epoch: Callable[[int, float], None] | None) -> float:
+    """Run ``step(x_batch, y_batch, step_index) -> loss`` over shuffled batches for
+    ``total_steps``; ``on_epoch(epoch, mean_loss)`` after each (partial) epoch. Returns the last
+    epoch's mean loss; raises ``TrialFailed`` when the loss is NaN or infinite."""
+    import mindspore as ms
 
     done, epoch, last = 0, 0, float("nan")
     while done < total_steps:
@@ -136,7 +239,7 @@ def train(
         for xb, yb in iterate_batches(x, y, settings.batch_size, shuffle=True, seed=settings.seed + epoch):
             if done >= total_steps:
                 break
-            loss = float(step(ms.Tensor(xb), ms.Tensor(yb)).asnumpy())
+            loss = step(ms.Tensor(xb), ms.Tensor(yb), done)
             if not math.isfinite(loss):
                 raise TrialFailed(f"loss became {loss} at step {done} (learning rate {settings.lr} too high?)")
             losses.append(loss)
@@ -145,7 +248,6 @@ def train(
         if on_epoch is not None:
             on_epoch(epoch, last)
         epoch += 1
-    net.set_train(False)
     return last
 
 

@@ -14,3 +14,26 @@ def _pynative():
     ms.set_seed(0)
     np.random.seed(0)
     yield
+
+
+#: files of independent end-to-end tests, spread test by test over the pytest-xdist workers; the
+#: tests of every other file share module fixtures and run on one worker, file by file
+SPREAD = {"test_search_e2e.py"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Groups for ``--dist loadgroup`` (pyproject's addopts): the tests that start Ray run one
+    at a time (``ray.init()`` joins a cluster another test started on this machine), the tests
+    of one file together, except in ``SPREAD`` (there, the tests of the shared ``searched``
+    search together)."""
+    for item in items:
+        if item.get_closest_marker("ray"):
+            group = "ray"
+        elif item.path.name not in SPREAD:
+            group = item.path.name
+        elif "searched" in getattr(item, "fixturenames", ()):
+            group = f"{item.path.name}::searched"
+        else:
+            continue
+        item.add_marker(pytest.mark.xdist_group(group))

@@ -39,6 +39,12 @@ def l2_importance(weights: Sequence[np.ndarray]) -> np.ndarray:
     return _normalised([np.sqrt((w.reshape(w.shape[0], -1) ** 2).sum(1)) for w in weights])
 
 
+def channel_order(weights: Sequence[np.ndarray], importance: str = "l1") -> np.ndarray:
+    """A coupling group's channels, most important first, by ``importance`` of its producers'
+    ``weights`` (each ``(out, ...)``); ties keep the channel order. Pruning keeps a prefix."""
+    return np.argsort(-IMPORTANCE.get(importance)(weights), kind="stable")
+
+
 def _tensor(a: np.ndarray):
     import mindspore as ms
 
@@ -86,7 +92,7 @@ def _sliced_cell(cell, out_idx: np.ndarray | None, in_idx: np.ndarray | None):
 
 def prune(net, table: LayerTable, policy: Policy, *, importance: str = "l1"):
     """A pruned deep copy of ``net``: each group in ``policy.prune`` loses that share of channels."""
-    score = IMPORTANCE.get(importance)
+    IMPORTANCE.get(importance)  # fail early on an unknown name
     groups = {g.name: g for g in table.coupling}
     for name, ratio in policy.prune.items():
         if name not in groups:
@@ -103,8 +109,8 @@ def prune(net, table: LayerTable, policy: Policy, *, importance: str = "l1"):
         n_keep = int(kept_channels(group.channels, ratio))
         if n_keep == group.channels:
             continue
-        scores = score([find_cell(pruned, p).weight.asnumpy() for p in group.producers])
-        keep[name] = np.sort(np.argsort(-scores, kind="stable")[:n_keep])
+        order = channel_order([find_cell(pruned, p).weight.asnumpy() for p in group.producers], importance)
+        keep[name] = np.sort(order[:n_keep])
 
     if not keep:
         return pruned

@@ -68,6 +68,9 @@ def build(result: SearchResult) -> Report:
     per_device = _per_device(result)
     if per_device is not None:
         report.tables.append(per_device)
+    structure = _structure(result)
+    if structure is not None:
+        report.tables.append(structure)
     layers = _layers(result)
     if layers is not None:
         report.tables.append(layers)
@@ -79,7 +82,7 @@ def build(result: SearchResult) -> Report:
 
 
 def _summary(result: SearchResult) -> Table:
-    best, base = result.best, result.baseline
+    best = result.best
     keys = ["accuracy", *(k for k in A.cost_axes(result) if k != "accuracy"), "macs", "params", "size"]
     keys = list(dict.fromkeys(keys))
     rows = [[k, A.fmt_metric(k, A.metric_value(result, None, k)),
@@ -144,6 +147,20 @@ def _per_device(result: SearchResult) -> Table | None:
     return Table("Best policy per device", ["device", "trial", "baseline latency", "best latency", "speed-up", "accuracy"],
                  rows, "Per device: the feasible trial with the lowest latency on it, within "
                        f"{_points(result)} of the baseline (cost-model estimates).")
+
+
+def _structure(result: SearchResult) -> Table | None:
+    """The winner's sub-network per stage (NAS): blocks kept, width, kernel of each kept block."""
+    from automc.algorithms.nas import ElasticResolver
+
+    best = result.best
+    if best is None or best.policy is None or not best.policy.nas or not isinstance(getattr(result.table, "elastic", None),
+                                                                                      ElasticResolver):
+        return None
+    rows = [[r["stage"], r["depth"], r["width"], r["kernel"]] for r in result.table.elastic.structure(best.policy.nas)]
+    return Table(f"Sub-network of the winner (trial #{best.number}), per stage", ["stage", "depth", "width", "kernel"],
+                 rows, "depth: blocks kept of the stage's; width: multiplier (baseline -> kept channels of its "
+                       "coupled groups); kernel: of each kept block's elastic convolution.")
 
 
 def _layers(result: SearchResult) -> Table | None:

@@ -96,6 +96,11 @@ EXPORT_METRICS = ("test_accuracy", "file_bytes")
 FINAL_FIELDS = ("test_accuracy_before_final_finetune", "val_accuracy_after_final_finetune", "final_finetune_epochs")
 
 
+def structure_text(row: dict) -> str:
+    """One stage of a sub-network's structure (``ElasticResolver.structure``) as a short text."""
+    return ", ".join(f"{k} {row[k]}" for k in ("depth", "width", "kernel") if row[k] != "-")
+
+
 def export_fingerprint(result: SearchResult) -> dict:
     """What an export depends on: the winner, how many trials the study had finished, the formats
     and the final fine-tune. Equal fingerprint = the files in ``export/`` are this export."""
@@ -140,9 +145,13 @@ def export_best(result: SearchResult, prepared, tracker, *, log: Callable[[str],
         artifacts = dict(summary["artifacts"])
     else:
         artifacts, final = _export(result, prepared, fingerprint, log)
-    for key in ("policy", "layer_table", "layer_latency", "summary", "final_checkpoint", "mindir", "onnx", "ms"):
+    for key in ("policy", "structure", "layer_table", "layer_latency", "summary", "final_checkpoint", "mindir", "onnx",
+                "ms"):
         if key in artifacts:
             tracker.log_artifact(Path(artifacts[key]), "best")
+    if "structure" in artifacts:  # the winner's sub-network per stage, readable in the run's parameters
+        rows = json.loads(Path(artifacts["structure"]).read_text())
+        tracker.log_params(tracker.parent_id, {f"best_structure.{r['stage']}": structure_text(r) for r in rows})
     tracker.log_artifact(prepared.baseline_checkpoint, "baseline")
     tracker.log_metrics(tracker.parent_id, {"best_accuracy": best.metrics["accuracy"],
                                             "best_test_accuracy": best.metrics["test_accuracy"],
@@ -188,6 +197,11 @@ def _export(result: SearchResult, prepared, fingerprint: dict, log: Callable[[st
     best.metrics["test_accuracy"] = best_test
 
     artifacts["policy"] = str(write_text_atomic(out / "best_policy.json", best.policy.to_json()))
+    if best.policy.nas:
+        from automc.algorithms.nas import resolver_of
+
+        structure = resolver_of(prepared.context.table).structure(best.policy.nas)
+        artifacts["structure"] = str(write_text_atomic(out / "best_structure.json", json.dumps(structure, indent=1)))
     artifacts["layer_table"] = str(write_text_atomic(out / "best_layer_table.json",
                                                      json.dumps(prepared.context.table.rows(), indent=2)))
     breakdown = layer_latency_breakdown(prepared, best.policy)

@@ -106,6 +106,12 @@ def prepare(config: ExperimentConfig, *, train_baseline: bool = True, log: Log =
         log(f"baseline: val accuracy {metrics['accuracy']:.2f}%, test accuracy {metrics['test_accuracy']:.2f}%")
     net.set_train(False)
     table = build_layer_table(net, data.input_shape, seed=config.seed)
+    if config.compress.nas is not None and config.compress.nas.supernet is not None:
+        from automc.search import supernet
+
+        # trials inherit the elastic weights; `accuracy` stays the baseline's as the user trained it
+        ckpt, elastic = supernet.load_or_train(config, net, table, data, ckpt, train=train_baseline, log=log)
+        metrics = {**metrics, **elastic}
     objectives = [parse_objective(o) for o in config.objectives]
     constraints = [parse_constraint(c) for c in config.constraints]
     cost = cost_metrics(table, Policy(), tracked_cost_metrics(config, objectives, constraints))

@@ -5,6 +5,8 @@ recorded per trial, while MindSpore reports the device the YAML asked for."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import automc
@@ -43,6 +45,7 @@ def test_an_accelerator_without_its_runtime_is_one_line_before_any_work(tmp_path
     ({"backend": "ray", "npus_per_trial": 1}, "execution.npus_per_trial: 1, but no node of the Ray cluster has more "
                                               "than 0 NPU"),
 ])
+@pytest.mark.ray
 def test_device_requests_the_cluster_cannot_meet_are_one_line(tmp_path, capsys, execution, expected):
     from automc.cli import main
 
@@ -54,8 +57,9 @@ def test_device_requests_the_cluster_cannot_meet_are_one_line(tmp_path, capsys, 
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_ray_gpu_and_npu_resources_give_each_worker_its_own_devices_recorded_per_trial(tmp_path):
-    """A local Ray declaring 2 GPUs and 2 NPUs (no real ones), accelerator cpu, one of each per
+    """Trials in parallel Ray workers: a local Ray declaring 2 GPUs and 2 NPUs (no real ones), accelerator cpu, one of each per
     trial: the two workers hold different physical ids (Ray's CUDA_VISIBLE_DEVICES /
     ASCEND_RT_VISIBLE_DEVICES), each trial records them, and MindSpore in the worker runs on CPU."""
     import ray
@@ -71,6 +75,8 @@ def test_ray_gpu_and_npu_resources_give_each_worker_its_own_devices_recorded_per
         ray.shutdown()
     trials = [t for t in result.trials if t.state == "COMPLETE"]
     assert len(trials) == 4
+    assert all(Path(t.checkpoint).is_file() for t in trials)  # each worker saved its trial's network
+    assert result.best_network() is not None
     import optuna
 
     from automc.search.study import storage_url

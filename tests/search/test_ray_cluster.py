@@ -17,7 +17,7 @@ import yaml
 
 from search_helpers import study_trials as _trials
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 #: Ray 2.60's `ray start` enables token authentication; on one trusted machine the test turns it off
 RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}

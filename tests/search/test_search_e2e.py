@@ -126,7 +126,7 @@ def _cli(path, *args, env=None):
 
 
 def test_sigkill_mid_search_then_rerun_loses_nothing(tmp_path):
-    path = write_experiment(tmp_path, name="killed", search={"n_trials": 6, "heartbeat_s": 1.0})
+    path = write_experiment(tmp_path, name="killed", search={"n_trials": 4, "heartbeat_s": 1.0})
     config = load_config(path)
     proc = _cli(path)
     deadline = time.time() + 300
@@ -145,7 +145,7 @@ def test_sigkill_mid_search_then_rerun_loses_nothing(tmp_path):
     numbers = [t.number for t in after]
     assert len(numbers) == len(set(numbers))
     finished = [t for t in after if t.state.name in ("COMPLETE", "FAIL", "PRUNED")]
-    assert len(finished) == 6 and not [t for t in after if t.state.name == "RUNNING"]
+    assert len(finished) == 4 and not [t for t in after if t.state.name == "RUNNING"]
     for number, params in before.items():
         assert after[number].state.name == "COMPLETE" and after[number].params == params
 
@@ -215,15 +215,7 @@ def test_two_processes_share_one_study_without_duplicates_and_export_its_winner_
     assert not list(export.glob("*.tmp*")) and not list(export.glob(".*.tmp"))
 
 
-def test_ray_backend_runs_trials_in_parallel_workers(tmp_path):
-    path = write_experiment(tmp_path, name="ray", execution={"backend": "ray", "workers": 2},
-                            search={"n_trials": 4, "heartbeat_s": 1.0})
-    result = automc.search(path, log=lambda s: None)
-    assert [t.state for t in result.trials] == ["COMPLETE"] * 4
-    assert all(Path(t.checkpoint).is_file() for t in result.trials)
-    assert result.best_network() is not None
-
-
+@pytest.mark.ray
 def test_a_ray_worker_that_dies_fails_its_trial_and_is_replaced(tmp_path, monkeypatch):
     """SIGKILL of a worker process mid-search: its trial is FAIL with the reason, a new worker
     takes over, and the search still finishes every requested trial."""
@@ -341,9 +333,9 @@ def test_per_device_winners_differ_where_the_fitted_models_disagree_on_depthwise
 def test_joint_pruning_and_mixed_precision_search(tmp_path, mode):
     path = write_experiment(tmp_path, name=f"joint-{mode}", objectives=["accuracy", "size"],
                             compress={"pruning": {"max_ratio": 0.5}, "quantization": {"w_bits": [4, 8], "a_bits": [8], "mode": mode}},
-                            search={"n_trials": 3, "heartbeat_s": 1.0})
+                            search={"n_trials": 2, "heartbeat_s": 1.0})
     result = automc.search(path, log=lambda s: None)
-    assert [t.state for t in result.trials] == ["COMPLETE"] * 3
+    assert [t.state for t in result.trials] == ["COMPLETE"] * 2
     for t in result.trials:
         assert set(t.policy.w_bits.values()) <= {4, 8} and set(t.policy.a_bits.values()) == {8}
         assert t.metrics["size"] < result.baseline["size"] / 3.5  # <= 8-bit weights, pruned

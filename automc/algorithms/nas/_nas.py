@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from automc.algorithms._base import Compressor, Decision
 from automc.algorithms.nas._extract import extract, sub_policy
@@ -17,14 +17,15 @@ class ElasticNAS(Compressor):
     """Once-for-All-style choices per stage/block: width multiplier, depth, kernel size.
 
     ``width``, ``depth`` and ``kernel`` are the YAML's choice lists (``compress.nas``); each
-    declared knob offers the values that fit it, plus its unchanged value.
+    declared knob offers the values that fit it, plus its unchanged value. ``supernet`` is the
+    YAML's elastic-training section, applied to the baseline before the search.
     """
 
     name = "nas"
     section = "nas"
 
     def __init__(self, *, width: Sequence[float] = (0.5, 0.75, 1.0), depth: Sequence[int] = (),
-                 kernel: Sequence[int] = (), importance: str = "l1"):
+                 kernel: Sequence[int] = (), importance: str = "l1", supernet: Mapping[str, Any] | None = None):
         for w in width:
             if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 < w <= 1:
                 raise ConfigError(f"nas.width has {w!r}; width multipliers are in (0, 1]")
@@ -37,6 +38,7 @@ class ElasticNAS(Compressor):
         IMPORTANCE.get(importance)
         self.width, self.depth, self.kernel = tuple(width), tuple(depth), tuple(kernel)
         self.importance = importance
+        self.supernet = supernet  # elastic training settings (automc.search.supernet trains it before the search)
 
     def choices(self, table: LayerTable) -> dict[str, tuple[Any, ...]]:
         """Decision key -> allowed values on ``table``."""

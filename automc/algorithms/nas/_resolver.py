@@ -170,6 +170,40 @@ class ElasticResolver:
         out["kh"], out["kw"], out["present"] = kh, kw, present
         return out
 
+    def structure(self, nas: Mapping[str, Any]) -> list[dict[str, str]]:
+        """The sub-network ``nas`` per stage, for reports: ``{"stage", "depth", "width",
+        "kernel"}`` (blocks kept of all, width multiplier and channels, kernel of each kept block);
+        widths and kernels outside every stage (a stem, a head) get rows of their own."""
+        full = self.validate(nas)
+        channels = self.group_channels([Policy(nas=dict(full))])[0]
+        base = np.array([g.channels for g in self.table.coupling])
+
+        def width(knob: str) -> str:
+            pairs = dict.fromkeys((int(base[g]), int(channels[g])) for g in self.width_groups[knob])
+            return f"{full[f'{knob}.width']:g} ({', '.join(f'{b}->{k}' for b, k in pairs)} channels)"
+
+        def kernel_of(block: str) -> str | None:
+            knob = next((k for k, layers in self.space.kernels.items()
+                         if any(layer.startswith(block + ".") for layer in layers)), None)
+            return None if knob is None else str(full[f"{knob}.kernel"])
+
+        rows, used = [], set()
+        for stage, blocks in self.space.stages.items():
+            d = full[f"{stage}.depth"]
+            kernels = [k for k in (kernel_of(b) for b in blocks[:d]) if k is not None]
+            used.update(k for k, layers in self.space.kernels.items() if any(layer.startswith(b + ".")
+                                                                             for b in blocks for layer in layers))
+            rows.append({"stage": stage, "depth": f"{d}/{len(blocks)}",
+                         "width": width(stage) if stage in self.width_groups else "-",
+                         "kernel": ",".join(kernels) or "-"})
+        for knob in self.width_groups:
+            if knob not in self.space.stages:
+                rows.append({"stage": knob, "depth": "-", "width": width(knob), "kernel": "-"})
+        for knob in self.space.kernels:
+            if knob not in used:
+                rows.append({"stage": knob, "depth": "-", "width": "-", "kernel": str(full[f"{knob}.kernel"])})
+        return rows
+
     # ----------------------------------------------------------------- the sub-network's table
     def sub_table(self, nas: Mapping[str, Any]) -> LayerTable:
         """The layer table of the extracted sub-network, derived without tracing it.

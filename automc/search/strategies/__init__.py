@@ -6,6 +6,9 @@ through the Optuna study; none trains (the executor does).
                  seed the study, then TPE refines around them
 ``solver``       the solver alone: its best solutions at the budget, best first
 ``uniform``      the reference: one pruning ratio / bit-width for every layer, meeting the budget
+``evolution``    Once-for-All: an accuracy predictor fitted on measured proxy accuracies scores
+                 thousands of candidates under the budget; the best are fine-tuned
+``greedy``       NetAdapt: one-step shrinks chosen by proxy accuracy lost per cost saved
 
 ``search.warm_start: sensitivity`` seeds any of them with the solver's solutions.
 """
@@ -25,6 +28,8 @@ for _name, _target in {
     "sensitivity": "automc.search.strategies._sensitivity:SensitivityTPE",
     "solver": "automc.search.strategies._sensitivity:SolverOnly",
     "uniform": "automc.search.strategies._uniform:Uniform",
+    "evolution": "automc.search.strategies._nas:Evolution",
+    "greedy": "automc.search.strategies._nas:Greedy",
 }.items():
     STRATEGIES.register(_name, _target)
 
