@@ -49,8 +49,13 @@ def dry_run(config: ExperimentConfig) -> str:
         f"search space ({len(space)} decisions, strategy {config.search.strategy}, {config.search.n_trials} trials):",
         space.describe() or "(empty)",
         "",
-        "baseline predicted costs:",
     ]
+    nas = config.compress.nas
+    if nas is not None and nas.supernet is not None:
+        lines += [f"elastic training after the baseline: {nas.supernet.epochs:g} epochs of sandwich-rule steps (the "
+                  f"largest, the smallest and {nas.supernet.random_subnets} random sub-networks per step), once, "
+                  "cached with the baseline", ""]
+    lines.append("baseline predicted costs:")
     lines += [f"  {name}: {float(v[0]):.6g}" for name, v in costs.items()]
     if constraints:
         from automc.report._analysis import fmt_metric

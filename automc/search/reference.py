@@ -1,7 +1,7 @@
 """The winner against the uniform reference at the same budget.
 
-A user would otherwise compress every layer by the same ratio (or bit-width). After a search,
-the least compressed uniform policy within the same budget (the cost constraints, else the
+A user would otherwise compress every layer by the same ratio (or bit-width; in a NAS space,
+every width by one multiplier). After a search, the least compressed uniform policy within the same budget (the cost constraints, else the
 winner's own cost) is fine-tuned exactly as a trial was, plus the winner's final fine-tune, and
 scored on the same validation and test splits: ``export/uniform_reference.json``, the summary
 and the report show both side by side.
@@ -39,7 +39,8 @@ def uniform_reference(result, prepared, *, log: Callable[[str], None] = print) -
     from automc.search.strategies._uniform import uniform_at_budget
     from automc.training import accuracy
 
-    if result.best is None or not any(d.section in ("prune", "w_bits") for d in prepared.space.decisions):
+    if result.best is None or not any(d.section in ("prune", "w_bits") or d.key.endswith(".width")
+                                      for d in prepared.space.decisions):
         return None
     config, ctx = result.config, prepared.context
     fingerprint = export_fingerprint(result)

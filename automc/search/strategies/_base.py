@@ -43,7 +43,7 @@ class Strategy(abc.ABC):
     def __init__(self, config, *, n_objectives: int):
         self.config = config
         self.n_objectives = n_objectives
-        self.seed = strategy_seed(config.seed, self.name)
+        self.seed = strategy_seed(config.seed if config.search.seed is None else config.search.seed, self.name)
 
     def propose(self, prepared, log: Log) -> list[Proposal]:
         """Policies to enqueue before the sampler takes over (default: the solver's solutions

@@ -68,9 +68,36 @@ def uniform_policies(table, decisions: Sequence[Decision], constraints: Sequence
     return [cands[i] for i in firsts + rest]
 
 
+def uniform_width_at_budget(table, constraints: Sequence[Constraint], *, tol: float = 1e-3) -> Policy | None:
+    """NAS spaces: every declared width scaled by one continuous multiplier, the largest within
+    the cost constraints (bisection; cost is monotone in width), full depth and kernels. The
+    network a user shrinks by hand (None if even a 1 % width misses the budget)."""
+    from automc.algorithms.nas import uniform_width
+
+    def ok(w: float) -> bool:
+        policy = Policy(nas=uniform_width(table, w))
+        costs = cost_metrics(table, policy, [c.metric for c in constraints])
+        return all(bool(c.satisfied(costs[c.metric.name])[0]) for c in constraints)
+
+    if ok(1.0):
+        return Policy(nas=uniform_width(table, 1.0))
+    lo, hi = 0.01, 1.0
+    if not ok(lo):
+        return None
+    while hi - lo > tol:
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+    return Policy(nas=uniform_width(table, round(lo, 4)))
+
+
 def uniform_at_budget(table, decisions: Sequence[Decision], constraints: Sequence[Constraint],
                       order_by: Metric | None = None) -> Policy | None:
-    """The least compressed uniform policy within the cost constraints (None if none is)."""
+    """The least compressed uniform policy within the cost constraints (None if none is): one
+    pruning ratio / bit-width for every layer, or for a NAS-only space one width multiplier."""
+    if not any(d.section in ("prune", "w_bits") for d in decisions):
+        if any(d.section == "nas" and d.key.endswith(".width") for d in decisions):
+            return uniform_width_at_budget(table, [c for c in constraints if not c.metric.needs_training])
+        return None
     found = uniform_policies(table, decisions, constraints, order_by)
     return found[0] if found else None
 
