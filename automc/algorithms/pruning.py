@@ -9,7 +9,7 @@ the same kept channel indices, then swaps the new cells into a deep copy of the 
 from __future__ import annotations
 
 import copy
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -90,8 +90,11 @@ def _sliced_cell(cell, out_idx: np.ndarray | None, in_idx: np.ndarray | None):
     raise CompressionError(f"cannot slice a {type(cell).__name__}; only Conv2d, Dense and BatchNorm are supported")
 
 
-def prune(net, table: LayerTable, policy: Policy, *, importance: str = "l1"):
-    """A pruned deep copy of ``net``: each group in ``policy.prune`` loses that share of channels."""
+def prune(net, table: LayerTable, policy: Policy, *, importance: str = "l1", reads: Mapping[str, str] | None = None):
+    """A pruned deep copy of ``net``: each group in ``policy.prune`` loses that share of channels.
+
+    ``reads`` (group -> group) makes the consumers of a group read another group's kept channels:
+    NAS uses it when a dropped block passes its input group straight to its output group's readers."""
     IMPORTANCE.get(importance)  # fail early on an unknown name
     groups = {g.name: g for g in table.coupling}
     for name, ratio in policy.prune.items():
@@ -122,6 +125,13 @@ def prune(net, table: LayerTable, policy: Policy, *, importance: str = "l1"):
             out_idx[p] = idx
         for f in group.followers:
             out_idx[f] = idx
+    for name, source in (reads or {}).items():
+        if source in keep:
+            keep[name] = keep[source]
+        else:
+            keep.pop(name, None)
+    for name, idx in keep.items():
+        group = groups[name]
         for c in group.consumers:
             row = table.index(c) if c in table.names else None
             factor = int(table.in_factor[row]) if row is not None else 1

@@ -13,7 +13,7 @@ from mindspore import nn
 from automc.algorithms.nas import ElasticNAS, extract
 from automc.algorithms.nas._supernet import ElasticNetwork, sandwich
 from automc.analysis import build_layer_table
-from automc.models.zoo import mobilenetv2, resnet20
+from automc.models.zoo import mobilenetv2, resnet20, vgg11
 from automc.training import predict
 
 ms.set_context(mode=ms.PYNATIVE_MODE)
@@ -30,14 +30,20 @@ def _randomise_bn(net, seed: int) -> None:
             cell.moving_variance.set_data(ms.Tensor(rng.uniform(0.5, 1.5, n).astype(np.float32)))
 
 
-@pytest.mark.parametrize("name", ["mobilenetv2", "resnet20"])
+NETS = {
+    "mobilenetv2": ((3, 32, 32), lambda shape: mobilenetv2(input_shape=shape, width_mult=0.35, last_channels=64, kernel=5)),
+    "resnet20": ((3, 16, 16), lambda shape: resnet20(input_shape=shape, width=8)),
+    "vgg11": ((3, 32, 32), lambda shape: vgg11(input_shape=shape, width_mult=0.25)),
+}
+
+
+@pytest.mark.parametrize("name", list(NETS))
 def test_masked_network_computes_the_extracted_subnetwork(name):
     """Width masks (L1 order), centre-kernel masks and depth gates give the same outputs as the
     standalone sub-network ``extract`` builds, for the largest, the smallest and random choices;
     closing restores the original cells, weights and parameter names."""
-    shape = (3, 32, 32) if name == "mobilenetv2" else (3, 16, 16)
-    net = (mobilenetv2(input_shape=shape, width_mult=0.35, last_channels=64, kernel=5) if name == "mobilenetv2"
-           else resnet20(input_shape=shape, width=8))
+    shape, build = NETS[name]
+    net = build(shape)
     _randomise_bn(net, 3)
     table = build_layer_table(net, shape)
     choices = ElasticNAS(width=[0.25, 0.5, 0.75], depth=[1, 2], kernel=[3]).choices(table)

@@ -90,6 +90,29 @@ def _cropped_conv(cell, k: int):
                      bias_init=_tensor(cell.bias.asnumpy()) if cell.has_bias else None, data_format=cell.data_format)
 
 
+def _passed_through(resolver: ElasticResolver, full: Mapping[str, Any]) -> dict[str, str]:
+    """Group -> group whose channels its readers get once dropped blocks are identities: a dropped
+    block's output groups read outside it are its input group (``{}`` for residual blocks,
+    whose output is coupled to their input anyway)."""
+    t = resolver.table
+    reads: dict[str, str] = {}
+    for stage, blocks in resolver.block_rows.items():
+        for rows in blocks[full[f"{stage}.depth"]:]:
+            if not rows:
+                continue
+            inside = set(rows)
+            source = int(t.in_group[rows[0]])
+            for r in rows:
+                g = int(t.out_group[r])
+                read_outside = any(int(t.in_group[c]) == g for c in range(len(t)) if c not in inside)
+                if g >= 0 and source >= 0 and g != source and read_outside:
+                    reads[t.coupling[g].name] = t.coupling[source].name
+    for name in list(reads):  # consecutive dropped blocks: follow the chain to its start
+        while reads[name] in reads:
+            reads[name] = reads[reads[name]]
+    return reads
+
+
 def extract(net, table: LayerTable, nas: Mapping[str, Any], *, importance: str = "l1"):
     """The sub-network chosen by ``nas``: a standalone deep copy of ``net`` with inherited weights.
 
@@ -110,7 +133,8 @@ def extract(net, table: LayerTable, nas: Mapping[str, Any], *, importance: str =
         if w != 1.0:
             for gi in groups:
                 ratios[resolver.table.coupling[gi].name] = 1.0 - w
-    sub = prune(net, resolver.table, Policy(prune=ratios), importance=importance)  # always a deep copy
+    sub = prune(net, resolver.table, Policy(prune=ratios), importance=importance,
+                reads=_passed_through(resolver, full))  # always a deep copy
     for knob, layers in resolver.space.kernels.items():
         k = full[f"{knob}.kernel"]
         if k != resolver.base_kernel[knob]:
