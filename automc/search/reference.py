@@ -1,10 +1,10 @@
 """The winner against the uniform reference at the same budget.
 
 A user would otherwise compress every layer by the same ratio (or bit-width; in a NAS space,
-every width by one multiplier). After a search, the least compressed uniform policy within the same budget (the cost constraints, else the
-winner's own cost) is fine-tuned exactly as a trial was, plus the winner's final fine-tune, and
-scored on the same validation and test splits: ``export/uniform_reference.json``, the summary
-and the report show both side by side.
+every width by one multiplier). After a search, the least compressed uniform policy within the
+same budget (the cost constraints, else the winner's own cost) is fine-tuned exactly as a trial
+was, plus the winner's final fine-tune, and scored on the same validation and test splits:
+``export/uniform_reference.json``, the summary and the report show both side by side.
 """
 
 from __future__ import annotations

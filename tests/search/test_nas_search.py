@@ -131,3 +131,29 @@ def test_the_predictor_ranks_held_out_candidates_of_an_additive_space():
     test = sample_values(grid, 200, rng)
     assert spearman(model.predict(test), [truth(a) for a in test]) > 0.9
     assert model.cv_spearman > 0.8
+
+
+def test_the_uniform_reference_of_a_nas_space_is_one_width_bisected_to_the_budget():
+    """What a user would do by hand: every width times one multiplier, the largest within the
+    budget (full depth and kernels)."""
+    from automc.algorithms.nas import ElasticNAS, uniform_width
+    from automc.analysis import build_layer_table
+    from automc.models.zoo import resnet20
+    from automc.policy import Policy
+    from automc.search.objectives import Constraint, cost_metrics, parse_objective
+    from automc.search.strategies._uniform import uniform_at_budget
+
+    net = resnet20(input_shape=(3, 16, 16), width=8)
+    table = build_layer_table(net, (3, 16, 16))
+    decisions = ElasticNAS(width=[0.5, 1.0], depth=[1, 2, 3]).decisions(table)
+    macs = parse_objective("macs")
+    budget = 0.4 * float(cost_metrics(table, Policy(), [macs])["macs"][0])
+    policy = uniform_at_budget(table, decisions, [Constraint(macs, "<=", budget, "macs <= 40%")])
+    widths = {v for k, v in policy.nas.items() if k.endswith(".width")}
+    assert len(widths) == 1 and not any(k.endswith(".depth") for k in policy.nas)
+    w = widths.pop()
+
+    def cost(w):
+        return float(cost_metrics(table, Policy(nas=uniform_width(table, w)), [macs])["macs"][0])
+
+    assert 0.4 < w < 1.0 and cost(w) <= budget < cost(w + 0.01)

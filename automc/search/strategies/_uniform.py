@@ -8,6 +8,7 @@ single ratio that meets the budget), so ``uniform_at_budget`` is the first of th
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Sequence
 
 import numpy as np
@@ -87,7 +88,7 @@ def uniform_width_at_budget(table, constraints: Sequence[Constraint], *, tol: fl
     while hi - lo > tol:
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if ok(mid) else (lo, mid)
-    return Policy(nas=uniform_width(table, round(lo, 4)))
+    return Policy(nas=uniform_width(table, math.floor(lo * 1e4) / 1e4))  # rounded down: still within
 
 
 def uniform_at_budget(table, decisions: Sequence[Decision], constraints: Sequence[Constraint],
