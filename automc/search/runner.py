@@ -366,7 +366,9 @@ def _best_so_far(trials, prepared: Prepared) -> str:
     if best is None:
         return ""
     key = select_metric(cfg)
-    return f"#{best.number} accuracy {best.metrics['accuracy']:.2f}%, {key} {_fmt(key, best.metrics.get(key, float('nan')))}"
+    if key not in best.metrics:  # objectives [accuracy]: show the constrained cost instead
+        key = next((c.metric.name for c in prepared.constraints if c.metric.name in best.metrics), None)
+    return f"#{best.number} accuracy {best.metrics['accuracy']:.2f}%" + (f", {key} {_fmt(key, best.metrics[key])}" if key else "")
 
 
 def collect_result(config: ExperimentConfig, study, prepared: Prepared) -> SearchResult:
