@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 def _pytest(target: str, hide: dict[str, str], ci: bool) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "CI"}
     env.update(hide, **({"CI": "true"} if ci else {}))
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *target.split()],
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", *target.split()],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 

@@ -126,7 +126,7 @@ def _cli(path, *args, env=None):
 
 
 def test_sigkill_mid_search_then_rerun_loses_nothing(tmp_path):
-    path = write_experiment(tmp_path, name="killed", search={"n_trials": 4, "heartbeat_s": 1.0})
+    path = write_experiment(tmp_path, name="killed", search={"n_trials": 4, "heartbeat_s": 1.0}, export={"formats": []})
     config = load_config(path)
     proc = _cli(path)
     deadline = time.time() + 300
@@ -157,7 +157,8 @@ def test_ctrl_c_fails_and_requeues_the_running_trial_so_a_rerun_resumes_at_once(
     import datetime
 
     path = write_experiment(tmp_path, name="ctrlc", finetune={"epochs": 3, "lr": 0.02},
-                            search={"n_trials": 3, "heartbeat_s": 30.0, "strategy": "random", "pruner": "none"})
+                            search={"n_trials": 3, "heartbeat_s": 30.0, "strategy": "random", "pruner": "none"},
+                            export={"formats": []})
     config = load_config(path)
     proc = _cli(path)
     deadline = time.time() + 300

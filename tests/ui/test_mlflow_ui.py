@@ -85,13 +85,21 @@ def _wait_up(proc, base: str, log) -> str:
         time.sleep(0.5)
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
+def _port_free(port: int, wait_s: float = 5.0) -> bool:
+    """A new server could listen on ``port`` (as servers bind: SO_REUSEADDR, so the closed
+    connections' TIME_WAIT entries do not count)."""
+    deadline = time.time() + wait_s
+    while True:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+                s.listen()
+                return True
+            except OSError:
+                if time.time() > deadline:
+                    return False
+        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
