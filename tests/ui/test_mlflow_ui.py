@@ -206,9 +206,11 @@ def test_automc_ui_stops_the_mlflow_server_and_its_workers_on_sigterm_sigint_and
     ports = {sig: _free_port() for sig in signals}
     logs = {sig: open(path.parent / f"ui-{sig.name}.log", "w+") for sig in signals}
     procs = {sig: _start_ui(path, ports[sig], logs[sig]) for sig in signals}
+    servers: list = []  # every MLflow process, killed at the end even if a check fails
     try:
         for sig in signals:
             _wait_up(procs[sig], f"http://127.0.0.1:{ports[sig]}", logs[sig])
+            servers += psutil.Process(procs[sig].pid).children(recursive=True)
         for sig in signals:
             proc = procs[sig]
             children = psutil.Process(proc.pid).children(recursive=True)
@@ -224,6 +226,9 @@ def test_automc_ui_stops_the_mlflow_server_and_its_workers_on_sigterm_sigint_and
         for proc in procs.values():
             if proc.poll() is None:
                 proc.kill()
+        for p in servers:  # they run in their own session: killing automc alone would orphan them
+            if p.is_running():
+                p.kill()
         for log in logs.values():
             log.close()
 
