@@ -7,12 +7,16 @@ baseline network a single time (``Evaluator`` caches it per process).
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from automc._files import write_text_atomic
 from automc.algorithms import build_compressors
 from automc.analysis.layer_table import LayerTable
 from automc.config import ExperimentConfig
@@ -54,6 +58,29 @@ def load_weights(net, weights: dict[str, np.ndarray]) -> None:
 
     for p in net.get_parameters():
         p.set_data(ms.Tensor(weights[p.name]))
+
+
+def load_cached(net, ckpt: Path) -> dict[str, float] | None:
+    """Load the weights cached at ``ckpt`` into ``net`` and return the metrics saved beside them
+    (``ckpt`` with suffix ``.json``); None when either file is missing."""
+    import mindspore as ms
+
+    meta = ckpt.with_suffix(".json")
+    if not (ckpt.is_file() and meta.is_file()):
+        return None
+    ms.load_param_into_net(net, ms.load_checkpoint(str(ckpt)), strict_load=True)
+    return json.loads(meta.read_text())
+
+
+def save_cached(net, ckpt: Path, metrics: dict[str, float]) -> None:
+    """Cache ``net``'s weights at ``ckpt`` (written aside, renamed into place) and ``metrics`` beside them."""
+    import mindspore as ms
+
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    tmp = ckpt.with_suffix(".tmp.ckpt")
+    ms.save_checkpoint(net, str(tmp))
+    os.replace(tmp, ckpt)
+    write_text_atomic(ckpt.with_suffix(".json"), json.dumps(metrics))
 
 
 def settings_from(cfg, seed: int, *, epochs: float | None = None) -> TrainSettings:

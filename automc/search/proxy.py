@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from automc._files import write_text_atomic
 from automc.algorithms._base import Decision
 from automc.search.sensitivity import decision_grid
 from automc.search.space import policy_from_values
@@ -33,13 +34,18 @@ def value_grid(decisions: Sequence[Decision]) -> dict[str, tuple[Any, ...]]:
     return {d.param_name: tuple(decision_grid(d)) for d in decisions}
 
 
+def by_compression(decision: Decision, values: Sequence[Any]) -> list[Any]:
+    """``values`` of ``decision`` from the least to the most compressing (a pruning ratio grows;
+    bits, width, depth and kernel shrink)."""
+    return sorted(values, reverse=decision.section != "prune")
+
+
 def extremes(decisions: Sequence[Decision]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the least compressed candidate, the most compressed one): every decision at its least and
-    at its most compressing value (pruning ratio; bits, width, depth or kernel: larger is less)."""
+    at its most compressing grid value."""
     grid = value_grid(decisions)
-    least = {d.param_name: (min if d.section == "prune" else max)(grid[d.param_name]) for d in decisions}
-    most = {d.param_name: (max if d.section == "prune" else min)(grid[d.param_name]) for d in decisions}
-    return least, most
+    ordered = {d.param_name: by_compression(d, grid[d.param_name]) for d in decisions}
+    return {k: v[0] for k, v in ordered.items()}, {k: v[-1] for k, v in ordered.items()}
 
 
 def sample_values(grid: Mapping[str, tuple[Any, ...]], n: int, rng: np.random.Generator) -> list[dict[str, Any]]:
@@ -147,10 +153,7 @@ def load_or_measure(prepared, *, log: Log = lambda s: None) -> ProxyTable:
         "(inherited weights, batch-norm re-estimated, no fine-tune)")
     accs, seconds = proxy_accuracies(Evaluator(ctx), decisions, assignments, samples=samples, seed=cfg.seed, log=log)
     table = ProxyTable(tuple(assignments), tuple(accs), min(samples, len(ctx.data.val)), seconds)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(table.to_dict()))
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(table.to_dict()))
     log(f"proxy: {len(accs)} sub-networks in {seconds:.0f}s ({60 * len(accs) / max(seconds, 1e-9):.0f}/min); "
         f"median {np.median(accs):.1f}%, largest {accs[0]:.1f}%, smallest {accs[1]:.1f}%")
     return table

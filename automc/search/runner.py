@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,8 @@ from automc.config import ExperimentConfig, mask_secrets
 from automc.errors import AutomcError
 from automc.policy import Policy
 from automc.search.fidelity import Stopped, band_metric
-from automc.search.evaluate import TrialContext, build_baseline, network_weights, settings_from
+from automc.search.evaluate import (TrialContext, build_baseline, load_cached, network_weights, save_cached,
+                                    settings_from)
 from automc.search.objectives import (Constraint, Metric, cost_metrics, parse_constraint, parse_objective,
                                      resolve_constraints)
 from automc.search.progress import Progress, ProgressState, best_per_device
@@ -83,10 +83,8 @@ def prepare(config: ExperimentConfig, *, train_baseline: bool = True, log: Log =
     key = _stable_hash({"model": config.model.model_dump(), "data": data.fingerprint(),
                         "train": config.train.model_dump(), "seed": config.seed, "automc": __version__})
     ckpt = out / "cache" / f"baseline-{key}.ckpt"
-    meta_path = ckpt.with_suffix(".json")
-    if ckpt.is_file() and meta_path.is_file():
-        ms.load_param_into_net(net, ms.load_checkpoint(str(ckpt)), strict_load=True)
-        metrics = json.loads(meta_path.read_text())
+    metrics = load_cached(net, ckpt)
+    if metrics is not None:
         log(f"baseline: reusing {ckpt} (val accuracy {metrics['accuracy']:.2f}%)")
     elif not train_baseline:
         raise AutomcError(f"no trained baseline at {ckpt}; run `automc search` first")
@@ -98,11 +96,7 @@ def prepare(config: ExperimentConfig, *, train_baseline: bool = True, log: Log =
         metrics = {"accuracy": accuracy(net, data.val.x, data.val.y),
                    "test_accuracy": accuracy(net, data.test.x, data.test.y),
                    "train_seconds": time.perf_counter() - start}
-        ckpt.parent.mkdir(parents=True, exist_ok=True)
-        tmp = ckpt.with_suffix(".tmp.ckpt")
-        ms.save_checkpoint(net, str(tmp))
-        os.replace(tmp, ckpt)
-        meta_path.write_text(json.dumps(metrics))
+        save_cached(net, ckpt, metrics)
         log(f"baseline: val accuracy {metrics['accuracy']:.2f}%, test accuracy {metrics['test_accuracy']:.2f}%")
     net.set_train(False)
     table = build_layer_table(net, data.input_shape, seed=config.seed)

@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from automc._files import write_text_atomic
 from automc.algorithms._base import Decision
 from automc.policy import FLOAT_BITS
 from automc.search.space import policy_from_values
@@ -212,10 +213,7 @@ def load_or_analyse(prepared, *, log: Log = lambda s: None) -> Sensitivity:
         log(f"sensitivity: scoring {n} decisions on {min(samples, len(ctx.data.val))} validation samples "
             "(each change alone, batch-norm re-estimated, no fine-tune)")
         result = analyse(Evaluator(ctx), prepared.space.decisions, samples=samples, seed=cfg.seed, log=log)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result.to_dict()))
-        tmp.replace(path)
+        write_text_atomic(path, json.dumps(result.to_dict()))
         log(f"sensitivity: done in {result.seconds:.1f}s (entry standard error ~{result.standard_error:.2f} points)")
     (cfg.out_path / "sensitivity.json").write_text(json.dumps(result.to_dict(), indent=1))
     return result

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -36,24 +35,20 @@ def load_or_train(config, net, table, data, baseline_ckpt: Path, *, train: bool 
     """Load the cached elastic weights into ``net`` or train them (``net`` is the trained
     baseline, ``table`` its layer table). Returns (checkpoint, metrics: the largest and smallest
     sub-networks' validation accuracy and the training time)."""
-    import mindspore as ms
-
     from automc.algorithms.nas import ElasticNAS, recalibrate_bn
     from automc.algorithms.nas._supernet import ElasticNetwork, sandwich
     from automc.errors import AutomcError
-    from automc.search.evaluate import settings_from
+    from automc.search.evaluate import load_cached, save_cached, settings_from
     from automc.training import train_sandwich
 
     nas = config.compress.nas
     sn = nas.supernet
-    choices = ElasticNAS(width=nas.width, depth=nas.depth, kernel=nas.kernel, importance=nas.importance).choices(table)
+    choices = ElasticNAS(**nas.model_dump()).choices(table)  # as build_compressors makes it
     key = hashlib.sha256(json.dumps({"baseline": baseline_ckpt.name, "supernet": sn.model_dump(), "choices": choices,
                                      "importance": nas.importance}, sort_keys=True, default=str).encode()).hexdigest()[:16]
     ckpt = baseline_ckpt.parent / f"supernet-{key}.ckpt"
-    meta_path = ckpt.with_suffix(".json")
-    if ckpt.is_file() and meta_path.is_file():
-        ms.load_param_into_net(net, ms.load_checkpoint(str(ckpt)), strict_load=True)
-        metrics = json.loads(meta_path.read_text())
+    metrics = load_cached(net, ckpt)
+    if metrics is not None:
         log(f"supernet: reusing {ckpt} (largest {metrics['supernet_largest_accuracy']:.2f}%, smallest "
             f"{metrics['supernet_smallest_accuracy']:.2f}% val accuracy before fine-tuning)")
         return ckpt, metrics
@@ -87,10 +82,7 @@ def load_or_train(config, net, table, data, baseline_ckpt: Path, *, train: bool 
     metrics = {"supernet_largest_accuracy": _proxy(net, table, {}, data, config.seed),
                "supernet_smallest_accuracy": _proxy(net, table, smallest, data, config.seed),
                "supernet_smallest_accuracy_before": before, "supernet_seconds": seconds}
-    tmp = ckpt.with_suffix(".tmp.ckpt")
-    ms.save_checkpoint(net, str(tmp))
-    os.replace(tmp, ckpt)
-    meta_path.write_text(json.dumps(metrics))
+    save_cached(net, ckpt, metrics)
     log(f"supernet: done in {seconds:.0f}s; largest {metrics['supernet_largest_accuracy']:.2f}%, smallest "
         f"{metrics['supernet_smallest_accuracy']:.2f}% val accuracy before fine-tuning (was {before:.2f}%)")
     return ckpt, metrics

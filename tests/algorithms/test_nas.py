@@ -27,6 +27,8 @@ from automc.hw_cost import estimate  # noqa: E402
 from automc.models.zoo import mobilenetv2, resnet20, vgg11  # noqa: E402
 from automc.policy import Policy  # noqa: E402
 
+from algorithm_helpers import randomise_bn  # noqa: E402
+
 ms.set_context(mode=ms.PYNATIVE_MODE)
 MB_SHAPE = (3, 32, 32)
 RN_SHAPE = (3, 16, 16)
@@ -34,29 +36,17 @@ COLUMNS = ("kind", "cin", "cout", "kh", "kw", "stride", "groups", "h_in", "w_in"
            "has_bias", "has_bn", "in_group", "out_group", "in_factor")
 
 
-def _randomise_bn(net, seed: int = 0) -> None:
-    """Non-trivial batch-norm statistics, so that inherited weights show in the outputs."""
-    rng = np.random.default_rng(seed)
-    for _, cell in net.cells_and_names():
-        if isinstance(cell, nn.BatchNorm2d):
-            n = cell.gamma.shape[0]
-            cell.gamma.set_data(ms.Tensor(rng.uniform(0.5, 1.5, n).astype(np.float32)))
-            cell.beta.set_data(ms.Tensor(rng.normal(0, 0.1, n).astype(np.float32)))
-            cell.moving_mean.set_data(ms.Tensor(rng.normal(0, 0.1, n).astype(np.float32)))
-            cell.moving_variance.set_data(ms.Tensor(rng.uniform(0.5, 1.5, n).astype(np.float32)))
-
-
 @pytest.fixture(scope="module")
 def mbv2():
     net = mobilenetv2(input_shape=MB_SHAPE, width_mult=0.35, last_channels=64, kernel=5)
-    _randomise_bn(net)
+    randomise_bn(net)
     return net, build_layer_table(net, MB_SHAPE)
 
 
 @pytest.fixture(scope="module")
 def rn20():
     net = resnet20(input_shape=RN_SHAPE, width=8)
-    _randomise_bn(net, 1)
+    randomise_bn(net, 1)
     return net, build_layer_table(net, RN_SHAPE)
 
 

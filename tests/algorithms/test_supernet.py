@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 import mindspore as ms
-from mindspore import nn
 
 from automc.algorithms.nas import ElasticNAS, extract
 from automc.algorithms.nas._supernet import ElasticNetwork, sandwich
@@ -16,18 +15,9 @@ from automc.analysis import build_layer_table
 from automc.models.zoo import mobilenetv2, resnet20, vgg11
 from automc.training import predict
 
+from algorithm_helpers import randomise_bn
+
 ms.set_context(mode=ms.PYNATIVE_MODE)
-
-
-def _randomise_bn(net, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    for _, cell in net.cells_and_names():
-        if isinstance(cell, nn.BatchNorm2d):
-            n = cell.gamma.shape[0]
-            cell.gamma.set_data(ms.Tensor(rng.uniform(0.5, 1.5, n).astype(np.float32)))
-            cell.beta.set_data(ms.Tensor(rng.normal(0, 0.1, n).astype(np.float32)))
-            cell.moving_mean.set_data(ms.Tensor(rng.normal(0, 0.1, n).astype(np.float32)))
-            cell.moving_variance.set_data(ms.Tensor(rng.uniform(0.5, 1.5, n).astype(np.float32)))
 
 
 NETS = {
@@ -44,7 +34,7 @@ def test_masked_network_computes_the_extracted_subnetwork(name):
     closing restores the original cells, weights and parameter names."""
     shape, build = NETS[name]
     net = build(shape)
-    _randomise_bn(net, 3)
+    randomise_bn(net, 3)
     table = build_layer_table(net, shape)
     choices = ElasticNAS(width=[0.25, 0.5, 0.75], depth=[1, 2], kernel=[3]).choices(table)
     assert any(k.endswith(".depth") for k in choices) and any(k.endswith(".width") for k in choices)

@@ -16,8 +16,8 @@ import numpy as np
 
 from automc.errors import ConfigError
 from automc.search.objectives import Constraint, cost_metrics
-from automc.search.proxy import (AccuracyPredictor, extremes, load_or_measure, proxy_accuracies, sample_values,
-                                 value_grid)
+from automc.search.proxy import (AccuracyPredictor, by_compression, extremes, load_or_measure, proxy_accuracies,
+                                 sample_values, value_grid)
 from automc.search.space import policy_from_values
 from automc.search.strategies._base import Log, Proposal
 from automc.search.strategies._optuna import TPE
@@ -52,14 +52,15 @@ class Budget:
         policies = [policy_from_values(self.decisions, a) for a in assignments]
         return cost_metrics(self.table, policies, [c.metric for c in self.constraints])
 
-    def feasible(self, assignments: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        if not assignments:
-            return np.zeros(0, dtype=bool)
-        costs = self.costs(assignments)
-        ok = np.ones(len(assignments), dtype=bool)
+    def within(self, costs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Which of the candidates whose ``costs`` these are meet every constraint."""
+        ok = np.ones(len(next(iter(costs.values()))), dtype=bool)
         for c in self.constraints:
             ok &= c.satisfied(costs[c.metric.name])
         return ok
+
+    def feasible(self, assignments: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        return self.within(self.costs(assignments)) if assignments else np.zeros(0, dtype=bool)
 
 
 def _key(a: Mapping[str, Any]) -> tuple:
@@ -178,7 +179,7 @@ def _shrinks(grid: Mapping[str, tuple[Any, ...]], decisions, current: Assignment
     """Every one-decision move one grid step towards more compression."""
     out = []
     for d in decisions:
-        values = sorted(grid[d.param_name], reverse=d.section != "prune")  # least compressing first
+        values = by_compression(d, grid[d.param_name])
         i = values.index(current[d.param_name])
         if i + 1 < len(values):
             out.append({**current, d.param_name: values[i + 1]})
@@ -208,29 +209,32 @@ class Greedy(TPE):
             return np.array(proxy_accuracies(evaluator, decisions, batch, samples=cfg.search.proxy_samples,
                                              seed=cfg.seed)[0])
 
-        current = extremes(decisions)[0]
+        least = current = extremes(decisions)[0]
         acc = float(proxies([current])[0])
         per_level = max(1, -(-cfg.search.n_trials // len(levels)))
         out: list[Proposal] = []
         start, scored, steps = time.perf_counter(), 1, 0
         for level, constraints in levels:
             budget = Budget(prepared, constraints)
+            costs = budget.costs([current])
             last = None  # (moves, proxies, feasible, chosen) of this level's last step
-            while not budget.feasible([current])[0]:
+            while not budget.within(costs)[0]:
                 moves = _shrinks(grid, decisions, current)
                 if not moves:
                     raise ConfigError(f"greedy: the most compressed candidate misses {constraints[0].text}: relax it "
                                       "or allow smaller choices")
                 accs = proxies(moves)
                 scored += len(moves)
-                saved = (float(budget.costs([current])[metric.name][0]) - budget.costs(moves)[metric.name]) / base_cost
+                move_costs = budget.costs(moves)
+                saved = (costs[metric.name][0] - move_costs[metric.name]) / base_cost
                 gain = (accs - acc) / np.maximum(saved, 1e-6)  # accuracy change per share of cost saved
                 best = int(np.argmax(np.where(saved > 0, gain, -np.inf)))
                 steps += 1
-                last = (moves, accs, budget.feasible(moves), best)
+                last = (moves, accs, budget.within(move_costs), best)
                 current, acc = moves[best], float(accs[best])
-                log(f"greedy step {steps}: {_describe(moves[best], grid)} -> proxy {acc:.1f}%, "
-                    f"{metric.name} {float(budget.costs([current])[metric.name][0]) / base_cost:.0%} of the baseline")
+                costs = {k: v[best:best + 1] for k, v in move_costs.items()}
+                log(f"greedy step {steps}: {_describe(current, least)} -> proxy {acc:.1f}%, "
+                    f"{metric.name} {float(costs[metric.name][0]) / base_cost:.0%} of the baseline")
             ranked = [(current, acc)]
             if last is not None:  # the other moves of the last step that meet the budget too
                 moves, accs, ok, best = last
@@ -247,5 +251,6 @@ class Greedy(TPE):
         return len(proposals)
 
 
-def _describe(a: Mapping[str, Any], grid) -> str:
-    return ", ".join(f"{k}={v}" for k, v in a.items() if v != (min if k.startswith("prune.") else max)(grid[k]))[:200] or "unchanged"
+def _describe(a: Mapping[str, Any], least: Mapping[str, Any]) -> str:
+    """The decisions of ``a`` that differ from the least compressed candidate ``least``."""
+    return ", ".join(f"{k}={v}" for k, v in a.items() if v != least[k])[:200] or "unchanged"
