@@ -163,6 +163,7 @@ def train_sandwich(
     y: np.ndarray,
     settings: TrainSettings,
     *,
+    num_classes: int,
     subnets: Callable[[int], Sequence[Any]],
     activate: Callable[[Any], None],
     on_epoch: Callable[[int, float], None] | None = None,
@@ -170,8 +171,8 @@ def train_sandwich(
     """Sandwich-rule training of an elastic network (BigNAS): at each step the gradients of the
     sub-networks ``subnets(step)`` (the largest first) are averaged into one SGD update; the
     largest learns from the labels, the others from its predictions (in-place distillation,
-    temperature ``settings.temperature``). ``activate(subnet)`` switches ``net`` to a sub-network
-    by setting parameters (masks), so two compiled graphs serve every sub-network. Returns the
+    temperature ``settings.temperature``; labels ``y`` in ``range(num_classes)``). ``activate(subnet)`` switches ``net`` to a sub-network
+    by setting parameters (masks), so one compiled graph serves every sub-network. Returns the
     last epoch's mean loss of the largest."""
     import mindspore as ms
     from mindspore import nn, ops
@@ -180,36 +181,33 @@ def train_sandwich(
     lr = _cosine_lr(settings, len(x))
     params = net.trainable_params()
     opt = nn.Momentum(params, learning_rate=lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
-    ce = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
     t = settings.temperature
 
-    class _Labels(nn.Cell):
+    class _SoftTargets(nn.Cell):
+        """Cross-entropy against soft targets at a temperature (x temperature^2, Hinton et al.):
+        with one-hot labels at temperature 1 it is the labels' cross-entropy, so the largest and
+        the distilled sub-networks share one compiled graph. Also returns the predictions at the
+        distillation temperature, the smaller sub-networks' targets."""
+
         def __init__(self):
             super().__init__(auto_prefix=False)
             self.net = net
 
-        def construct(self, xb, yb):
+        def construct(self, xb, targets, temperature):
             logits = self.net(xb)
-            return ce(logits, yb), ops.stop_gradient(ops.softmax(logits / t, axis=-1))
+            loss = -(targets * ops.log_softmax(logits / temperature, axis=-1)).sum(-1).mean()
+            return loss * temperature * temperature, ops.stop_gradient(ops.softmax(logits / t, axis=-1))
 
-    class _Distill(nn.Cell):
-        def __init__(self):
-            super().__init__(auto_prefix=False)
-            self.net = net
-
-        def construct(self, xb, soft):
-            logits = self.net(xb)
-            return -(soft * ops.log_softmax(logits / t, axis=-1)).sum(-1).mean() * (t * t), logits
-
-    teacher_step, student_step = _jit_value_and_grad(_Labels(), params), _jit_value_and_grad(_Distill(), params)
+    grads_of = _jit_value_and_grad(_SoftTargets(), params)
+    labels_at, distill_at = ms.Tensor(1.0, ms.float32), ms.Tensor(float(t), ms.float32)
 
     def step(xb, yb, done: int) -> float:
         first, *rest = subnets(done)
         activate(first)
-        (loss, soft), grads = teacher_step(xb, yb)
+        (loss, soft), grads = grads_of(xb, ms.Tensor(np.eye(num_classes, dtype=np.float32)[yb.asnumpy()]), labels_at)
         for sub in rest:
             activate(sub)
-            grads = tuple(g + m for g, m in zip(grads, student_step(xb, soft)[1]))
+            grads = tuple(g + m for g, m in zip(grads, grads_of(xb, soft, distill_at)[1]))
         opt(tuple(g / (1 + len(rest)) for g in grads) if rest else grads)
         return float(loss.asnumpy())
 

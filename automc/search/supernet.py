@@ -73,8 +73,8 @@ def load_or_train(config, net, table, data, baseline_ckpt: Path, *, train: bool 
         log(f"supernet: epoch {epoch + 1}/{math.ceil(sn.epochs)}, loss {loss:.3f} ({time.perf_counter() - start:.0f}s)")
 
     try:
-        train_sandwich(net, data.train.x, data.train.y, settings, subnets=subnets, activate=elastic.activate,
-                       on_epoch=on_epoch)
+        train_sandwich(net, data.train.x, data.train.y, settings, num_classes=data.num_classes, subnets=subnets,
+                       activate=elastic.activate, on_epoch=on_epoch)
     finally:
         elastic.close()
     seconds = time.perf_counter() - start
