@@ -26,7 +26,12 @@ def pytest_collection_modifyitems(config, items):
     """Groups for ``--dist loadgroup`` (pyproject's addopts): the tests that start Ray run one
     at a time (``ray.init()`` joins a cluster another test started on this machine), the tests
     of one file together, except in ``SPREAD`` (there, the tests of the shared ``searched``
-    search together)."""
+    search together). Order (kept by ``--no-loadscope-reorder``): the Ray group first (the longest
+    that runs on one worker), then the other ``slow`` tests, then the fast ones, which fill the
+    workers' tails."""
+    groups: dict[str, str] = {}
+    rank: dict[str, tuple[bool, bool]] = {}  # per group: (no Ray, not slow), False first
+    first: dict[str, int] = {}  # per group: where it was collected
     for item in items:
         if item.get_closest_marker("ray"):
             group = "ray"
@@ -35,5 +40,12 @@ def pytest_collection_modifyitems(config, items):
         elif "searched" in getattr(item, "fixturenames", ()):
             group = f"{item.path.name}::searched"
         else:
-            continue
-        item.add_marker(pytest.mark.xdist_group(group))
+            group = item.nodeid  # a group of its own
+        if group != item.nodeid:
+            item.add_marker(pytest.mark.xdist_group(group))
+        groups[item.nodeid] = group
+        first.setdefault(group, len(first))
+        key = (not item.get_closest_marker("ray"), not item.get_closest_marker("slow"))
+        rank[group] = min(rank.get(group, key), key)
+    # a group's tests stay together (module fixtures are built once, with or without xdist)
+    items.sort(key=lambda item: (rank[groups[item.nodeid]], first[groups[item.nodeid]]))

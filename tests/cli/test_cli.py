@@ -242,6 +242,7 @@ def test_one_formats_missing_dependency_does_not_stop_the_others(store, tmp_path
     assert "pip install -e '.[onnx]'" in lines[0] and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_a_terminal_gets_a_live_progress_bar_with_the_best_per_device(tmp_path):
     """Under a pseudo-terminal (as a person runs it): a live bar with trials done/total, running,
     ETA, best so far and the best per device, beside the plain trial lines. Piped output (CI, files)

@@ -313,7 +313,7 @@ def test_per_device_winners_differ_where_the_fitted_models_disagree_on_depthwise
     (tmp_path / "two_path_nets.py").write_text(TWO_PATH_NETS)
     monkeypatch.syspath_prepend(str(tmp_path))
     path = write_experiment(tmp_path, name="perdevice", model={"factory": "two_path_nets:build"},
-                            data={"name": "synthetic", "kwargs": {"shape": [3, 64, 64], "num_samples": 100}},
+                            data={"name": "synthetic", "kwargs": {"shape": [3, 32, 32], "num_samples": 100}},
                             train={"epochs": 1, "lr": 0.05}, finetune={"epochs": 0.1, "lr": 0.02},
                             compress={"pruning": {"max_ratio": 0.75, "step": 0.05}},
                             objectives=["accuracy"], constraints=["macs <= 60%"], devices=[arm, ascend],
@@ -334,9 +334,9 @@ def test_per_device_winners_differ_where_the_fitted_models_disagree_on_depthwise
 def test_joint_pruning_and_mixed_precision_search(tmp_path, mode):
     path = write_experiment(tmp_path, name=f"joint-{mode}", objectives=["accuracy", "size"],
                             compress={"pruning": {"max_ratio": 0.5}, "quantization": {"w_bits": [4, 8], "a_bits": [8], "mode": mode}},
-                            search={"n_trials": 2, "heartbeat_s": 1.0})
+                            search={"n_trials": 1, "heartbeat_s": 1.0})
     result = automc.search(path, log=lambda s: None)
-    assert [t.state for t in result.trials] == ["COMPLETE"] * 2
+    assert [t.state for t in result.trials] == ["COMPLETE"]
     for t in result.trials:
         assert set(t.policy.w_bits.values()) <= {4, 8} and set(t.policy.a_bits.values()) == {8}
         assert t.metrics["size"] < result.baseline["size"] / 3.5  # <= 8-bit weights, pruned
