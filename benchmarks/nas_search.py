@@ -1,7 +1,9 @@
 """NAS from the YAML on Fashion-MNIST: elastic training, ranking before fine-tuning, evolution.
 
-For each network (a MobileNetV2 small enough for 2 cores: width 0.35, depthwise kernel 5, elastic
-width/depth/kernel; ResNet-20: elastic width/depth), through the product's own path
+For each network (a MobileNetV2 small enough for 2 cores: width 0.35, depthwise kernel 5, stride-2
+stem, elastic width/depth/kernel in Once-for-All's proportions: widths 0.5-1, 2-4 blocks per
+stage, kernel 3 or 5; ResNet-20 at half width: elastic width 0.5-1 and 1-3 blocks per stage),
+through the product's own path
 (``automc.search`` on an experiment dict, nothing re-implemented here):
 
 1. the baseline is trained, then trained elastically (``compress.nas.supernet``), once, cached;
@@ -17,8 +19,8 @@ width/depth/kernel; ResNet-20: elastic width/depth), through the product's own p
 5. throughput: candidates scored per minute by the predictor (with the cost model), and the
    proxy's own rate.
 
-    python benchmarks/nas_search.py            # the full run
-    python benchmarks/nas_search.py --quick    # 1 network, 1 seed, small data: ~10 min
+    python benchmarks/nas_search.py            # the full run: 2 networks, 3 search seeds
+    python benchmarks/nas_search.py --quick    # 1 network, 1 seed, small data, 1 elastic epoch
 """
 
 from __future__ import annotations
@@ -33,10 +35,11 @@ from pathlib import Path
 import numpy as np
 
 NETWORKS = {
-    "mobilenetv2": {"model": {"name": "mobilenetv2", "kwargs": {"width_mult": 0.35, "last_channels": 64, "kernel": 5}},
-                    "nas": {"width": [0.25, 0.5, 0.75, 1.0], "depth": [1, 2, 3, 4], "kernel": [3, 5]}},
-    "resnet20": {"model": {"name": "resnet20"},
-                 "nas": {"width": [0.25, 0.5, 0.75, 1.0], "depth": [1, 2, 3]}},
+    "mobilenetv2": {"model": {"name": "mobilenetv2",
+                              "kwargs": {"width_mult": 0.35, "last_channels": 64, "kernel": 5, "stem_stride": 2}},
+                    "nas": {"width": [0.5, 0.75, 1.0], "depth": [2, 3, 4], "kernel": [3, 5]}},
+    "resnet20": {"model": {"name": "resnet20", "kwargs": {"width": 8}},
+                 "nas": {"width": [0.5, 0.75, 1.0], "depth": [1, 2, 3]}},
 }
 
 
@@ -150,21 +153,21 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="mobilenetv2 only, 1 seed, 3k samples, short training")
     ap.add_argument("--networks", default="mobilenetv2,resnet20")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--samples", type=int, default=8000, help="Fashion-MNIST samples used (train/val/test split)")
-    ap.add_argument("--epochs", type=float, default=8)
-    ap.add_argument("--supernet-epochs", type=float, default=6)
+    ap.add_argument("--samples", type=int, default=4000, help="Fashion-MNIST samples used (train/val/test split)")
+    ap.add_argument("--epochs", type=float, default=6)
+    ap.add_argument("--supernet-epochs", type=float, default=2)
     ap.add_argument("--finetune", type=float, default=1)
     ap.add_argument("--final-finetune", type=float, default=2)
-    ap.add_argument("--trials", type=int, default=4)
-    ap.add_argument("--proxies", type=int, default=120)
+    ap.add_argument("--trials", type=int, default=3)
+    ap.add_argument("--proxies", type=int, default=60)
     ap.add_argument("--candidates", type=int, default=5000)
-    ap.add_argument("--quality-samples", type=int, default=30)
+    ap.add_argument("--quality-samples", type=int, default=20)
     ap.add_argument("--uniform-width", type=float, default=0.5)
     ap.add_argument("--out", default="runs/bench_nas_search")
     args = ap.parse_args()
     if args.quick:
-        args.networks, args.seeds, args.samples, args.epochs, args.supernet_epochs = "mobilenetv2", 1, 3000, 4, 3
-        args.trials, args.proxies, args.quality_samples, args.final_finetune = 3, 40, 15, 1
+        args.networks, args.seeds, args.samples, args.epochs, args.supernet_epochs = "mobilenetv2", 1, 3000, 4, 1
+        args.trials, args.proxies, args.quality_samples, args.final_finetune = 2, 30, 15, 1
     args.seed_list = list(range(args.seeds))
     start = time.perf_counter()
     results = [run_network(args, n, Path(args.out)) for n in args.networks.split(",")]
