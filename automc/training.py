@@ -170,10 +170,10 @@ def train_sandwich(
 ) -> float:
     """Sandwich-rule training of an elastic network (BigNAS): at each step the gradients of the
     sub-networks ``subnets(step)`` (the largest first) are averaged into one SGD update; the
-    largest learns from the labels, the others from its predictions (in-place distillation,
-    temperature ``settings.temperature``; labels ``y`` in ``range(num_classes)``). ``activate(subnet)`` switches ``net`` to a sub-network
-    by setting parameters (masks), so one compiled graph serves every sub-network. Returns the
-    last epoch's mean loss of the largest."""
+    largest learns from the labels ``y`` (in ``range(num_classes)``), the others from its
+    predictions (in-place distillation, temperature ``settings.temperature``). ``activate(subnet)``
+    switches ``net`` to a sub-network by setting parameters (masks), so one compiled graph serves
+    every sub-network. Returns the last epoch's mean loss of the largest."""
     import mindspore as ms
     from mindspore import nn, ops
 
@@ -204,7 +204,8 @@ def train_sandwich(
     def step(xb, yb, done: int) -> float:
         first, *rest = subnets(done)
         activate(first)
-        (loss, soft), grads = grads_of(xb, ms.Tensor(np.eye(num_classes, dtype=np.float32)[yb.asnumpy()]), labels_at)
+        one_hot = ms.Tensor(np.eye(num_classes, dtype=np.float32)[yb.asnumpy()])
+        (loss, soft), grads = grads_of(xb, one_hot, labels_at)
         for sub in rest:
             activate(sub)
             grads = tuple(g + m for g, m in zip(grads, grads_of(xb, soft, distill_at)[1]))
