@@ -177,8 +177,9 @@ class SearchConfig(_Section):
                                "fine-tune) to fit the accuracy predictor")
     proxy_samples: int = Field(500, gt=0, description="evolution/greedy: validation samples of one proxy accuracy")
     candidates: int = Field(5000, gt=0, description="evolution: candidates the predictor scores")
-    seed: Optional[int] = Field(None, description="seed of the strategy's proposals and sampler (default: the "
-                                "experiment's seed); vary it to repeat a search on the same cached baseline")
+    seed: Optional[int] = Field(None, description="seed of the strategy's proposals and sampler, and of the "
+                                "sub-networks evolution measures (default: the experiment's seed); vary it to "
+                                "repeat a search on the same cached baseline")
     n_trials: int = Field(20, gt=0, description="trials in the study (counted across restarts)")
     timeout_s: Optional[float] = Field(None, gt=0, description="stop starting new trials after this many seconds")
     trial_timeout_s: Optional[float] = Field(None, gt=0, description="a trial running longer fails")

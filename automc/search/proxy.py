@@ -131,9 +131,11 @@ def proxy_accuracies(evaluator, decisions: Sequence[Decision], assignments: Sequ
     return out, time.perf_counter() - start
 
 
-def load_or_measure(prepared, *, log: Log = lambda s: None) -> ProxyTable:
+def load_or_measure(prepared, *, seed: int, log: Log = lambda s: None) -> ProxyTable:
     """Proxy accuracies of ``search.proxy_subnets`` sub-networks sampled uniformly from the space
-    (the largest and smallest included), measured once per baseline and cached."""
+    (the largest and smallest included) with ``seed`` (the search's: another search seed measures
+    other sub-networks, so its predictor and search are its own), measured once per baseline and
+    seed, and cached."""
     from automc.search.evaluate import Evaluator
 
     ctx, cfg = prepared.context, prepared.context.config
@@ -141,17 +143,17 @@ def load_or_measure(prepared, *, log: Log = lambda s: None) -> ProxyTable:
     grid = value_grid(decisions)
     n, samples = cfg.search.proxy_subnets, cfg.search.proxy_samples
     blob = json.dumps({"baseline": prepared.baseline_checkpoint.name, "grid": grid, "n": n, "samples": samples,
-                       "seed": cfg.seed, "data": ctx.data.fingerprint()}, sort_keys=True, default=str)
+                       "seed": seed, "data": ctx.data.fingerprint()}, sort_keys=True, default=str)
     path = cfg.out_path / "cache" / f"proxy-{hashlib.sha256(blob.encode()).hexdigest()[:16]}.json"
     if path.is_file():
         table = ProxyTable.from_dict(json.loads(path.read_text()))
         log(f"proxy: reusing {path} ({len(table.accuracies)} sub-networks)")
         return table
-    rng = np.random.default_rng(cfg.seed)
+    rng = np.random.default_rng(seed)
     assignments = list(extremes(decisions)) + sample_values(grid, max(0, n - 2), rng)
     log(f"proxy: measuring {len(assignments)} sub-networks on {min(samples, len(ctx.data.val))} validation samples "
         "(inherited weights, batch-norm re-estimated, no fine-tune)")
-    accs, seconds = proxy_accuracies(Evaluator(ctx), decisions, assignments, samples=samples, seed=cfg.seed, log=log)
+    accs, seconds = proxy_accuracies(Evaluator(ctx), decisions, assignments, samples=samples, seed=seed, log=log)
     table = ProxyTable(tuple(assignments), tuple(accs), min(samples, len(ctx.data.val)), seconds)
     write_text_atomic(path, json.dumps(table.to_dict()))
     log(f"proxy: {len(accs)} sub-networks in {seconds:.0f}s ({60 * len(accs) / max(seconds, 1e-9):.0f}/min); "

@@ -117,6 +117,23 @@ def test_greedy_shrinks_to_the_budget_by_proxy_accuracy(evolved):
     assert all(0 <= p.attrs["proxy_accuracy"] <= 100 for p in proposals)
 
 
+def test_another_search_seed_measures_other_sub_networks_on_the_same_elastic_weights(evolved):
+    """``search.seed`` repeats a search: its predictor is fitted on sub-networks of its own
+    (the extremes and a new uniform sample), measured once per seed and cached."""
+    from automc.search.proxy import load_or_measure
+    from automc.search.runner import prepare
+
+    path, _, _ = evolved
+    prepared = prepare(load_config(path).model_copy(update={"search": load_config(path).search.model_copy(
+        update={"proxy_subnets": 10})}), train_baseline=False)
+    lines: list[str] = []
+    one, other = (load_or_measure(prepared, seed=seed, log=lines.append) for seed in (1, 2))
+    assert one.assignments[:2] == other.assignments[:2]  # largest and smallest in both
+    assert one.assignments[2:] != other.assignments[2:]
+    assert load_or_measure(prepared, seed=1, log=lines.append).accuracies == one.accuracies
+    assert sum(s.startswith("proxy: measuring") for s in lines) == 2 and lines[-1].startswith("proxy: reusing")
+
+
 def test_the_predictor_ranks_held_out_candidates_of_an_additive_space():
     """Ridge over one-hot decisions recovers an additive accuracy model from 60 noisy samples."""
     grid = {f"nas.s{i}.width": (0.25, 0.5, 1.0) for i in range(5)}

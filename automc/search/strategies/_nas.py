@@ -149,7 +149,7 @@ class Evolution(TPE):
         cfg = self.config.search
         decisions = prepared.space.decisions
         grid = value_grid(decisions)
-        measured = load_or_measure(prepared, log=log)
+        measured = load_or_measure(prepared, seed=self.seed, log=log)
         predictor = AccuracyPredictor(grid).fit(measured.assignments, measured.accuracies, seed=self.seed)
         log(f"predictor: ridge on {sum(map(len, grid.values()))} one-hot features, fitted on {len(measured.accuracies)} "
             f"measured sub-networks; cross-validated Spearman {predictor.cv_spearman:.2f}")
