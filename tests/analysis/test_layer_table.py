@@ -81,6 +81,14 @@ def test_mobilenetv2_depthwise_follows_and_inverted_residuals_couple():
     assert shapes.cin[0, dw] == shapes.cout[0, dw] == shapes.groups[0, dw] == 48
 
 
+def test_mobilenetv2_stem_stride_halves_the_maps_below_64_pixels_when_asked():
+    """Below 64x64 the stem keeps the resolution (CIFAR style) unless ``stem_stride`` says 2."""
+    tables = {s: build_layer_table(build_model("mobilenetv2", num_classes=10, input_shape=(1, 28, 28), width_mult=0.35,
+                                               stem_stride=s), (1, 28, 28)) for s in (None, 2)}
+    assert [_row(tables[s], "features.0.0")["h_out"] for s in (None, 2)] == [28, 14]
+    assert _row(tables[2], "features.1.conv.0.0")["macs"] * 4 == _row(tables[None], "features.1.conv.0.0")["macs"]
+
+
 def test_resolve_is_vectorised_and_bits_enter_bitops():
     g = [CouplingGroup("c1", 16, ("c1",), ("fc",))]
     table = LayerTable.from_rows(
