@@ -31,7 +31,6 @@ def pytest_collection_modifyitems(config, items):
     workers' tails."""
     groups: dict[str, str] = {}
     rank: dict[str, tuple[bool, bool]] = {}  # per group: (no Ray, not slow), False first
-    first: dict[str, int] = {}  # per group: where it was collected
     for item in items:
         if item.get_closest_marker("ray"):
             group = "ray"
@@ -44,8 +43,8 @@ def pytest_collection_modifyitems(config, items):
         if group != item.nodeid:
             item.add_marker(pytest.mark.xdist_group(group))
         groups[item.nodeid] = group
-        first.setdefault(group, len(first))
         key = (not item.get_closest_marker("ray"), not item.get_closest_marker("slow"))
         rank[group] = min(rank.get(group, key), key)
-    # a group's tests stay together (module fixtures are built once, with or without xdist)
-    items.sort(key=lambda item: (rank[groups[item.nodeid]], first[groups[item.nodeid]]))
+    # a stable sort: a group's tests keep their collection order and stay together (a file's tests
+    # are collected together), so module fixtures are built once, with or without xdist
+    items.sort(key=lambda item: rank[groups[item.nodeid]])
