@@ -80,7 +80,7 @@ class Sizes:
 
 
 def sizes_for(mode: str, seeds: tuple[int, ...] | None) -> Sizes:
-    """The sizes of each mode. Full: about 90 minutes on 2 idle cores (most of it LeNet's ~320
+    """The sizes of each mode. Full: under 90 minutes on 2 idle cores (most of it LeNet's ~320
     trials); quick: under 10; smoke: a couple of minutes, the plumbing only."""
     # on the A76 model LeNet's latency falls in steps: uniform ratios 0.75-0.85 all cost ~10.0-10.6 %,
     # 0.9 costs 7.9 %; at 10 % uniform is left with 0.9 and loses ~4.7 test points (at 20 %: ~1.7)
@@ -95,9 +95,9 @@ def sizes_for(mode: str, seeds: tuple[int, ...] | None) -> Sizes:
         lenet = Task("lenet", 8000, {"epochs": 8, "lr": 0.05}, {"epochs": 1, "lr": 0.02}, 10,
                      lenet_budgets[:1], CONTENDERS, seeds or (0,), halving=True, spearman=True)
         return Sizes(mode, (lenet,), {"epochs": 2, "lr": 0.01})
-    lenet = Task("lenet", 15000, {"epochs": 10, "lr": 0.05}, {"epochs": 1, "lr": 0.02}, 12,
+    lenet = Task("lenet", 12000, {"epochs": 10, "lr": 0.05}, {"epochs": 1, "lr": 0.02}, 12,
                  lenet_budgets, CONTENDERS, seeds or (0, 1, 2), halving=True, spearman=True)
-    resnet = Task("resnet20", 8000, {"epochs": 6, "lr": 0.05}, {"epochs": 1, "lr": 0.02}, 8,
+    resnet = Task("resnet20", 6000, {"epochs": 6, "lr": 0.05}, {"epochs": 1, "lr": 0.02}, 6,
                   ("macs <= 30%",), ("uniform", "tpe", "sensitivity"), (seeds or (0,))[:1])
     return Sizes(mode, (lenet, resnet), {"epochs": 2, "lr": 0.01})
 

@@ -175,9 +175,10 @@ class BudgetSolver:
         return vals if v.decision.section == "prune" else -vals
 
     def solve(self, budgets: dict[Metric, float], *, n_solutions: int = 1, budget_scale: float = 1.0,
-              time_limit_s: float = 30.0) -> list[Solution]:
+              min_damage: float = 0.0, time_limit_s: float = 30.0) -> list[Solution]:
         """The ``n_solutions`` best policies (least predicted damage first) under ``budgets``
-        (metric -> upper bound, each scaled by ``budget_scale``); fewer if no more are feasible."""
+        (metric -> upper bound, each scaled by ``budget_scale``) among those whose predicted
+        damage is at least ``min_damage``; fewer if no more are feasible."""
         from scipy.optimize import Bounds, LinearConstraint, milp
 
         limits = {m.name: float(b) * budget_scale for m, b in budgets.items()}
@@ -185,6 +186,11 @@ class BudgetSolver:
         if unknown:
             raise ValueError(f"solver built without metrics {sorted(unknown)}")
         objective, cons, integrality = self._model(limits)
+        if min_damage > 0:
+            damage = np.zeros(len(objective))
+            for v in self.vars:
+                damage[v.offset:v.offset + len(v.values)] = v.damage
+            cons.append(LinearConstraint(damage, min_damage, np.inf))
         bounds = Bounds(np.zeros(len(objective)), np.ones(len(objective)))
         out: list[Solution] = []
         deadline = time.perf_counter() + time_limit_s

@@ -76,6 +76,28 @@ def test_solver_is_optimal_on_lenet_pruning_under_macs_and_device_latency(lenet_
     assert [round(s.damage, 6) for s in solutions] == [round(d, 6) for d, _ in brute[:3]]
     for s in solutions:  # re-checked with the cost model on the whole policy
         assert s.costs["macs"] <= budgets[metrics[0]] and s.costs["latency@arm-a76"] <= budgets[metrics[1]]
+    # the least-damage policy at or above a level of predicted damage (what spreads the solutions)
+    level = brute[len(brute) // 2][0] - 1e-9
+    at_level = solver.solve(budgets, min_damage=level)[0]
+    assert at_level.damage == pytest.approx(min(d for d, _ in brute if d >= level))
+
+
+def test_solver_solutions_at_one_budget_spread_over_predicted_damage(lenet_table):
+    """The solver strategy fine-tunes policies the solver ranks apart, not its k near-ties."""
+    from automc.search.strategies._sensitivity import DAMAGE_STEP, _spread
+
+    decisions = ChannelPruning(max_ratio=0.8, step=0.05).decisions(lenet_table)
+    sens = _fake_sensitivity(decisions)
+    macs = parse_objective("macs")
+    budgets = {macs: 0.2 * cost_metrics(lenet_table, Policy(), [macs])["macs"][0]}
+    solver = BudgetSolver(lenet_table, sens, decisions, [macs])
+    spread = _spread(solver, budgets, 6, 1.0)
+    damages = [s.damage for s in spread]
+    best = solver.solve(budgets)[0].damage
+    levels = best * (1 + DAMAGE_STEP * np.arange(6))
+    assert len(spread) == 6 and damages[0] == pytest.approx(best) and damages == sorted(damages)
+    assert all(d >= lv - 1e-9 for d, lv in zip(damages, levels)) and damages[-1] < 2 * best
+    assert all(s.costs["macs"] <= budgets[macs] for s in spread)
 
 
 def test_solver_is_optimal_for_per_layer_bits_under_a_size_budget(lenet_table):

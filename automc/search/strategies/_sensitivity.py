@@ -29,29 +29,34 @@ def _budgets(prepared) -> tuple[dict, bool]:
     return {cost: prepared.baseline_metrics[cost.name]}, False
 
 
-#: k solutions at one budget are picked from the SPREAD * k best, evenly over their ranks
-SPREAD = 3
+#: k solutions at one budget: the optimum, then one per level of predicted damage, each this
+#: share of the optimum's damage above the last (12 solutions span 1-2.1x the optimum's damage)
+DAMAGE_STEP = 0.1
+#: the optimum's damage a step is a share of when the optimum is predicted harmless (nats of loss)
+MIN_DAMAGE = 0.01
 
 
-def _spread(solutions: list, k: int) -> list[tuple[int, object]]:
-    """``k`` of ``solutions`` (best first) as ``(rank, solution)``: one per distinct predicted
-    damage (solutions that differ only in decisions with no measured effect are the same
-    prediction), then evenly spaced ranks from the best. The k best alone would differ by one
-    grid step of one decision each: too alike to be worth a fine-tune each."""
-    distinct, last = [], None
-    for rank, s in enumerate(solutions):
-        if last is None or round(s.damage, 6) != last:
-            distinct.append((rank, s))
-            last = round(s.damage, 6)
-    if len(distinct) <= k:
-        return distinct
-    return [distinct[int(i)] for i in np.unique(np.linspace(0, len(distinct) - 1, k).round())]
+def _spread(solver, budgets: dict, k: int, scale: float) -> list:
+    """``k`` solutions under ``budgets`` x ``scale``: the optimum, then the least-damage policy at
+    or above each of ``k - 1`` levels of predicted damage, ``DAMAGE_STEP`` of the optimum's
+    apart. The k best alone differ by one grid step of one decision each, within a few % of
+    the optimum's damage: too alike to be worth a fine-tune each, and too alike for any
+    fine-tune to show whether the solver orders policies right."""
+    best = solver.solve(budgets, budget_scale=scale)
+    if not best or k == 1:
+        return best
+    step = DAMAGE_STEP * max(best[0].damage, MIN_DAMAGE)
+    out = best
+    for j in range(1, k):
+        out += solver.solve(budgets, budget_scale=scale, min_damage=best[0].damage + j * step)
+    return out
 
 
 def solver_proposals(prepared, log: Log, *, n: int, levels: Sequence[float] = (1.0,)) -> list[Proposal]:
-    """Up to ``n`` solver solutions, least predicted damage first. With cost constraints they
-    spread over budget ``levels`` (shares of each budget), the rest k-best at the full budget;
-    without, one per level of ``FRONT_LEVELS`` along the first cost objective."""
+    """Up to ``n`` solver solutions, least predicted damage first. With cost constraints, the
+    optimum at each budget ``level`` (a share of each budget) but the first, and the rest at
+    the first, spread over predicted damage; without, one per level of ``FRONT_LEVELS`` along
+    the first cost objective."""
     from automc.search.sensitivity import load_or_analyse
     from automc.search.solver import BudgetSolver
 
@@ -66,12 +71,12 @@ def solver_proposals(prepared, log: Log, *, n: int, levels: Sequence[float] = (1
     out: list[Proposal] = []
     seen: set[str] = set()
     for scale, k in ([first] if first else []) + plan:
-        for rank, s in _spread(solver.solve(budgets, n_solutions=SPREAD * k if k > 1 else 1, budget_scale=scale), k):
+        for s in _spread(solver, budgets, k, scale):
             key = s.policy.to_json()
             if key in seen:
                 continue
             seen.add(key)
-            out.append(Proposal(s.policy, {"source": "solver", "budget_scale": scale, "rank": rank,
+            out.append(Proposal(s.policy, {"source": "solver", "budget_scale": scale,
                                            "predicted_damage": round(s.damage, 6)}))
     if not out:
         raise ConfigError("the budget solver found no policy within the budget: relax the constraints or allow "
@@ -92,8 +97,8 @@ class SensitivityTPE(TPE):
 
 
 class SolverOnly(TPE):
-    """The solver alone: ``n_trials`` of its best solutions at the budget (spread over the
-    3 * n_trials best, one per distinct predicted damage), best first."""
+    """The solver alone: ``n_trials`` of its solutions at the budget, its optimum and then
+    policies predicted 10 %, 20 %, ... worse (the fine-tune decides among them)."""
 
     name = "solver"
 
