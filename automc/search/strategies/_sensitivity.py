@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-
 from automc.errors import ConfigError
 from automc.search.strategies._base import Log, Proposal, warm_start_size
 from automc.search.strategies._optuna import TPE
