@@ -54,7 +54,10 @@ def _stop_cleanly_on_signals() -> None:
     MindSpore's runtime installs its own SIGINT handler, which turns SIGINT into SIGTERM."""
     import signal
 
+    from automc.search.interrupt import request_stop
+
     def stop(signum, frame):
+        request_stop()  # in case MindSpore's compiler swallows the exception (see automc.search.interrupt)
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
     for sig in (signal.SIGTERM, signal.SIGHUP):

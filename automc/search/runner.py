@@ -25,6 +25,7 @@ from automc.analysis import build_layer_table
 from automc.config import ExperimentConfig, mask_secrets
 from automc.errors import AutomcError
 from automc.policy import Policy
+from automc.search import interrupt
 from automc.search.fidelity import Stopped, band_metric
 from automc.search.evaluate import (TrialContext, build_baseline, load_cached, network_weights, save_cached,
                                     settings_from)
@@ -211,6 +212,7 @@ def _drive(study, prepared: Prepared, executor, tracker, n_trials: int, log: Log
     trials = None  # the study's trials as the last tell read them, to count without a second read
     asking = None  # a trial asked from the study and not yet in flight
     band = band_metric(ctx.config)  # the cost a stopping rule compares trials within
+    interrupt.clear()
     try:
         while True:
             if time.perf_counter() - last_stale_check >= heartbeat.interval_s:  # stale trials are seconds old
@@ -242,7 +244,10 @@ def _drive(study, prepared: Prepared, executor, tracker, n_trials: int, log: Log
                     return
                 time.sleep(min(1.0, ctx.config.search.heartbeat_s))  # other processes still run trials
                 continue
-            for number, outcome in executor.wait():
+            finished_now = executor.wait()
+            if interrupt.stop_requested():  # a stop the trial's code swallowed: its trial is in flight still
+                raise KeyboardInterrupt("stop requested")
+            for number, outcome in finished_now:
                 trial, policy, costs, t0 = in_flight.pop(number)
                 trials = _tell(study, trial, policy, costs, outcome, prepared, tracker, time.perf_counter() - t0,
                                n_trials, log)
