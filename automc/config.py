@@ -167,8 +167,8 @@ class SearchConfig(_Section):
                       "greedy"] = Field(
         "tpe", description="tpe/nsga2/cmaes/random/gp: Optuna samplers; sensitivity: the budget solver's solutions "
         "seed TPE; solver: the solver's optimum and policies it predicts 10 %, 20 %, ... worse, alone; uniform: "
-        "one ratio/bit-width for all layers; evolution: an accuracy predictor over measured proxies scores candidates (Once-for-All); greedy: one-step "
-        "shrinks by proxy accuracy per cost saved (NetAdapt)")
+        "one ratio/bit-width for all layers; evolution: an accuracy predictor over measured proxies scores "
+        "candidates (Once-for-All); greedy: one-step shrinks by proxy accuracy per cost saved (NetAdapt)")
     warm_start: Optional[Literal["sensitivity"]] = Field(
         None, description="seed any strategy with the budget solver's solutions over the baseline's sensitivity")
     sensitivity_samples: int = Field(2000, gt=0, description="validation samples per sensitivity entry "
