@@ -132,10 +132,9 @@ class BudgetSolver:
         from scipy.sparse import lil_matrix
 
         n = self.n_x + self.n_y
-        objective = np.zeros(n)
+        objective = self._damage_row(n)
         for v in self.vars:
-            ties = _TIE * np.argsort(np.argsort(self._compression_order(v)))
-            objective[v.offset:v.offset + len(v.values)] = v.damage + ties
+            objective[v.offset:v.offset + len(v.values)] += _TIE * np.argsort(np.argsort(self._compression_order(v)))
         rows_eq = len(self.vars) + sum(sum(len(self.vars[i].values) for i in vs) for vs, _, _ in self.blocks)
         a_eq = lil_matrix((rows_eq, n))
         r = 0
@@ -169,6 +168,13 @@ class BudgetSolver:
         integrality = np.r_[np.ones(self.n_x), np.zeros(self.n_y)]
         return objective, cons, integrality
 
+    def _damage_row(self, n: int) -> np.ndarray:
+        """Each decision value's predicted damage in its one-hot column (the joint columns: 0)."""
+        row = np.zeros(n)
+        for v in self.vars:
+            row[v.offset:v.offset + len(v.values)] = v.damage
+        return row
+
     @staticmethod
     def _compression_order(v: _Var) -> np.ndarray:
         vals = np.asarray(v.values, float)
@@ -187,10 +193,7 @@ class BudgetSolver:
             raise ValueError(f"solver built without metrics {sorted(unknown)}")
         objective, cons, integrality = self._model(limits)
         if min_damage > 0:
-            damage = np.zeros(len(objective))
-            for v in self.vars:
-                damage[v.offset:v.offset + len(v.values)] = v.damage
-            cons.append(LinearConstraint(damage, min_damage, np.inf))
+            cons.append(LinearConstraint(self._damage_row(len(objective)), min_damage, np.inf))
         bounds = Bounds(np.zeros(len(objective)), np.ones(len(objective)))
         out: list[Solution] = []
         deadline = time.perf_counter() + time_limit_s

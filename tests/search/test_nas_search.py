@@ -124,8 +124,9 @@ def test_another_search_seed_measures_other_sub_networks_on_the_same_elastic_wei
     from automc.search.runner import prepare
 
     path, _, _ = evolved
-    prepared = prepare(load_config(path).model_copy(update={"search": load_config(path).search.model_copy(
-        update={"proxy_subnets": 10})}), train_baseline=False)
+    config = load_config(path)
+    prepared = prepare(config.model_copy(update={"search": config.search.model_copy(update={"proxy_subnets": 10})}),
+                       train_baseline=False)
     lines: list[str] = []
     one, other = (load_or_measure(prepared, seed=seed, log=lines.append) for seed in (1, 2))
     assert one.assignments[:2] == other.assignments[:2]  # largest and smallest in both

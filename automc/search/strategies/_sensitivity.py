@@ -44,7 +44,7 @@ def _spread(solver, budgets: dict, k: int, scale: float) -> list:
     if not best or k == 1:
         return best
     step = DAMAGE_STEP * max(best[0].damage, MIN_DAMAGE)
-    out = best
+    out = list(best)
     for j in range(1, k):
         out += solver.solve(budgets, budget_scale=scale, min_damage=best[0].damage + j * step)
     return out
