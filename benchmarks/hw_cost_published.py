@@ -15,7 +15,7 @@ Printed per device: the share within +-25 % and within 2x, Spearman over network
 FP16/FP32 speed-ups predicted against published, where published. ``--write-profiles`` saves the fits
 (``automc/hw_cost/profiles/<device>.published.yaml``, with their held-out figures).
 
-    python benchmarks/hw_cost_published.py [--build-tables] [--write-profiles] [--save --note TEXT]
+    python benchmarks/hw_cost_published.py [--build-tables [--retrace]] [--write-profiles] [--save --note TEXT]
 """
 
 from __future__ import annotations
@@ -41,15 +41,16 @@ PROFILES = Path(__file__).resolve().parents[1] / "automc" / "hw_cost" / "profile
 MIN_GAIN = 0.15
 
 
-def build_tables(path: Path, names: list[str]) -> None:
-    """Trace each mindcv network once (no weights) and store its layer table."""
+def build_tables(path: Path, names: list[str], *, retrace: bool = False) -> None:
+    """Trace each mindcv network once (no weights) and store its layer table (``retrace``: also
+    the networks already stored, after a change of the tracer)."""
     from mindcv.models import create_model
 
     from automc.analysis import build_layer_table
 
     tables = json.loads(path.read_text()) if path.is_file() else {}
     for name in names:
-        if name in tables:
+        if name in tables and not retrace:
             continue
         arch, size = NETWORKS[name]
         start = time.perf_counter()
@@ -94,6 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--build-tables", action="store_true", help="trace the networks missing from the table file")
     ap.add_argument("--only", help="comma-separated networks to trace (with --build-tables; one process each "
                     "keeps memory bounded)")
+    ap.add_argument("--retrace", action="store_true", help="with --build-tables: trace the stored networks again too "
+                    "(after a change of the tracer)")
     ap.add_argument("--write-profiles", action="store_true", help="save each device's fit to all its networks")
     ap.add_argument("--save", action="store_true", help="write the output to benchmarks/results/")
     ap.add_argument("--note", default="", help="what else was running (saved with the results)")
@@ -102,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     points = reference_points(rows)
     if args.build_tables:
         wanted = sorted({m.network for m in rows if profile_for(m) and m.network in NETWORKS})
-        build_tables(TABLES, args.only.split(",") if args.only else wanted)
+        build_tables(TABLES, args.only.split(",") if args.only else wanted, retrace=args.retrace)
         if args.only:
             return
     tables = load_tables()

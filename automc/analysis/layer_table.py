@@ -10,8 +10,9 @@ Row kinds
 ``conv``    dense 2-D convolution (``groups`` may be > 1 only when not prunable)
 ``dwconv``  depthwise convolution: ``cin == cout == groups``; follows its input's channel group
 ``dense``   fully connected layer (``kh = kw = h = w = 1``)
-``pool``    max/avg pooling (no weights)
+``pool``    max/avg pooling, global pooling included (no weights)
 ``add``     element-wise residual add (no weights)
+``concat``  channel concatenation (no weights; a copy of every element)
 
 Batch-norm and activations are not rows: ``has_bn``/``has_act`` mark the conv/dense they follow,
 because every deployment runtime we model fuses them (a device that does not can charge them).
@@ -29,7 +30,7 @@ import numpy as np
 
 from automc.policy import FLOAT_BITS, Policy
 
-KINDS = ("conv", "dwconv", "dense", "pool", "add")
+KINDS = ("conv", "dwconv", "dense", "pool", "add", "concat")
 COMPUTE_KINDS = ("conv", "dwconv", "dense")
 
 

@@ -287,6 +287,49 @@ def residual_joins(trace: NetworkTrace, groups: Sequence[CouplingGroup]) -> dict
     return out
 
 
+def _concat_sources(trace: NetworkTrace, leaf: _Leaf, seen: set[frozenset[str]]) -> frozenset[str] | None:
+    """The producers a leaf reads through a channel concat not yet in the table, or None.
+
+    ``ops.concat`` in ``construct`` is no cell: the probe sees it as the channels of two or more
+    producers reaching the leaf at other indices (``remapped``). It is taken for a concat when
+    those producers' widths add up to the leaf's input channels (a slice or a shuffle of one
+    producer does not); a pool or a consumer after the same concat reads the same producers and
+    gets no second row.
+    """
+    x = leaf.x
+    if x is None or x.ndim != 4:
+        return None
+    sources = frozenset(p for p, rel in trace.relations.items() if leaf.name in rel and rel[leaf.name].remapped)
+    if len(sources) < 2 or sources in seen:
+        return None
+    widths = {l.name: l.y.shape[1] for l in trace.leaves if l.name in sources and l.y is not None}
+    return sources if len(widths) == len(sources) and sum(widths.values()) == x.shape[1] else None
+
+
+def _global_pool_input(kind: str, x, y, in_factor: int, maps: dict[int, tuple[int, ...]]) -> tuple[int, int] | None:
+    """The (h, w) a leaf's input was globally pooled from, where no cell of the table shows it:
+
+    - a parameterless cell (``GlobalAvgPool``, mindcv's ``GlobalAvgPooling``) that maps
+      (N, C, h, w) to (N, C) or (N, C, 1, 1);
+    - a conv or dense layer reading C values per sample (not a flattened map: ``in_factor`` 1)
+      while the latest output with C channels is an h x w map: ``ops.mean`` (or any functional
+      reduction) in ``construct`` sits in between.
+    """
+    if x is None or x.ndim < 2:
+        return None
+    if kind == "paramless":
+        if x.ndim == 4 and x.shape[2] * x.shape[3] > 1 and y is not None and y.ndim >= 2 \
+                and y.shape[1] == x.shape[1] and int(np.prod(y.shape[2:], dtype=np.int64)) == 1:
+            return int(x.shape[2]), int(x.shape[3])
+        return None
+    if kind not in ("conv", "dense") or in_factor != 1 or int(np.prod(x.shape[2:], dtype=np.int64)) != 1:
+        return None
+    spatial = maps.get(x.shape[1], ())
+    if len(spatial) == 2 and spatial[0] * spatial[1] > 1:
+        return int(spatial[0]), int(spatial[1])
+    return None
+
+
 def build_layer_table(net, input_shape: Sequence[int], *, seed: int = 0) -> LayerTable:
     """The layer table of ``net`` for inputs of shape ``input_shape`` (C, H, W).
 
@@ -309,13 +352,28 @@ def build_layer_table(net, input_shape: Sequence[int], *, seed: int = 0) -> Laye
     joins = residual_joins(trace, groups)
     rows = []
     executed = trace.leaves
+    maps: dict[int, tuple[int, ...]] = {}  # channels -> spatial shape of the latest output with that many
+    concats: set[frozenset[str]] = set()  # the producers of each concat already in the table
     for idx, leaf in enumerate(executed):
         kind = _kind_of(leaf.cell)
-        if kind not in ("conv", "dwconv", "groupconv", "dense", "pool"):
-            continue
         cell = leaf.cell
         x, y = leaf.x, leaf.y
         in_group, in_factor = group_of_input.get(leaf.name, (-1, 1))
+        sources = _concat_sources(trace, leaf, concats)
+        if sources:  # ops.concat in construct: one row, before the first leaf that reads it
+            concats.add(sources)
+            rows.append({"name": f"{leaf.name}.concat", "kind": "concat", "cin": x.shape[1], "cout": x.shape[1],
+                         "h_in": x.shape[2], "w_in": x.shape[3], "h_out": x.shape[2], "w_out": x.shape[3]})
+        reduced = _global_pool_input(kind, x, y, in_factor, maps)
+        if y is not None and y.ndim >= 2:
+            maps[y.shape[1]] = tuple(y.shape[2:])
+        if reduced is not None:  # a global pool the cells do not show (a parameterless cell, or ops.mean)
+            name = leaf.name if kind == "paramless" else f"{leaf.name}.pool"
+            c, (h, w) = x.shape[1], reduced
+            rows.append({"name": name, "kind": "pool", "cin": c, "cout": c, "kh": h, "kw": w, "stride": h,
+                         "h_in": h, "w_in": w, "h_out": 1, "w_out": 1, "in_group": in_group, "out_group": in_group})
+        if kind not in ("conv", "dwconv", "groupconv", "dense", "pool"):
+            continue
         row: dict[str, Any] = {"name": leaf.name, "in_group": in_group, "in_factor": in_factor}
         nxt = executed[idx + 1] if idx + 1 < len(executed) else None
         if kind == "dense":

@@ -132,7 +132,8 @@ def cost_classes(table: LayerTable) -> np.ndarray:
     """Cost class index of each row: the kind, with 1x1 convolutions as ``conv1x1``."""
     out = np.empty(len(table), dtype=np.int64)
     for i, (k, kh, kw) in enumerate(zip(table.kind, table.kh, table.kw)):
-        name = "conv1x1" if (k == "conv" and kh == 1 and kw == 1) else str(k)
+        # a concat copies every element, memory traffic like an element-wise op: the add class
+        name = "conv1x1" if (k == "conv" and kh == 1 and kw == 1) else "add" if k == "concat" else str(k)
         out[i] = _CLASS_INDEX[name]
     return out
 

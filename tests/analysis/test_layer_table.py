@@ -58,6 +58,35 @@ def test_resnet20_hand_counts_and_residual_coupling():
     assert table.coupling[table.out_group[first]].name == "stem.0"  # pruning the stage shrinks its adds
 
 
+def test_a_global_pool_without_a_pooling_cell_gets_its_row():
+    """A global average pool is a parameterless cell (the zoo's ``GlobalAvgPool``, mindcv's
+    ``GlobalAvgPooling``) or ``ops.mean`` in ``construct``: either way one pool row over the whole
+    map (it costs a read of every activation on a device), none for a flatten or a dense layer
+    after a dense layer."""
+    from mindspore import nn
+
+    class Functional(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3)
+            self.fc1 = nn.Dense(8, 6)
+            self.fc2 = nn.Dense(6, 4)
+
+        def construct(self, x):
+            return self.fc2(self.fc1(self.conv(x).mean((2, 3))))
+
+    table = build_layer_table(Functional(), (3, 8, 8))
+    assert table.names == ("conv", "fc1.pool", "fc1", "fc2")
+    pool = _row(table, "fc1.pool")
+    assert (pool["kind"], pool["cin"], pool["kh"], pool["h_in"], pool["h_out"], pool["macs"]) == ("pool", 8, 8, 8, 1, 0)
+    assert pool["in_group"] == pool["out_group"] == "conv"  # pruning conv shrinks the pool
+
+    resnet = build_layer_table(build_model("resnet20", num_classes=10, input_shape=(3, 32, 32)), (3, 32, 32))
+    assert resnet.names[-2:] == ("pool", "fc") and _row(resnet, "pool")["kh"] == 8  # the zoo's GlobalAvgPool cell
+    lenet = build_layer_table(build_model("lenet", num_classes=10, input_shape=(1, 8, 8)), (1, 8, 8))
+    assert [k for k in lenet.kind].count("pool") == 2  # its two MaxPool2d, nothing at the flatten
+
+
 def test_a_table_round_trips_through_json():
     import json
 
@@ -123,6 +152,20 @@ def test_concat_makes_group_unprunable():
     table = build_layer_table(Cat(), (3, 8, 8))
     assert not table.group("a").prunable and not table.group("b").prunable
     assert "re-indexed" in table.group("b").reason
+    # the concat copies both outputs: a row of its own (memory traffic, no MACs) before its reader
+    assert table.names == ("a", "b", "c.concat", "c")
+    concat = _row(table, "c.concat")
+    assert (concat["kind"], concat["cin"], concat["cout"], concat["h_in"], concat["macs"]) == ("concat", 16, 16, 8, 0)  # pad_mode "same"
+
+
+def test_squeezenets_fire_modules_get_one_concat_row_each():
+    from mindcv.models import create_model
+
+    table = build_layer_table(create_model("squeezenet1_1", num_classes=10), (3, 64, 64))
+    concats = [r for r in table.rows() if r["kind"] == "concat"]
+    assert len(concats) == 8  # fire2-fire9: expand 1x1 and expand 3x3 concatenated
+    expands = {r["name"]: r["cout"] for r in table.rows() if "expand" in r["name"] and r["kind"] == "conv"}
+    assert sum(expands.values()) == sum(r["cout"] for r in concats)
 
 
 def test_the_trace_runs_mindspores_host_pipeline_synchronously(monkeypatch):
