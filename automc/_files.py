@@ -1,5 +1,6 @@
 """Files that several processes share (one output folder, one study): written aside and renamed
-into place, so no reader sees a partial or missing file; and a lock for work done once."""
+into place, so no reader sees a partial or missing file; a lock for work done once; and the
+machine's cache folder (what automc keeps between experiments)."""
 
 from __future__ import annotations
 
@@ -38,3 +39,12 @@ def folder_lock(folder: str | Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def cache_root() -> Path:
+    """The machine's automc cache: ``$AUTOMC_CACHE_DIR``, else ``$XDG_CACHE_HOME/automc``, else
+    ``~/.cache/automc``."""
+    if os.environ.get("AUTOMC_CACHE_DIR"):
+        return Path(os.environ["AUTOMC_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "automc"

@@ -6,7 +6,7 @@ that the machine's speed drift cancels (``lite_latencies_ms``); ``measure_latenc
 cell compiled by MindSpore itself, paired with a reference op. ``calibrate_host`` times a set
 of single-op networks (conv, 1x1 conv, depthwise, dense, pool, add; aligned and unaligned
 channel counts), fits ``host-cpu`` to them and caches the profile under
-``~/.cache/automc/hw_cost/`` keyed by machine (``AUTOMC_CACHE_DIR`` overrides), so
+``~/.cache/automc/hw_cost/`` keyed by machine (``AUTOMC_CACHE_DIR`` overrides; ``automc._files.cache_root``), so
 ``get_device("host-cpu")`` is calibrated from then on. MindSpore is imported only when timing.
 """
 
@@ -22,10 +22,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from automc._files import cache_root
 from automc.analysis.layer_table import LayerTable
 from automc.errors import ConfigError
-
-CACHE_ENV = "AUTOMC_CACHE_DIR"
 
 
 def _cpu_model() -> str:
@@ -51,7 +50,7 @@ def machine_key() -> str:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_ENV, "~/.cache/automc")).expanduser() / "hw_cost"
+    return cache_root() / "hw_cost"
 
 
 def host_profile_path() -> Path:

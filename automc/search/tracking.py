@@ -33,6 +33,40 @@ def default_tracking_uri(out_dir: Path) -> str:
     return f"sqlite:///{(out_dir / 'mlflow.db').resolve()}"
 
 
+def seed_sqlite_store(tracking_uri: str) -> None:
+    """Start a new SQLite MLflow store as a copy of an empty one this MLflow version already
+    created: creating one runs each of MLflow's schema migrations, once per machine (kept in
+    ``cache_root()/mlflow``) instead of once per experiment. Other stores are left alone."""
+    import os
+    import shutil
+
+    import mlflow
+
+    from automc._files import cache_root
+    from automc.search.sqlite import sqlite_path
+
+    path = sqlite_path(tracking_uri)
+    if path is None or path.exists():
+        return
+    template = cache_root() / "mlflow" / f"empty-{mlflow.__version__}.db"
+    if not template.is_file():
+        from mlflow.tracking import MlflowClient
+
+        template.parent.mkdir(parents=True, exist_ok=True)
+        tmp = template.with_name(f".{template.name}.{os.getpid()}.tmp")
+        MlflowClient(f"sqlite:///{tmp}").search_experiments()  # creates and migrates the store
+        os.replace(tmp, template)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    shutil.copyfile(template, tmp)
+    try:
+        os.link(tmp, path)  # never over a store another process created meanwhile
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+
+
 class Tracker:
     def __init__(self, tracking_uri: str, experiment_name: str, artifact_dir: Path):
         import logging
@@ -45,6 +79,7 @@ class Tracker:
         for name in ("mlflow", "alembic"):
             logging.getLogger(name).setLevel(logging.WARNING)
 
+        seed_sqlite_store(tracking_uri)
         use_wal(tracking_uri)
         self.tracking_uri = tracking_uri
         mlflow.set_tracking_uri(tracking_uri)

@@ -1,5 +1,6 @@
 """Helpers shared by the search tests (a module, not conftest, so names cannot clash)."""
 
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -17,8 +18,35 @@ def study_trials(config) -> list:
         return []
 
 
-def write_experiment(tmp_path: Path, name: str = "e2e", **overrides) -> Path:
-    """A small but real experiment: LeNet on digits, short training, a handful of trials."""
+#: baseline cache folders trained in this test process, by the settings that make the cache key
+_BASELINES: dict[str, Path] = {}
+
+
+def _trained_baseline(cfg: dict) -> Path:
+    """The ``cache`` folder of a search on ``cfg`` after its baseline was trained: trained once per
+    test process (each xdist worker), by the product's own ``prepare``. Copied into an experiment's
+    output folder, the search finds its baseline there as a rerun would (the cache key covers the
+    model, data, training settings and seed)."""
+    import json
+    import tempfile
+
+    from automc.config import config_from_dict
+    from automc.search.runner import prepare
+
+    key = json.dumps({k: cfg[k] for k in ("seed", "model", "data", "train")}, sort_keys=True)
+    if key not in _BASELINES:
+        root = Path(tempfile.mkdtemp(prefix="automc-test-baseline-"))
+        prepare(config_from_dict({**cfg, "name": "baseline", "output_dir": str(root / "run")}))
+        _BASELINES[key] = root / "run" / "cache"
+    return _BASELINES[key]
+
+
+def write_experiment(tmp_path: Path, name: str = "e2e", *, trained: bool = True, **overrides) -> Path:
+    """A small but real experiment: LeNet on digits, short training, a handful of trials.
+
+    ``trained``: for the built-in LeNet on digits, the output folder starts with the baseline
+    already trained and cached (once per test process; see ``_trained_baseline``): most tests are
+    about the search, and each would otherwise train the same baseline again."""
     cfg = {
         "name": name,
         "output_dir": str(tmp_path / "runs" / name),
@@ -37,6 +65,8 @@ def write_experiment(tmp_path: Path, name: str = "e2e", **overrides) -> Path:
             cfg[key] = {**cfg[key], **value}
         else:
             cfg[key] = value
+    if trained and cfg["model"] == {"name": "lenet"} and cfg["data"] == {"name": "digits"}:
+        shutil.copytree(_trained_baseline(cfg), Path(cfg["output_dir"]) / "cache", dirs_exist_ok=True)
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path

@@ -31,7 +31,8 @@ def test_auto_resolves_to_the_cpu_here_and_mindspore_runs_there():
 def test_an_accelerator_without_its_runtime_is_one_line_before_any_work(tmp_path, capsys, accelerator, expected):
     from automc.cli import main
 
-    path = write_experiment(tmp_path, name=f"on-{accelerator}", execution={"accelerator": accelerator})
+    path = write_experiment(tmp_path, name=f"on-{accelerator}", trained=False,
+                            execution={"accelerator": accelerator})
     for args in (["search", str(path), "--dry-run"], ["search", str(path)]):
         with pytest.raises(SystemExit) as exc:
             main(args)

@@ -11,7 +11,7 @@ from automc._lazy import lazy_exports
 _EXPORTS = {
     "LiteToolchain": "automc.deploy.lite._toolchain",
     "ensure_toolchain": "automc.deploy.lite._toolchain",
-    "cache_root": "automc.deploy.lite._toolchain",
+    "cache_root": "automc._files",
     "LITE_VERSION": "automc.deploy.lite._toolchain",
     "convert_to_ms": "automc.deploy.lite._convert",
     "run_ms": "automc.deploy.lite._convert",

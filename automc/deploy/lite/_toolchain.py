@@ -22,6 +22,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from automc._files import cache_root
 from automc.errors import DeployError
 
 LITE_VERSION = "2.0.0"
@@ -31,14 +32,6 @@ _NATIVE_SOURCE = Path(__file__).with_name("native") / "automc_lite.cc"
 _SKIPPED_LIBS = ("_c_lite_wrapper", "libascend_", "libtensorrt_plugin", "libdvpp_utils")
 _CXXFLAGS = ("-std=c++17", "-O2", "-D_GLIBCXX_USE_CXX11_ABI=0")
 _LIBS = ("-lmindspore-extendrt_python", "-lmindspore_converter", "-lmindspore_core")
-
-
-def cache_root() -> Path:
-    """``$AUTOMC_CACHE_DIR``, else ``$XDG_CACHE_HOME/automc``, else ``~/.cache/automc``."""
-    if os.environ.get("AUTOMC_CACHE_DIR"):
-        return Path(os.environ["AUTOMC_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "automc"
 
 
 @dataclass(frozen=True)
