@@ -80,8 +80,9 @@ class Sizes:
 
 
 def sizes_for(mode: str, seeds: tuple[int, ...] | None) -> Sizes:
-    """The sizes of each mode. Full: under 90 minutes on 2 idle cores (most of it LeNet's ~320
-    trials); quick: under 10; smoke: a couple of minutes, the plumbing only."""
+    """The sizes of each mode. Full: under 90 minutes on 2 idle cores (most of it LeNet's ~440
+    trials); quick: under 10; smoke: a couple of minutes, the plumbing only. Sized on the slower
+    of the two hosts these VMs ran on (an AMD EPYC host, ~2.4x slower than the Intel one)."""
     # on the A76 model LeNet's latency falls in steps: uniform ratios 0.75-0.85 all cost ~10.0-10.6 %,
     # 0.9 costs 7.9 %; at 10 % uniform is left with 0.9 and loses ~4.7 test points (at 20 %: ~1.7)
     lenet_budgets = ("macs <= 5%", "latency@arm-a76 <= 10%")
@@ -92,12 +93,12 @@ def sizes_for(mode: str, seeds: tuple[int, ...] | None) -> Sizes:
                       ("macs <= 30%",), ("uniform", "tpe", "sensitivity"), (seeds or (0,))[:1])
         return Sizes(mode, (lenet, resnet), {"epochs": 0.2, "lr": 0.01})
     if mode == "quick":
-        lenet = Task("lenet", 8000, {"epochs": 8, "lr": 0.05}, {"epochs": 1, "lr": 0.02}, 10,
+        lenet = Task("lenet", 6000, {"epochs": 8, "lr": 0.05}, {"epochs": 1, "lr": 0.02}, 8,
                      lenet_budgets[:1], CONTENDERS, seeds or (0,), halving=True, spearman=True)
         return Sizes(mode, (lenet,), {"epochs": 2, "lr": 0.01})
-    lenet = Task("lenet", 12000, {"epochs": 10, "lr": 0.05}, {"epochs": 1, "lr": 0.02}, 12,
+    lenet = Task("lenet", 8500, {"epochs": 10, "lr": 0.05}, {"epochs": 1, "lr": 0.02}, 12,
                  lenet_budgets, CONTENDERS, seeds or (0, 1, 2), halving=True, spearman=True)
-    resnet = Task("resnet20", 6000, {"epochs": 6, "lr": 0.05}, {"epochs": 1, "lr": 0.02}, 6,
+    resnet = Task("resnet20", 5000, {"epochs": 6, "lr": 0.05}, {"epochs": 1, "lr": 0.02}, 6,
                   ("macs <= 30%",), ("uniform", "tpe", "sensitivity"), (seeds or (0,))[:1])
     return Sizes(mode, (lenet, resnet), {"epochs": 2, "lr": 0.01})
 
