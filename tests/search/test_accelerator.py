@@ -50,7 +50,7 @@ def test_an_accelerator_without_its_runtime_is_one_line_before_any_work(tmp_path
 def test_device_requests_the_cluster_cannot_meet_are_one_line(tmp_path, capsys, execution, expected):
     from automc.cli import main
 
-    path = write_experiment(tmp_path, name="npus", execution=execution)
+    path = write_experiment(tmp_path, name="npus", trained=False, execution=execution)  # refused before any work
     with pytest.raises(SystemExit) as exc:
         main(["search", str(path)])
     err = capsys.readouterr().err.strip().splitlines()
