@@ -52,7 +52,10 @@ def seed_sqlite_store(tracking_uri: str) -> None:
     if not template.is_file():
         from mlflow.tracking import MlflowClient
 
-        template.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            template.parent.mkdir(parents=True, exist_ok=True)
+        except OSError:  # no writable cache here: MLflow creates the store itself
+            return
         tmp = template.with_name(f".{template.name}.{os.getpid()}.tmp")
         MlflowClient(f"sqlite:///{tmp}").search_experiments()  # creates and migrates the store
         os.replace(tmp, template)

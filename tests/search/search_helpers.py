@@ -1,5 +1,6 @@
 """Helpers shared by the search tests (a module, not conftest, so names cannot clash)."""
 
+import atexit
 import shutil
 import textwrap
 from pathlib import Path
@@ -36,6 +37,7 @@ def _trained_baseline(cfg: dict) -> Path:
     key = json.dumps({k: cfg[k] for k in ("seed", "model", "data", "train")}, sort_keys=True)
     if key not in _BASELINES:
         root = Path(tempfile.mkdtemp(prefix="automc-test-baseline-"))
+        atexit.register(shutil.rmtree, root, True)
         prepare(config_from_dict({**cfg, "name": "baseline", "output_dir": str(root / "run")}))
         _BASELINES[key] = root / "run" / "cache"
     return _BASELINES[key]
