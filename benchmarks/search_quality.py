@@ -427,21 +427,27 @@ def spearman_section(runner: Runner, task: Task, out: Callable[[str], None]) -> 
     return mean
 
 
+def _shortfall(short: float, row: list[Run], reference: list[Run]) -> str:
+    """A missed target's shortfall in test points, beside the seed spread of the paired differences."""
+    spread = mean_std(paired(row, reference))[1]
+    return (f"a shortfall of {short:.2f} test points against a seed spread of ± {spread:.2f}"
+            + (" (one seed: no spread measured)" if len(row) < 2 else ""))
+
+
 def _why_short(runner: Runner, task: Task, budget: str, sens: list[Run], uni: list[Run], short: float,
                loss: float) -> str:
     """What the numbers say about a missed target (a): the shortfall against the seed spread, and
     whether any other search reached it."""
-    spread = mean_std(paired(sens, uni))[1]
     others = []
     for method in task.contenders:
         runs = runner.select(task, budget, method)
         if method not in ("uniform", "sensitivity") and runs:
             others.append((mean_std(paired(runs, uni))[0] / loss, method))
-    text = (f"a shortfall of {short:.2f} test points against a seed spread of ± {spread:.2f}"
-            + (" (one seed: no spread measured)" if len(sens) < 2 else ""))
+    text = _shortfall(short, sens, uni)
     if others:
         best, method = max(others)
-        text += (f"; the other searches recover {', '.join(f'{m} {v * 100:.0f}%' for v, m in sorted(others, reverse=True))}: "
+        shares = ", ".join(f"{m} {v * 100:.0f}%" for v, m in sorted(others, reverse=True))
+        text += (f"; the other searches recover {shares}: "
                  + (f"{method} reaches the target, so the sensitivity strategy's starting points are no better here"
                     if best >= 0.5 else "no search reaches it either"))
     return text
@@ -486,11 +492,9 @@ def targets(runner: Runner, tasks: tuple[Task, ...], rho: float, halving_used: s
             out(f"  (b) {task.label} {budget}: '{halving_used}' with {share * 100:.0f}% of TPE's fine-tune epochs: "
                 f"test {d:+.2f} points vs TPE (target >= 0): {'met' if d >= 0 else 'NOT met'}, by {d:+.2f} points")
             if d < 0:
-                spread = mean_std(paired(row, tpe))[1]
-                out(f"      why: a shortfall of {-d:.2f} points against a seed spread of ± {spread:.2f}"
-                    + (" (one seed: no spread measured)" if len(row) < 2 else "")
-                    + f"; with a third of the epochs each trial's score is noisier (val {mean_std(r.val for r in row)[0]:.2f}"
-                    f" against TPE's {mean_std(r.val for r in tpe)[0]:.2f} before the final fine-tune)")
+                val, tpe_val = mean_std(r.val for r in row)[0], mean_std(r.val for r in tpe)[0]
+                out(f"      why: {_shortfall(-d, row, tpe)}; with a third of the epochs each trial's score is noisier "
+                    f"(val {val:.2f} against TPE's {tpe_val:.2f} before the final fine-tune)")
     # (c) Spearman
     if np.isfinite(rho):
         out(f"  (c) Spearman rho {rho:+.3f} (target >= 0.6): {'met' if rho >= 0.6 else 'NOT met'}, by {rho - 0.6:+.3f}")

@@ -6,8 +6,8 @@ that the machine's speed drift cancels (``lite_latencies_ms``); ``measure_latenc
 cell compiled by MindSpore itself, paired with a reference op. ``calibrate_host`` times a set
 of single-op networks (conv, 1x1 conv, depthwise, dense, pool, add; aligned and unaligned
 channel counts), fits ``host-cpu`` to them and caches the profile under
-``~/.cache/automc/hw_cost/`` keyed by machine (``AUTOMC_CACHE_DIR`` overrides; ``automc._files.cache_root``), so
-``get_device("host-cpu")`` is calibrated from then on. MindSpore is imported only when timing.
+``~/.cache/automc/hw_cost/`` keyed by machine (``automc._files.cache_root``: ``AUTOMC_CACHE_DIR``
+overrides), so ``get_device("host-cpu")`` is calibrated from then on. MindSpore is imported only when timing.
 """
 
 from __future__ import annotations

@@ -155,7 +155,8 @@ def test_concat_makes_group_unprunable():
     # the concat copies both outputs: a row of its own (memory traffic, no MACs) before its reader
     assert table.names == ("a", "b", "c.concat", "c")
     concat = _row(table, "c.concat")
-    assert (concat["kind"], concat["cin"], concat["cout"], concat["h_in"], concat["macs"]) == ("concat", 16, 16, 8, 0)  # pad_mode "same"
+    # pad_mode "same": the 8x8 map stays 8x8
+    assert (concat["kind"], concat["cin"], concat["cout"], concat["h_in"], concat["macs"]) == ("concat", 16, 16, 8, 0)
 
 
 def test_squeezenets_fire_modules_get_one_concat_row_each():
