@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from automc.hw_cost.published import (BITS, NETWORKS, TABLES, agreement, fit, in_reference_series,
+from automc.hw_cost.published import (BITS, FAMILY, NETWORKS, TABLES, agreement, fit, in_reference_series,
                                       leave_one_network_out, load_tables, predict, profile_for, read_published,
                                       reference_points, series_label)
 
@@ -62,14 +62,17 @@ def build_tables(path: Path, names: list[str], *, retrace: bool = False) -> None
         os.replace(tmp, path)
 
 
-def speedups(pred: dict, points: dict) -> list[str]:
+def speedups(pred: dict, points: dict) -> list[tuple[str, bool]]:
+    """Each published INT8/FP32 and FP16/FP32 speed-up against the predicted one, and whether
+    the prediction is within +-25 %."""
     lines = []
     for low in ("int8", "fp16"):
         for net in sorted({n for n, p in points if p == low and (n, "fp32") in points}):
             pub = points[(net, "fp32")] / points[(net, low)]
             if (net, low) in pred and (net, "fp32") in pred:
                 ours = pred[(net, "fp32")] / pred[(net, low)]
-                lines.append(f"{net} {low}/fp32 published {pub:.2f}x, predicted {ours:.2f}x ({(ours / pub - 1) * 100:+.0f}%)")
+                lines.append((f"{net} {low}/fp32 published {pub:.2f}x, predicted {ours:.2f}x ({(ours / pub - 1) * 100:+.0f}%)",
+                              abs(ours / pub - 1) <= 0.25))
     return lines
 
 
@@ -123,6 +126,8 @@ def main(argv: list[str] | None = None) -> None:
         f"on {len(points)} devices; layer tables for {len(tables)} networks")
     out()
     totals = collections.defaultdict(list)
+    families = collections.defaultdict(list)  # family -> held-out stats of its devices
+    speedup_hits: list[bool] = []
     for device in sorted(points):
         pts = {k: v for k, v in points[device].items() if k[0] in tables}
         missing = sorted({n for n, _ in points[device]} - set(tables))
@@ -136,8 +141,10 @@ def main(argv: list[str] | None = None) -> None:
             stats = agreement(pred, pts)
             out(f"  {label:30s} {fmt(stats)}")
             totals[label].append(stats)
-        for line in speedups(held, pts):
+        families[FAMILY[device]].append(agreement(held, pts))
+        for line, hit in speedups(held, pts):
             out(f"  held out: {line}")
+            speedup_hits.append(hit)
         full = fit(device, points, tables)
         others = other_series(rows, device, tables)
         if others:
@@ -149,14 +156,25 @@ def main(argv: list[str] | None = None) -> None:
             write_profile(device, full, agreement(held, pts), agreement(datasheet, pts), out)
     out()
     for label, parts in totals.items():
-        n = sum(p["measurements"] for p in parts)
-        w25 = sum(p["within_25pct"] * p["measurements"] for p in parts) / n
-        w2x = sum(p["within_2x"] * p["measurements"] for p in parts) / n
-        out(f"all devices, {label}: within 25% {w25 * 100:.0f}%, within 2x {w2x * 100:.0f}% of {n:.0f} points")
+        out(f"all devices, {label}: {_pooled(parts)}")
+    out()
+    out("per device family, fitted, leave-one-network-out (target: >= 80 % within 25 % and all within 2x on each):")
+    for family, parts in sorted(families.items()):
+        out(f"  {family:10s} {_pooled(parts)}; lowest device Spearman {min(p['spearman'] for p in parts):.2f} "
+            f"({', '.join(d for d in sorted(points) if FAMILY.get(d) == family)})")
+    out(f"INT8/FP16 speed-ups within 25 % of published, held out: {sum(speedup_hits)} of {len(speedup_hits)}")
     if args.save:
         path = Path(__file__).parent / "results" / f"hw_cost_published-{datetime.date.today().isoformat()}.txt"
         path.write_text("\n".join(lines + ([f"other load: {args.note}"] if args.note else [])) + "\n")
         print(f"saved {path}")
+
+
+def _pooled(parts: list[dict]) -> str:
+    """The shares within 25 % and within 2x over the points of several devices."""
+    n = sum(p["measurements"] for p in parts)
+    w25 = sum(p["within_25pct"] * p["measurements"] for p in parts) / n
+    w2x = sum(p["within_2x"] * p["measurements"] for p in parts) / n
+    return f"within 25% {w25 * 100:.0f}%, within 2x {w2x * 100:.0f}% of {n:.0f} points"
 
 
 def device_datasheet(device: str):

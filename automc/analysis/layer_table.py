@@ -13,6 +13,7 @@ Row kinds
 ``pool``    max/avg pooling, global pooling included (no weights)
 ``add``     element-wise residual add (no weights)
 ``concat``  channel concatenation (no weights; a copy of every element)
+``mul``     a map times a per-channel gate (squeeze-and-excite; no weights)
 
 Batch-norm and activations are not rows: ``has_bn``/``has_act`` mark the conv/dense they follow,
 because every deployment runtime we model fuses them (a device that does not can charge them).
@@ -30,7 +31,7 @@ import numpy as np
 
 from automc.policy import FLOAT_BITS, Policy
 
-KINDS = ("conv", "dwconv", "dense", "pool", "add", "concat")
+KINDS = ("conv", "dwconv", "dense", "pool", "add", "concat", "mul")
 COMPUTE_KINDS = ("conv", "dwconv", "dense")
 
 

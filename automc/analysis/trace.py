@@ -330,6 +330,19 @@ def _global_pool_input(kind: str, x, y, in_factor: int, maps: dict[int, tuple[in
     return None
 
 
+def _gate_of(kind: str, x, y, pooled: dict[int, tuple[int, int, int]]) -> tuple[int, int, int] | None:
+    """(h, w, group) of the map a conv's output gates, or None: a conv (or dense layer) mapping a
+    per-sample vector of other width back to C values, after a map of C channels was globally
+    pooled, is the excite of a squeeze-and-excite block; ``x * gate`` in ``construct`` is no cell."""
+    if kind not in ("conv", "dense") or x is None or y is None or y.ndim < 2 or x.ndim < 2:
+        return None
+    flat_in = int(np.prod(x.shape[2:], dtype=np.int64)) == 1
+    flat_out = int(np.prod(y.shape[2:], dtype=np.int64)) == 1
+    if not (flat_in and flat_out) or x.shape[1] == y.shape[1]:
+        return None
+    return pooled.get(int(y.shape[1]))
+
+
 def build_layer_table(net, input_shape: Sequence[int], *, seed: int = 0) -> LayerTable:
     """The layer table of ``net`` for inputs of shape ``input_shape`` (C, H, W).
 
@@ -354,6 +367,7 @@ def build_layer_table(net, input_shape: Sequence[int], *, seed: int = 0) -> Laye
     executed = trace.leaves
     maps: dict[int, tuple[int, ...]] = {}  # channels -> spatial shape of the latest output with that many
     concats: set[frozenset[str]] = set()  # the producers of each concat already in the table
+    pooled: dict[int, tuple[int, int, int]] = {}  # channels -> (h, w, group) of a map globally pooled, not yet gated
     for idx, leaf in enumerate(executed):
         kind = _kind_of(leaf.cell)
         cell = leaf.cell
@@ -365,13 +379,15 @@ def build_layer_table(net, input_shape: Sequence[int], *, seed: int = 0) -> Laye
             rows.append({"name": f"{leaf.name}.concat", "kind": "concat", "cin": x.shape[1], "cout": x.shape[1],
                          "h_in": x.shape[2], "w_in": x.shape[3], "h_out": x.shape[2], "w_out": x.shape[3]})
         reduced = _global_pool_input(kind, x, y, in_factor, maps)
-        if y is not None and y.ndim >= 2:
-            maps[y.shape[1]] = tuple(y.shape[2:])
         if reduced is not None:  # a global pool the cells do not show (a parameterless cell, or ops.mean)
             name = leaf.name if kind == "paramless" else f"{leaf.name}.pool"
             c, (h, w) = x.shape[1], reduced
             rows.append({"name": name, "kind": "pool", "cin": c, "cout": c, "kh": h, "kw": w, "stride": h,
                          "h_in": h, "w_in": w, "h_out": 1, "w_out": 1, "in_group": in_group, "out_group": in_group})
+            pooled[c] = (h, w, in_group)
+        gated = _gate_of(kind, x, y, pooled)
+        if y is not None and y.ndim >= 2 and gated is None:  # a gate's output scales the map: it keeps its shape
+            maps[y.shape[1]] = tuple(y.shape[2:])
         if kind not in ("conv", "dwconv", "groupconv", "dense", "pool"):
             continue
         row: dict[str, Any] = {"name": leaf.name, "in_group": in_group, "in_factor": in_factor}
@@ -402,7 +418,12 @@ def build_layer_table(net, input_shape: Sequence[int], *, seed: int = 0) -> Laye
         if after is not None and _kind_of(after.cell) == "paramless" and after.x is not None:
             row["has_act"] = type(after.cell).__name__ in ("ReLU", "ReLU6", "HSwish", "HSigmoid", "SiLU", "GELU", "Sigmoid")
         rows.append(row)
-        if leaf.name in joins and y is not None:  # the residual add joining this producer's output
+        if gated is not None:  # squeeze-and-excite: the pooled map times this conv's per-channel output
+            h, w, g = gated
+            del pooled[y.shape[1]]
+            rows.append({"name": f"{leaf.name}.mul", "kind": "mul", "cin": y.shape[1], "cout": y.shape[1],
+                         "h_in": h, "w_in": w, "h_out": h, "w_out": w, "in_group": g, "out_group": g})
+        elif leaf.name in joins and y is not None:  # the residual add joining this producer's output
             g = joins[leaf.name]
             rows.append({"name": f"{leaf.name}.add", "kind": "add", "cin": y.shape[1], "cout": y.shape[1],
                          "h_in": y.shape[2], "w_in": y.shape[3], "h_out": y.shape[2], "w_out": y.shape[3],

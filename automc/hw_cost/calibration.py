@@ -30,6 +30,11 @@ PROFILE_FORMAT = 1
 _C = len(COST_CLASSES)
 #: weight of log(factor)^2 against the squared relative RMSE when fitting precision factors
 PRECISION_PRIOR = 0.0005
+#: weight of log(class factor / the precision's factor)^2: a class's own factor needs samples that ask for it
+CLASS_PRECISION_PRIOR = 0.002
+#: a class gets its own precision factor only where it holds this share of some sample's compute
+#: (a network's 3-channel stem says little about its 3x3 convolutions)
+CLASS_SHARE = 0.2
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,8 @@ class CalibrationProfile:
     op_overhead_us: Mapping[str, float]
     network_overhead_us: float
     repack_gbps: float | None = None
-    precision_efficiency: Mapping[str, float] = field(default_factory=dict)
+    #: precision -> factor on every class's efficiency, or -> {cost class -> factor}
+    precision_efficiency: Mapping[str, float | Mapping[str, float]] = field(default_factory=dict)
     n_samples: int = 0
     fit_rel_rmse: float = float("nan")
     source: str = ""
@@ -69,7 +75,8 @@ class CalibrationProfile:
         d = asdict(self)
         d["efficiency"] = {k: float(v) for k, v in self.efficiency.items()}
         d["op_overhead_us"] = {k: float(v) for k, v in self.op_overhead_us.items()}
-        d["precision_efficiency"] = {k: float(v) for k, v in self.precision_efficiency.items()}
+        d["precision_efficiency"] = {k: {c: float(f) for c, f in v.items()} if isinstance(v, Mapping) else float(v)
+                                     for k, v in self.precision_efficiency.items()}
         d["heldout"] = {k: float(v) for k, v in self.heldout.items()}
         return d
 
@@ -246,7 +253,7 @@ def calibrate(
         best, best_err = _fit_knobs(terms, y, theta0, w, prior_weight, rounds, fit_network_overhead, floor)
         if not free_precisions:
             break
-        precision = _fit_precision_factors(recs, spec, precision, free_precisions, best, y, w)
+        precision = _fit_precision_factors(terms, spec, precision, free_precisions, best, y, w)
         terms = _sample_terms(recs, spec, precision)
     best_err = _rel_rmse(terms, best, y, w)
 
@@ -258,7 +265,7 @@ def calibrate(
         op_overhead_us={c: float(fitted.overhead_s[i] * 1e6) for i, c in enumerate(COST_CLASSES)},
         network_overhead_us=float(fitted.network_overhead_s * 1e6),
         repack_gbps=float(1e-9 / fitted.repack_s_per_byte) if fitted.repack_s_per_byte > 0 else None,
-        precision_efficiency={p: float(v) for p, v in precision.items() if p in free_precisions},
+        precision_efficiency={p: v for p, v in precision.items() if p in free_precisions},
         n_samples=len(recs),
         fit_rel_rmse=best_err,
         source=source,
@@ -305,26 +312,61 @@ def _fit_knobs(terms, y, theta0, w, prior_weight: float, rounds: int, fit_networ
                 floor=floor, return_err=True)
 
 
-def _fit_precision_factors(recs, spec: DeviceSpec, precision: Mapping[str, float], free: Sequence[str],
-                           theta: np.ndarray, y: np.ndarray, w: np.ndarray) -> dict[str, float]:
-    """Each free precision's efficiency factor by a 1-D search in log space (the knobs fixed),
-    weakly pulled towards 1 (the datasheet's peak ratio): samples that run bound by overheads
-    or memory at that precision say nothing about its compute, and then the peak ratio stands."""
+def _factors(precision: Mapping[str, Any], p: str) -> np.ndarray:
+    """The efficiency factor of each cost class at precision ``p`` ``(C,)``."""
+    value = precision.get(p, 1.0)
+    if isinstance(value, Mapping):
+        return np.array([float(value.get(c, 1.0)) for c in COST_CLASSES])
+    return np.full(_C, float(value))
+
+
+def _fit_precision_factors(terms: Sequence[LayerTerms], spec: DeviceSpec, precision: Mapping[str, Any],
+                           free: Sequence[str], theta: np.ndarray, y: np.ndarray, w: np.ndarray) -> dict[str, Any]:
+    """Each free precision's efficiency factors (the knobs fixed): one for every cost class, weakly
+    pulled towards 1 (the datasheet's peak ratio), then each class's own, pulled towards that one
+    (depthwise INT8 kernels fall further short of the INT8 peak than 3x3 ones), each by a 1-D
+    search in log space. Samples that run bound by overheads or memory at a precision say nothing
+    about its compute, and then the prior stands. A layer's compute time is inversely
+    proportional to its factor, so a candidate rescales the ``terms`` (costed with ``precision``)."""
     out = dict(precision)
     for p in free:
-        def err(f: float) -> float:
-            rmse = _rel_rmse(_sample_terms(recs, spec, {**out, p: f}), theta, y, w)
-            return rmse ** 2 + PRECISION_PRIOR * np.log(f) ** 2
+        bits, now = PRECISION_BITS[p], _factors(precision, p)
 
-        # a narrower precision the device lists stays at least as fast (latency monotone in bits)
-        narrower = [spec.peak_tops[q] * out.get(q, 1.0) / spec.peak_tops[p] for q in spec.peak_tops
-                    if PRECISION_BITS[q] < PRECISION_BITS[p]]
-        top = min([3.0] + narrower)
-        grid = np.geomspace(0.03, top, 41)
-        f = min(grid, key=err)
-        fine = np.geomspace(f / 1.12, min(f * 1.12, top), 13)
-        out[p] = float(min(fine, key=err))
+        def err(new: np.ndarray, prior: float) -> float:
+            ratio = now / new
+            scaled = [replace(t, compute_s=np.where(t.exec_bits == bits, t.compute_s * ratio[t.cost_class][None, :],
+                                                    t.compute_s)) for t in terms]
+            return _rel_rmse(scaled, theta, y, w) ** 2 + prior
+
+        # a narrower precision the device lists stays at least as fast, class by class (latency monotone in bits)
+        top = np.full(_C, 3.0)
+        for q in spec.peak_tops:
+            if PRECISION_BITS[q] < bits:
+                top = np.minimum(top, spec.peak_tops[q] * _factors(out, q) / spec.peak_tops[p])
+        shared = _search(lambda f: err(np.full(_C, f), PRECISION_PRIOR * np.log(f) ** 2), float(top.min()))
+        factors = np.full(_C, shared)
+        used = [c for c in range(_C) if any(_class_share(t, bits, c) >= CLASS_SHARE for t in terms)]
+        base = PRECISION_PRIOR * np.log(shared) ** 2
+        for c in used:
+            def class_err(f: float, c: int = c) -> float:
+                return err(np.where(np.arange(_C) == c, f, factors), base + CLASS_PRECISION_PRIOR * np.log(f / shared) ** 2)
+
+            factors[c] = _search(class_err, float(top[c]))
+        out[p] = {c: float(factors[i]) for i, c in enumerate(COST_CLASSES)}
     return out
+
+
+def _class_share(terms: LayerTerms, bits: int, c: int) -> float:
+    """Class ``c``'s share of the compute seconds a sample runs at ``bits``."""
+    at = np.where(terms.present & (terms.exec_bits == bits), terms.compute_s, 0.0)
+    total = at.sum()
+    return float(at[:, terms.cost_class == c].sum() / total) if total > 0 else 0.0
+
+
+def _search(err, top: float) -> float:
+    """The factor in [0.03, top] with the least ``err``: a log grid, then a finer one around it."""
+    f = min(np.geomspace(0.03, top, 41), key=err)
+    return float(min(np.geomspace(f / 1.12, min(f * 1.12, top), 13), key=err))
 
 
 def apply_profile(device: str | DeviceSpec, profile: CalibrationProfile) -> DeviceSpec:

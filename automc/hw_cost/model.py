@@ -15,7 +15,7 @@ on-chip buffer move at on-chip bandwidth. A measured LUT entry replaces a layer'
 Model size (``size_bytes``), exact and documented: per conv/dwconv/dense layer present,
 ``ceil(weights * w_bits / 8)`` (bit-packed, rounded up to whole bytes per layer) + 4 bytes
 per bias (fp32; a folded batch-norm adds a bias) + 4 bytes per output channel (fp32 scale)
-when ``w_bits < 32``. Pool and add rows have no parameters.
+when ``w_bits < 32``. Pool, add, concat and mul rows have no parameters.
 """
 
 from __future__ import annotations
@@ -105,17 +105,18 @@ class DeviceParams:
 
 
 def _precision_tables(spec: DeviceSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per requested bit-width 0..64: executed bits, achievable peak ops/s (the datasheet peak
-    times the precision's efficiency factor), dynamic pJ per MAC."""
+    """Per requested bit-width 0..64: executed bits, achievable peak ops/s per cost class (the
+    datasheet peak times the precision's efficiency factor for the class, ``(65, C)``), dynamic
+    pJ per MAC."""
     cache = spec.__dict__.get("_automc_precision_cache")
     if cache is None:
         exec_bits = np.zeros(_MAX_BITS + 1, dtype=np.int64)
-        peak = np.zeros(_MAX_BITS + 1)
+        peak = np.zeros((_MAX_BITS + 1, len(COST_CLASSES)))
         pj = np.zeros(_MAX_BITS + 1)
         for b in range(_MAX_BITS + 1):
             p = spec.exec_precision(max(b, 1))
             exec_bits[b] = PRECISION_BITS[p]
-            peak[b] = spec.peak_tops[p] * 1e12 * float(spec.precision_efficiency.get(p, 1.0))
+            peak[b] = [spec.peak_tops[p] * 1e12 * spec.precision_factor(p, c) for c in COST_CLASSES]
             pj[b] = spec.energy.pj_per_mac.get(p, 0.0)
         cache = (exec_bits, peak, pj)
         object.__setattr__(spec, "_automc_precision_cache", cache)
@@ -132,8 +133,9 @@ def cost_classes(table: LayerTable) -> np.ndarray:
     """Cost class index of each row: the kind, with 1x1 convolutions as ``conv1x1``."""
     out = np.empty(len(table), dtype=np.int64)
     for i, (k, kh, kw) in enumerate(zip(table.kind, table.kh, table.kw)):
-        # a concat copies every element, memory traffic like an element-wise op: the add class
-        name = "conv1x1" if (k == "conv" and kh == 1 and kw == 1) else "add" if k == "concat" else str(k)
+        # a concat copies every element, a gate multiplies every element: memory traffic like
+        # an element-wise add, the add class
+        name = "conv1x1" if (k == "conv" and kh == 1 and kw == 1) else "add" if k in ("concat", "mul") else str(k)
         out[i] = _CLASS_INDEX[name]
     return out
 
@@ -170,8 +172,9 @@ def layer_terms(table: LayerTable, shapes: LayerShapes, spec: DeviceSpec) -> Lay
 
     req_bits = np.where(is_compute, np.maximum(shapes.w_bits, shapes.a_bits), shapes.a_bits)
     req_bits = np.clip(req_bits, 1, _MAX_BITS)
+    cls = cost_classes(table)
     exec_bits = exec_tab[req_bits]
-    peak = peak_tab[req_bits]
+    peak = peak_tab[req_bits, cls[None, :]]
 
     a_cin, a_cout, a_hw = spec.align["cin"], spec.align["cout"], spec.align["hw"]
     groups = np.maximum(shapes.groups, 1)
@@ -184,7 +187,8 @@ def layer_terms(table: LayerTable, shapes: LayerShapes, spec: DeviceSpec) -> Lay
     # ops per layer by kind: dense/grouped conv and dense layers (tiles padded), depthwise, pool, add
     ops = np.where(is_compute & ~is_dw, 2 * groups * _ceil_to(cout_g, a_cout) * _ceil_to(cin_g, a_cin), 0)
     ops = (ops + np.where(is_dw, 2 * ch_pad, 0)) * (k_area * hw_pad)
-    ops = ops + ch_pad * np.where(is_pool, np.maximum(hw_out * k_area, h_in * w_in), np.where(is_add, hw_out, 0))
+    is_eltwise = is_add | (kind == "mul")[None, :]
+    ops = ops + ch_pad * np.where(is_pool, np.maximum(hw_out * k_area, h_in * w_in), np.where(is_eltwise, hw_out, 0))
     compute_s = np.where(present, ops / peak, 0.0)
 
     weights = np.where(is_compute & present, shapes.cout * cin_g * k_area, 0)
@@ -215,7 +219,7 @@ def layer_terms(table: LayerTable, shapes: LayerShapes, spec: DeviceSpec) -> Lay
 
     macs = weights * hw_out
     return LayerTerms(
-        cost_class=cost_classes(table),
+        cost_class=cls,
         present=present,
         compute_s=compute_s,
         memory_s=memory_s,

@@ -67,10 +67,10 @@ class DeviceSpec:
     pixel multiples that convolutions and dense layers are padded to (16x16x16 cubes on Da
     Vinci, 8-wide tensor-core/NEON lanes), so latency steps with channel count.
     ``efficiency`` is the achieved fraction of peak per cost class, ``precision_efficiency`` a
-    factor on it per executed precision (default 1: INT8 kernels rarely reach the INT8 peak's
-    share that FP32 kernels reach of theirs, so INT8/FP32 speed-ups fall short of the peak
-    ratio), ``memory_efficiency`` the
-    achieved fraction of bandwidth, ``op_overhead_us`` the fixed cost per op per class
+    factor on it per executed precision, one number or one per cost class (default 1: INT8
+    kernels rarely reach the INT8 peak's share that FP32 kernels reach of theirs, and depthwise
+    INT8 kernels least, so INT8/FP32 speed-ups fall short of the peak ratio and differ by
+    network), ``memory_efficiency`` the achieved fraction of bandwidth, ``op_overhead_us`` the fixed cost per op per class
     (defaults to ``launch_overhead_us``), ``network_overhead_us`` a fixed cost per inference,
     ``align.pack`` is the channel block of the runtime's tensor layout (NC8HW8 for AVX, NC4HW4
     for NEON): a conv reading a channel count that is not a multiple of it gathers its im2col
@@ -90,7 +90,7 @@ class DeviceSpec:
     onchip_bandwidth_gbps: float | None = None
     fuses_conv_bn_act: bool = True
     efficiency: Mapping[str, float] = field(default_factory=dict)
-    precision_efficiency: Mapping[str, float] = field(default_factory=dict)
+    precision_efficiency: Mapping[str, float | Mapping[str, float]] = field(default_factory=dict)
     memory_efficiency: float = 0.7
     op_overhead_us: Mapping[str, float] = field(default_factory=dict)
     network_overhead_us: float = 0.0
@@ -109,6 +109,11 @@ class DeviceSpec:
         if cost_class == "conv1x1" and "conv" in self.efficiency:
             return float(self.efficiency["conv"])
         return _DEFAULT_EFFICIENCY[cost_class]
+
+    def precision_factor(self, precision: str, cost_class: str) -> float:
+        """The factor on ``cost_class``'s efficiency when it runs at ``precision`` (1 if not given)."""
+        value = self.precision_efficiency.get(precision, 1.0)
+        return float(value.get(cost_class, 1.0) if isinstance(value, Mapping) else value)
 
     def overhead_us_of(self, cost_class: str) -> float:
         if cost_class in self.op_overhead_us:
@@ -145,7 +150,7 @@ class DeviceSpec:
             "align": dict(self.align),
             "fuses_conv_bn_act": self.fuses_conv_bn_act,
             "efficiency": dict(self.efficiency),
-            "precision_efficiency": dict(self.precision_efficiency),
+            "precision_efficiency": _plain(self.precision_efficiency),
             "memory_efficiency": self.memory_efficiency,
             "op_overhead_us": dict(self.op_overhead_us),
             "network_overhead_us": self.network_overhead_us,
@@ -198,6 +203,27 @@ def _number_map(value: Any, key: str, where: str, allowed: tuple[str, ...], *, a
     return out
 
 
+def _precision_efficiency(value: Any, where: str) -> dict[str, Any]:
+    """``precision -> factor`` or ``precision -> {cost class -> factor}`` (the classes not named
+    keep 1), every factor > 0."""
+    key = "precision_efficiency"
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: field {key!r} must be a mapping of {', '.join(PRECISION_BITS)} to numbers "
+                          "or to mappings of cost class to numbers")
+    out: dict[str, Any] = {}
+    for p, v in value.items():
+        if p not in PRECISION_BITS:
+            raise ConfigError(f"{where}: unknown entry {key}.{p}; valid entries: {', '.join(PRECISION_BITS)}")
+        factors = _number_map(v, f"{key}.{p}", where, COST_CLASSES) if isinstance(v, Mapping) else \
+            _number({f"{key}.{p}": v}, f"{key}.{p}", where, positive=False)
+        for k, f in (factors.items() if isinstance(factors, dict) else [("", factors)]):
+            if f <= 0:
+                raise ConfigError(f"{where}: field '{key}.{p}{'.' + k if k else ''}' must be > 0 "
+                                  f"(a factor on efficiency), got {f!r}")
+        out[p] = factors
+    return out
+
+
 def spec_from_dict(data: Mapping[str, Any], *, where: str = "<dict>", base_dir: Path | None = None) -> DeviceSpec:
     """Validate a device mapping (the YAML content) and build the ``DeviceSpec``.
 
@@ -237,11 +263,7 @@ def spec_from_dict(data: Mapping[str, Any], *, where: str = "<dict>", base_dir: 
     for k, v in efficiency.items():
         if v <= 0:
             raise ConfigError(f"{where}: field 'efficiency.{k}' must be > 0 (fraction of peak), got {v!r}")
-    precision_efficiency = _number_map(data.get("precision_efficiency") or {}, "precision_efficiency", where,
-                                       tuple(PRECISION_BITS))
-    for k, v in precision_efficiency.items():
-        if v <= 0:
-            raise ConfigError(f"{where}: field 'precision_efficiency.{k}' must be > 0 (a factor on efficiency), got {v!r}")
+    precision_efficiency = _precision_efficiency(data.get("precision_efficiency") or {}, where)
     op_overhead = _number_map(data.get("op_overhead_us") or {}, "op_overhead_us", where, COST_CLASSES)
 
     energy_raw = data.get("energy") or {}

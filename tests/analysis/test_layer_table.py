@@ -169,6 +169,35 @@ def test_squeezenets_fire_modules_get_one_concat_row_each():
     assert sum(expands.values()) == sum(r["cout"] for r in concats)
 
 
+def test_a_squeeze_excite_gate_gets_a_mul_row_over_the_map_it_scales():
+    """``x * sigmoid(fc2(relu(fc1(mean(x)))))`` in ``construct``: the multiply is no cell; it reads
+    and writes the whole map (an element-wise op on a device), so it gets a row after the excite
+    conv, in the map's channel group. A classifier after a global pool is no gate."""
+    from mindcv.models import create_model
+    from mindspore import nn, ops
+
+    class SE(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 16, 3)
+            self.reduce = nn.Conv2d(16, 4, 1, has_bias=True)
+            self.expand = nn.Conv2d(4, 16, 1, has_bias=True)
+            self.fc = nn.Dense(16, 10)
+
+        def construct(self, x):
+            x = self.conv(x)
+            gate = ops.sigmoid(self.expand(ops.relu(self.reduce(x.mean((2, 3), keep_dims=True)))))
+            return self.fc((x * gate).mean((2, 3)))
+
+    table = build_layer_table(SE(), (3, 8, 8))
+    assert table.names == ("conv", "reduce.pool", "reduce", "expand", "expand.mul", "fc.pool", "fc")
+    mul = _row(table, "expand.mul")
+    assert (mul["kind"], mul["cin"], mul["h_in"], mul["h_out"], mul["macs"]) == ("mul", 16, 8, 8, 0)
+    assert mul["in_group"] == mul["out_group"] == "conv"  # pruning conv shrinks the multiply
+    small = build_layer_table(create_model("mobilenet_v3_small_100", num_classes=10), (3, 64, 64))
+    assert sum(k == "mul" for k in small.kind) == 9  # its nine squeeze-and-excite blocks
+
+
 def test_the_trace_runs_mindspores_host_pipeline_synchronously(monkeypatch):
     """MindSpore reads MS_DEV_HOST_BLOCKING_RUN at the first graph it runs; when that is the layer
     table's trace (a search with a cached baseline), training later ran ~6x slower without it."""

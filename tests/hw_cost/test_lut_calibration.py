@@ -67,6 +67,22 @@ def test_calibration_recovers_known_device_and_round_trips(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_calibration_recovers_int8_factors_per_class(tmp_path):
+    """A device whose INT8 depthwise kernels reach a quarter of what its INT8 3x3 kernels reach
+    (memory-bound, as on Arm cores): the fit finds both factors from whole samples at two
+    precisions, and the profile round-trips them."""
+    base = get_device("arm-a76")
+    truth = base.with_updates(precision_efficiency={"int8": {"conv": 0.8, "dwconv": 0.2}})
+    tables = [conv_table(cin=c, cout=c, hw=hw) for c in (64, 128) for hw in (28, 56)]
+    tables += [conv_table(cin=c, cout=c, hw=hw, kind="dwconv") for c in (256, 512) for hw in (28, 56)]
+    samples = [(t, float(estimate(t, pol, truth).latency_ms[0]), pol) for t in tables
+               for pol in (Policy(), Policy(w_bits={"conv": 8}, a_bits={"conv": 8}))]
+    profile = calibrate(base, samples, source="synthetic")
+    int8 = profile.precision_efficiency["int8"]
+    assert int8["conv"] == pytest.approx(0.8, rel=0.15) and int8["dwconv"] == pytest.approx(0.2, rel=0.15)
+    assert load_profile(save_profile(profile, tmp_path / "p.yaml")).precision_efficiency["int8"] == pytest.approx(int8)
+
+
 def test_profile_bad_field(tmp_path):
     path = tmp_path / "p.yaml"
     path.write_text("device: x\nefficiency: {convv: 1}\nmemory_efficiency: 1\nop_overhead_us: {}\nnetwork_overhead_us: 0\n")

@@ -38,6 +38,19 @@ def test_precision_efficiency_scales_only_compute_at_that_precision():
     assert base[1] / base[0] > 3.0 > slowed[1] / slowed[0]  # the INT8/FP32 speed-up falls short of the peak ratio
 
 
+def test_a_precision_factor_per_class_slows_only_that_class():
+    from dataclasses import replace
+
+    conv, dw = conv_table(cin=256, cout=256, hw=56), conv_table(cin=256, cout=256, hw=56, kind="dwconv")
+    spec = get_device("arm-a76")
+    slow_dw = replace(spec, precision_efficiency={"int8": {"dwconv": 0.25}})  # the other classes keep 1
+    assert slow_dw.precision_factor("int8", "dwconv") == 0.25 and slow_dw.precision_factor("int8", "conv") == 1.0
+    for table, slowed in ((conv, False), (dw, True)):
+        base, new = (estimate(table, [_bits(8), _bits(32)], s).latency_ms for s in (spec, slow_dw))
+        assert new[1] == pytest.approx(base[1])  # fp32 unchanged
+        assert (new[0] > 1.5 * base[0]) if slowed else new[0] == pytest.approx(base[0])
+
+
 def test_cube_alignment_steps_on_ascend():
     from automc.hw_cost.specs import load_device
 

@@ -80,8 +80,7 @@ def test_reference_series_are_consistent_and_have_layer_tables(rows, tables):
     assert set(points) == set(REFERENCE_SERIES)
     for profile, pts in points.items():
         assert len({n for n, _ in pts}) >= 2, profile
-        # every reference network has its layer table (DenseNet-121's trace does not fit in memory here)
-        assert {n for n, _ in pts if n not in tables} <= {"densenet121"}, profile
+        assert {n for n, _ in pts} <= set(tables), profile  # every reference network has its layer table
         # one runtime on one host: a lower precision is never clearly slower than fp32 in these
         # series (overhead-bound light networks on a GPU run fp16 as fast as fp32, +-10 %)
         for (n, p), ms in pts.items():
@@ -105,8 +104,10 @@ def test_a_fit_is_physical_and_beats_the_datasheet_on_what_it_saw(rows, tables):
         assert fitted["within_25pct"] > datasheet["within_25pct"], device
     # the Ascend cube multiplies every MAC: no Winograd headroom above peak
     assert fit("ascend310", points, tables).efficiency["conv"] <= 1.0 + 1e-9
-    # the A76 runs INT8 well short of its 4x peak ratio over FP32
-    assert fit("arm-a76", points, tables).precision_efficiency["int8"] < 0.9
+    # the A76 runs INT8 well short of its 4x peak ratio over FP32, its 3x3 kernels closer than its
+    # 1x1 ones (published INT8/FP32: 2.41x ResNet-50, 1.64-1.76x the MobileNetV2/V3s)
+    int8 = fit("arm-a76", points, tables).precision_efficiency["int8"]
+    assert max(int8.values()) < 0.9 and int8["conv"] > 1.1 * int8["conv1x1"]
 
 
 def test_shipped_profiles_carry_their_held_out_figures():

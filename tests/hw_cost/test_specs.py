@@ -61,6 +61,8 @@ def test_user_device_file_is_usable_by_path(tmp_path, small_table):
         ({"efficiency": {"conv": -1}}, "efficiency.conv"),
         ({"precision_efficiency": {"int8": 0}}, "precision_efficiency.int8"),
         ({"precision_efficiency": {"int2": 0.5}}, "precision_efficiency.int2"),
+        ({"precision_efficiency": {"int8": {"depthwise": 0.5}}}, "precision_efficiency.int8.depthwise"),
+        ({"precision_efficiency": {"int8": {"dwconv": 0}}}, "precision_efficiency.int8.dwconv"),
     ],
 )
 def test_bad_device_field_names_field_and_file(tmp_path, changes, field):
