@@ -39,6 +39,13 @@ from automc.hw_cost.published import (BITS, FAMILY, NETWORKS, TABLES, agreement,
 PROFILES = Path(__file__).resolve().parents[1] / "automc" / "hw_cost" / "profiles"
 #: a fit ships when this much larger a share of held-out points is within 25 % than the datasheet's
 MIN_GAIN = 0.15
+#: fits that clear MIN_GAIN but do not ship yet, and why
+HELD_BACK = {
+    "arm-a76": "every published A76 figure is a 224x224 network of 3-160 ms, which does not identify the "
+               "fit's fixed cost per op (~22 us): on the 28x28 LeNet that searches budget with latency@arm-a76 "
+               "it would be 35 % of the latency and make a 10 % budget unreachable; it ships once small-input "
+               "measurements join the fit",
+}
 
 
 def build_tables(path: Path, names: list[str], *, retrace: bool = False) -> None:
@@ -200,6 +207,11 @@ def write_profile(device: str, profile, heldout: dict, datasheet: dict, out) -> 
         out(f"  profile: kept {current} (fitted to other measurements)")
         return
     lines = [l for l in text.splitlines() if not l.startswith("profile:")]  # the YAML without its profile
+    if device in HELD_BACK:
+        out(f"  profile: none shipped, held back: {HELD_BACK[device]}")
+        if current:
+            yaml_path.write_text("\n".join(lines) + "\n")
+        return
     if heldout["within_25pct"] < datasheet["within_25pct"] + MIN_GAIN or heldout["within_2x"] < datasheet["within_2x"]:
         out(f"  profile: none shipped (held out, the fit is not {MIN_GAIN * 100:.0f} points better than the datasheet)")
         if current:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from automc.analysis.layer_table import LayerTable
-from automc.hw_cost import estimate, get_device, list_devices
+from automc.hw_cost import estimate, get_device, list_devices, load_device
 from automc.policy import Policy
 
 from .conftest import conv_table
@@ -30,7 +30,7 @@ def test_precision_efficiency_scales_only_compute_at_that_precision():
     from dataclasses import replace
 
     big = conv_table(cin=256, cout=256, hw=56)  # compute-bound
-    spec = get_device("arm-a76")
+    spec = load_device("arm-a76", datasheet=True)  # peak ratios, no fitted factors
     slow_int8 = replace(spec, precision_efficiency={"int8": 0.5})
     base, slowed = (estimate(big, [_bits(8), _bits(32)], s).latency_ms for s in (spec, slow_int8))
     assert slowed[1] == pytest.approx(base[1])  # fp32 unchanged
@@ -42,7 +42,7 @@ def test_a_precision_factor_per_class_slows_only_that_class():
     from dataclasses import replace
 
     conv, dw = conv_table(cin=256, cout=256, hw=56), conv_table(cin=256, cout=256, hw=56, kind="dwconv")
-    spec = get_device("arm-a76")
+    spec = load_device("arm-a76", datasheet=True)
     slow_dw = replace(spec, precision_efficiency={"int8": {"dwconv": 0.25}})  # the other classes keep 1
     assert slow_dw.precision_factor("int8", "dwconv") == 0.25 and slow_dw.precision_factor("int8", "conv") == 1.0
     for table, slowed in ((conv, False), (dw, True)):
