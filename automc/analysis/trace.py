@@ -300,10 +300,15 @@ def _concat_sources(trace: NetworkTrace, leaf: _Leaf, seen: set[frozenset[str]])
     if x is None or x.ndim != 4:
         return None
     sources = frozenset(p for p, rel in trace.relations.items() if leaf.name in rel and rel[leaf.name].remapped)
-    if len(sources) < 2 or sources in seen:
+    if not sources or sources in seen:
         return None
     widths = {l.name: l.y.shape[1] for l in trace.leaves if l.name in sources and l.y is not None}
-    return sources if len(widths) == len(sources) and sum(widths.values()) == x.shape[1] else None
+    if len(widths) != len(sources):
+        return None
+    if len(sources) == 1:  # one producer's channels and copies made from them (GhostNet: + its depthwise features)
+        (width,) = widths.values()
+        return sources if x.shape[1] >= 2 * width and x.shape[1] % width == 0 else None
+    return sources if sum(widths.values()) == x.shape[1] else None
 
 
 def _global_pool_input(kind: str, x, y, in_factor: int, maps: dict[int, tuple[int, ...]]) -> tuple[int, int] | None:

@@ -324,8 +324,8 @@ def _fit_precision_factors(terms: Sequence[LayerTerms], spec: DeviceSpec, precis
                            free: Sequence[str], theta: np.ndarray, y: np.ndarray, w: np.ndarray) -> dict[str, Any]:
     """Each free precision's efficiency factors (the knobs fixed): one for every cost class, weakly
     pulled towards 1 (the datasheet's peak ratio), then each class's own, pulled towards that one
-    (depthwise INT8 kernels fall further short of the INT8 peak than 3x3 ones), each by a 1-D
-    search in log space. Samples that run bound by overheads or memory at a precision say nothing
+    (on the A76 INT8 1x1 kernels fall further short of the INT8 peak than 3x3 ones), each by a
+    1-D search in log space. Samples that run bound by overheads or memory at a precision say nothing
     about its compute, and then the prior stands. A layer's compute time is inversely
     proportional to its factor, so a candidate rescales the ``terms`` (costed with ``precision``)."""
     out = dict(precision)
@@ -338,7 +338,7 @@ def _fit_precision_factors(terms: Sequence[LayerTerms], spec: DeviceSpec, precis
                                                     t.compute_s)) for t in terms]
             return _rel_rmse(scaled, theta, y, w) ** 2 + prior
 
-        # a narrower precision the device lists stays at least as fast, class by class (latency monotone in bits)
+        # a narrower precision the device lists stays at least as fast, class by class (monotone in bits)
         top = np.full(_C, 3.0)
         for q in spec.peak_tops:
             if PRECISION_BITS[q] < bits:
@@ -349,7 +349,8 @@ def _fit_precision_factors(terms: Sequence[LayerTerms], spec: DeviceSpec, precis
         base = PRECISION_PRIOR * np.log(shared) ** 2
         for c in used:
             def class_err(f: float, c: int = c) -> float:
-                return err(np.where(np.arange(_C) == c, f, factors), base + CLASS_PRECISION_PRIOR * np.log(f / shared) ** 2)
+                prior = base + CLASS_PRECISION_PRIOR * np.log(f / shared) ** 2
+                return err(np.where(np.arange(_C) == c, f, factors), prior)
 
             factors[c] = _search(class_err, float(top[c]))
         out[p] = {c: float(factors[i]) for i, c in enumerate(COST_CLASSES)}

@@ -105,9 +105,9 @@ class DeviceParams:
 
 
 def _precision_tables(spec: DeviceSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per requested bit-width 0..64: executed bits, achievable peak ops/s per cost class (the
-    datasheet peak times the precision's efficiency factor for the class, ``(65, C)``), dynamic
-    pJ per MAC."""
+    """Per requested bit-width 0..64: executed bits, achievable peak ops/s (the datasheet peak
+    times the precision's efficiency factor: ``(65,)`` when every cost class has the same
+    factor, the common case and a 3x faster lookup, else ``(65, C)``), dynamic pJ per MAC."""
     cache = spec.__dict__.get("_automc_precision_cache")
     if cache is None:
         exec_bits = np.zeros(_MAX_BITS + 1, dtype=np.int64)
@@ -118,7 +118,7 @@ def _precision_tables(spec: DeviceSpec) -> tuple[np.ndarray, np.ndarray, np.ndar
             exec_bits[b] = PRECISION_BITS[p]
             peak[b] = [spec.peak_tops[p] * 1e12 * spec.precision_factor(p, c) for c in COST_CLASSES]
             pj[b] = spec.energy.pj_per_mac.get(p, 0.0)
-        cache = (exec_bits, peak, pj)
+        cache = (exec_bits, peak[:, 0].copy() if np.all(peak == peak[:, :1]) else peak, pj)
         object.__setattr__(spec, "_automc_precision_cache", cache)
     return cache
 
@@ -167,6 +167,8 @@ def layer_terms(table: LayerTable, shapes: LayerShapes, spec: DeviceSpec) -> Lay
     is_add = (kind == "add")[None, :]
     full = shapes.cin.shape
     present = _static(shapes.present)
+    if spec.elides_concat:  # the runtime writes the concat's inputs into its output: no copy, no op
+        present = present & (kind != "concat")[None, :]
     kh, kw, h_in, w_in, h_out, w_out = (_static(a) for a in (shapes.kh, shapes.kw, shapes.h_in, shapes.w_in,
                                                               shapes.h_out, shapes.w_out))
 
@@ -174,8 +176,7 @@ def layer_terms(table: LayerTable, shapes: LayerShapes, spec: DeviceSpec) -> Lay
     req_bits = np.clip(req_bits, 1, _MAX_BITS)
     cls = cost_classes(table)
     exec_bits = exec_tab[req_bits]
-    # one factor for every class (most devices): a 1-D lookup, 3x faster than the 2-D one
-    peak = peak_tab[:, 0][req_bits] if np.all(peak_tab == peak_tab[:, :1]) else peak_tab[req_bits, cls[None, :]]
+    peak = peak_tab[req_bits] if peak_tab.ndim == 1 else peak_tab[req_bits, cls[None, :]]
 
     a_cin, a_cout, a_hw = spec.align["cin"], spec.align["cout"], spec.align["hw"]
     groups = np.maximum(shapes.groups, 1)

@@ -225,8 +225,8 @@ def fit(profile: str, points: Mapping[str, Points], tables: Mapping, *, exclude:
     # inference is the graph walk (the per-op overheads). With every published network at
     # 224x224 or more, a free intercept would absorb input-size costs that do not carry over to
     # small inputs (1 ms on the A76, 20x LeNet's latency); accelerators keep theirs (transfers, driver)
-    return calibrate(spec, [s for s, _ in own], weights=[w for _, w in own], fit_network_overhead=spec.kind != "cpu",
-                     prior_weight=PRIOR_FEW if few else PRIOR_MANY,
+    return calibrate(spec, [s for s, _ in own], weights=[w for _, w in own],
+                     fit_network_overhead=spec.kind != "cpu", prior_weight=PRIOR_FEW if few else PRIOR_MANY,
                      max_efficiency=MAX_EFFICIENCY_NPU if spec.kind == "npu" else MAX_EFFICIENCY,
                      max_memory_efficiency=MAX_MEMORY_EFFICIENCY,
                      source=source or f"published batch-1 latencies, {series_label(profile)}"

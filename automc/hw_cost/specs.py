@@ -28,6 +28,7 @@ _OPTIONAL = (
     "description",
     "onchip_bandwidth_gbps",
     "fuses_conv_bn_act",
+    "elides_concat",
     "efficiency",
     "precision_efficiency",
     "memory_efficiency",
@@ -68,10 +69,12 @@ class DeviceSpec:
     Vinci, 8-wide tensor-core/NEON lanes), so latency steps with channel count.
     ``efficiency`` is the achieved fraction of peak per cost class, ``precision_efficiency`` a
     factor on it per executed precision, one number or one per cost class (default 1: INT8
-    kernels rarely reach the INT8 peak's share that FP32 kernels reach of theirs, and depthwise
-    INT8 kernels least, so INT8/FP32 speed-ups fall short of the peak ratio and differ by
-    network), ``memory_efficiency`` the achieved fraction of bandwidth, ``op_overhead_us`` the fixed cost per op per class
-    (defaults to ``launch_overhead_us``), ``network_overhead_us`` a fixed cost per inference,
+    kernels rarely reach the INT8 peak's share that FP32 kernels reach of theirs, some classes
+    less than others, so INT8/FP32 speed-ups fall short of the peak ratio and differ by network),
+    ``memory_efficiency`` the achieved fraction of bandwidth, ``op_overhead_us`` the fixed cost
+    per op per class (defaults to ``launch_overhead_us``), ``network_overhead_us`` a fixed cost per inference,
+    ``elides_concat`` says the runtime writes a concat's inputs straight into its output buffer
+    (TensorRT does), so a concat row costs nothing there;
     ``align.pack`` is the channel block of the runtime's tensor layout (NC8HW8 for AVX, NC4HW4
     for NEON): a conv reading a channel count that is not a multiple of it gathers its im2col
     patches (input channels x kernel area x output pixels) at ``repack_gbps`` on top of its
@@ -89,6 +92,7 @@ class DeviceSpec:
     description: str = ""
     onchip_bandwidth_gbps: float | None = None
     fuses_conv_bn_act: bool = True
+    elides_concat: bool = False
     efficiency: Mapping[str, float] = field(default_factory=dict)
     precision_efficiency: Mapping[str, float | Mapping[str, float]] = field(default_factory=dict)
     memory_efficiency: float = 0.7
@@ -149,6 +153,7 @@ class DeviceSpec:
             "launch_overhead_us": self.launch_overhead_us,
             "align": dict(self.align),
             "fuses_conv_bn_act": self.fuses_conv_bn_act,
+            "elides_concat": self.elides_concat,
             "efficiency": dict(self.efficiency),
             "precision_efficiency": _plain(self.precision_efficiency),
             "memory_efficiency": self.memory_efficiency,
@@ -214,13 +219,15 @@ def _precision_efficiency(value: Any, where: str) -> dict[str, Any]:
     for p, v in value.items():
         if p not in PRECISION_BITS:
             raise ConfigError(f"{where}: unknown entry {key}.{p}; valid entries: {', '.join(PRECISION_BITS)}")
-        factors = _number_map(v, f"{key}.{p}", where, COST_CLASSES) if isinstance(v, Mapping) else \
-            _number({f"{key}.{p}": v}, f"{key}.{p}", where, positive=False)
-        for k, f in (factors.items() if isinstance(factors, dict) else [("", factors)]):
+        if isinstance(v, Mapping):
+            out[p] = _number_map(v, f"{key}.{p}", where, COST_CLASSES)
+            named = {f"{p}.{c}": f for c, f in out[p].items()}
+        else:
+            out[p] = _number({f"{key}.{p}": v}, f"{key}.{p}", where, positive=False)
+            named = {p: out[p]}
+        for name, f in named.items():
             if f <= 0:
-                raise ConfigError(f"{where}: field '{key}.{p}{'.' + k if k else ''}' must be > 0 "
-                                  f"(a factor on efficiency), got {f!r}")
-        out[p] = factors
+                raise ConfigError(f"{where}: field '{key}.{name}' must be > 0 (a factor on efficiency), got {f!r}")
     return out
 
 
@@ -279,9 +286,10 @@ def spec_from_dict(data: Mapping[str, Any], *, where: str = "<dict>", base_dir: 
     )
 
     mem_eff = _number(data, "memory_efficiency", where) if "memory_efficiency" in data else 0.7
-    fuses = data.get("fuses_conv_bn_act", True)
-    if not isinstance(fuses, bool):
-        raise ConfigError(f"{where}: field 'fuses_conv_bn_act' must be true or false, got {fuses!r}")
+    fuses, elides = data.get("fuses_conv_bn_act", True), data.get("elides_concat", False)
+    for key, flag in (("fuses_conv_bn_act", fuses), ("elides_concat", elides)):
+        if not isinstance(flag, bool):
+            raise ConfigError(f"{where}: field {key!r} must be true or false, got {flag!r}")
     sources = data.get("sources") or {}
     if not isinstance(sources, (Mapping, list)):
         raise ConfigError(f"{where}: field 'sources' must be a mapping of field -> list of sources, or a list")
@@ -306,6 +314,7 @@ def spec_from_dict(data: Mapping[str, Any], *, where: str = "<dict>", base_dir: 
         launch_overhead_us=_number(data, "launch_overhead_us", where, positive=False),
         align=align,
         fuses_conv_bn_act=fuses,
+        elides_concat=elides,
         efficiency=efficiency,
         precision_efficiency=precision_efficiency,
         memory_efficiency=mem_eff,

@@ -159,6 +159,27 @@ def test_concat_makes_group_unprunable():
     assert (concat["kind"], concat["cin"], concat["cout"], concat["h_in"], concat["macs"]) == ("concat", 16, 16, 8, 0)
 
 
+def test_a_ghost_module_concat_of_a_conv_and_its_depthwise_features_gets_its_row():
+    """GhostNet: ``concat(x1, dw(x1))`` joins one producer's channels with features made from
+    them (no second producer): the reader's input is a whole multiple of the producer's width."""
+    from mindspore import nn, ops
+
+    class Ghost(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.primary = nn.Conv2d(3, 8, 1)
+            self.cheap = nn.Conv2d(8, 8, 3, group=8)
+            self.c = nn.Conv2d(16, 4, 1)
+
+        def construct(self, x):
+            x1 = self.primary(x)
+            return self.c(ops.concat((x1, self.cheap(x1)), axis=1)).mean((2, 3))
+
+    table = build_layer_table(Ghost(), (3, 8, 8))
+    assert table.names == ("primary", "cheap", "c.concat", "c")
+    assert (_row(table, "c.concat")["cin"], _row(table, "c.concat")["h_in"]) == (16, 8)
+
+
 def test_squeezenets_fire_modules_get_one_concat_row_each():
     from mindcv.models import create_model
 

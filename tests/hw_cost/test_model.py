@@ -51,6 +51,22 @@ def test_a_precision_factor_per_class_slows_only_that_class():
         assert (new[0] > 1.5 * base[0]) if slowed else new[0] == pytest.approx(base[0])
 
 
+def test_a_concat_costs_a_copy_except_where_the_runtime_elides_it():
+    """TensorRT writes a concat's inputs into its output buffer: no row cost on its GPUs; other
+    runtimes copy every element (memory traffic plus an op)."""
+    from dataclasses import replace
+
+    rows = [dict(name="a", kind="conv", cin=3, cout=64, kh=3, kw=3, h_in=56, w_in=56, h_out=56, w_out=56),
+            dict(name="b", kind="conv", cin=3, cout=64, kh=3, kw=3, h_in=56, w_in=56, h_out=56, w_out=56),
+            dict(name="cat", kind="concat", cin=128, cout=128, h_in=56, w_in=56, h_out=56, w_out=56)]
+    table = LayerTable.from_rows(rows, input_shape=(3, 56, 56))
+    t4 = get_device("t4")
+    assert t4.elides_concat and not get_device("ascend310").elides_concat
+    for spec, free in ((t4, True), (replace(t4, elides_concat=False), False), (get_device("ascend310"), False)):
+        cat_ms = estimate(table, None, spec).layer_latency_ms[0][2]
+        assert (cat_ms == 0) if free else cat_ms > 0, spec.name
+
+
 def test_cube_alignment_steps_on_ascend():
     from automc.hw_cost.specs import load_device
 
