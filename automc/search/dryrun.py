@@ -7,6 +7,7 @@ from automc.analysis import build_layer_table
 from automc.config import ExperimentConfig
 from automc.policy import Policy
 from automc.search.objectives import cost_metrics, parse_constraint, parse_objective, resolve_constraints
+from automc.search.projection import check_reachable
 from automc.search.space import SearchSpace
 
 
@@ -61,6 +62,7 @@ def dry_run(config: ExperimentConfig) -> str:
         from automc.report._analysis import fmt_metric
 
         resolved = resolve_constraints(constraints, {name: float(v[0]) for name, v in costs.items()})
+        check_reachable(table, space, resolved)
         lines += ["", "constraints:"]
         lines += [f"  {c.text} of baseline = {fmt_metric(c.metric.name, r.value)}" if c.relative else f"  {c.text}"
                   for c, r in zip(constraints, resolved)]

@@ -28,6 +28,28 @@ def _cost_constraints(constraints: Sequence[Constraint]) -> list[Constraint]:
     return [c for c in constraints if not c.metric.needs_training and c.op == "<="]
 
 
+def check_reachable(table: LayerTable, space, constraints: Sequence[Constraint]) -> None:
+    """Refuse cost constraints (resolved to absolute values) that even the most compressed
+    candidate of ``space`` misses: every trial of such a search would train a network that can
+    never be feasible (a fitted device model with a fixed cost per op or per inference puts a
+    floor under latency that no pruning moves)."""
+    from automc.errors import ConfigError
+    from automc.report._analysis import fmt_metric
+    from automc.search.proxy import extremes
+
+    cons = _cost_constraints(constraints)
+    if not cons:
+        return
+    most = space.policy_from_params(extremes(space.decisions)[1]) if space.decisions else Policy()
+    costs = cost_metrics(table, [most], [c.metric for c in cons])
+    for c in cons:
+        cost = float(costs[c.metric.name][0])
+        if c.violation(cost) > 0:
+            raise ConfigError(f"constraints: {c.text!r} (budget {fmt_metric(c.metric.name, c.value)}) cannot be met: "
+                              f"the most compressed candidate of the search space costs {fmt_metric(c.metric.name, cost)}; "
+                              "raise the budget or allow more compression (compress.pruning.max_ratio, fewer bits)")
+
+
 def _violation(table: LayerTable, policies: list[Policy], constraints: list[Constraint]) -> np.ndarray:
     costs = cost_metrics(table, policies, [c.metric for c in constraints])
     return np.max([c.violation(costs[c.metric.name]) for c in constraints], axis=0)

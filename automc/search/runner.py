@@ -32,6 +32,7 @@ from automc.search.evaluate import (TrialContext, build_baseline, load_cached, n
 from automc.search.objectives import (Constraint, Metric, cost_metrics, parse_constraint, parse_objective,
                                      resolve_constraints)
 from automc.search.progress import Progress, ProgressState, best_per_device
+from automc.search.projection import check_reachable
 from automc.search.result import SearchResult, TrialRecord
 from automc.search.selection import pareto_front, select_best, select_metric
 from automc.search.study import (Heartbeat, ask_within, counts, fail_stale, finished, open_study,
@@ -113,9 +114,10 @@ def prepare(config: ExperimentConfig, *, train_baseline: bool = True, log: Log =
     metrics = {**metrics, **{k: float(v[0]) for k, v in cost.items()}}
     metrics.update(table.totals())
     constraints = resolve_constraints(constraints, metrics)  # 'macs <= 25%' -> 25% of the baseline's MACs
+    space = SearchSpace(table, build_compressors(config))
+    check_reachable(table, space, constraints)  # after the baseline is cached: a rerun with a new budget reuses it
     ctx = TrialContext(config=config, baseline_weights=network_weights(net), table=table, data=data,
                        baseline_accuracy=metrics["accuracy"])
-    space = SearchSpace(table, build_compressors(config))
     return Prepared(ctx, space, objectives, constraints, metrics, ckpt)
 
 

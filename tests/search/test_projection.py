@@ -83,3 +83,25 @@ def test_projection_reaches_every_budget_that_max_pruning_meets():
         policy = Policy(prune={g: float(rng.choice(np.arange(0, 0.95, 0.05))) for g in groups})
         projected, feasible = project(table, policy, cons, max_ratio=0.9)
         assert feasible and cost_metrics(table, projected, [latency])[latency.name][0] <= cons[0].value
+
+
+def test_a_budget_no_candidate_can_meet_is_refused_in_one_line_before_any_trial(tmp_path, capsys):
+    """1 us on the A76: below what even the most pruned LeNet costs there (every layer has a fixed
+    cost per op). The dry run refuses it with exit code 2, and so does the search, once the
+    baseline is trained and cached (a rerun with a new budget reuses it), before any trial."""
+    import automc
+    from automc.cli import main
+    from automc.errors import ConfigError
+    from search_helpers import write_experiment
+
+    path = write_experiment(tmp_path, name="unreachable", trained=False, constraints=["latency@arm-a76 <= 0.001ms"],
+                            search={"n_trials": 2})
+    with pytest.raises(SystemExit) as exc:
+        main(["search", str(path), "--dry-run"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and "'latency@arm-a76 <= 0.001ms'" in err[0]
+    assert "cannot be met" in err[0] and "compress.pruning.max_ratio" in err[0]
+    with pytest.raises(ConfigError, match="the most compressed candidate of the search space costs"):
+        automc.search(path, log=lambda s: None)
+    out = tmp_path / "runs" / "unreachable"
+    assert list((out / "cache").glob("baseline-*.ckpt")) and not (out / "study.db").exists()
