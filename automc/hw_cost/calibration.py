@@ -23,7 +23,7 @@ import numpy as np
 from automc.analysis.layer_table import LayerTable
 from automc.errors import ConfigError
 from automc.hw_cost.model import DeviceParams, LayerTerms, layer_seconds, layer_terms
-from automc.hw_cost.specs import COST_CLASSES, PRECISION_BITS, DeviceSpec, get_device
+from automc.hw_cost.specs import COST_CLASSES, PRECISION_BITS, DeviceSpec, get_device, precision_factor
 from automc.policy import Policy
 
 PROFILE_FORMAT = 1
@@ -314,10 +314,7 @@ def _fit_knobs(terms, y, theta0, w, prior_weight: float, rounds: int, fit_networ
 
 def _factors(precision: Mapping[str, Any], p: str) -> np.ndarray:
     """The efficiency factor of each cost class at precision ``p`` ``(C,)``."""
-    value = precision.get(p, 1.0)
-    if isinstance(value, Mapping):
-        return np.array([float(value.get(c, 1.0)) for c in COST_CLASSES])
-    return np.full(_C, float(value))
+    return np.array([precision_factor(precision, p, c) for c in COST_CLASSES])
 
 
 def _fit_precision_factors(terms: Sequence[LayerTerms], spec: DeviceSpec, precision: Mapping[str, Any],

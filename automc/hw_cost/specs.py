@@ -55,6 +55,13 @@ class EnergySpec:
     pj_per_dram_byte: float = 0.0
 
 
+def precision_factor(precision_efficiency: Mapping[str, Any], precision: str, cost_class: str) -> float:
+    """The factor ``precision_efficiency`` (``precision -> number`` or ``-> {class -> number}``)
+    puts on ``cost_class`` at ``precision``: 1 where it names none."""
+    value = precision_efficiency.get(precision, 1.0)
+    return float(value.get(cost_class, 1.0) if isinstance(value, Mapping) else value)
+
+
 @dataclass(frozen=True)
 class DeviceSpec:
     """One device as the cost model sees it (all throughput figures are dense, no sparsity).
@@ -116,8 +123,7 @@ class DeviceSpec:
 
     def precision_factor(self, precision: str, cost_class: str) -> float:
         """The factor on ``cost_class``'s efficiency when it runs at ``precision`` (1 if not given)."""
-        value = self.precision_efficiency.get(precision, 1.0)
-        return float(value.get(cost_class, 1.0) if isinstance(value, Mapping) else value)
+        return precision_factor(self.precision_efficiency, precision, cost_class)
 
     def overhead_us_of(self, cost_class: str) -> float:
         if cost_class in self.op_overhead_us:

@@ -114,10 +114,9 @@ def prepare(config: ExperimentConfig, *, train_baseline: bool = True, log: Log =
     metrics = {**metrics, **{k: float(v[0]) for k, v in cost.items()}}
     metrics.update(table.totals())
     constraints = resolve_constraints(constraints, metrics)  # 'macs <= 25%' -> 25% of the baseline's MACs
-    space = SearchSpace(table, build_compressors(config))
-    check_reachable(table, space, constraints)  # after the baseline is cached: a rerun with a new budget reuses it
     ctx = TrialContext(config=config, baseline_weights=network_weights(net), table=table, data=data,
                        baseline_accuracy=metrics["accuracy"])
+    space = SearchSpace(table, build_compressors(config))
     return Prepared(ctx, space, objectives, constraints, metrics, ckpt)
 
 
@@ -139,6 +138,9 @@ def run_search(
     out = config.out_path
     prepared = prepare(config, log=log)
     ctx, space = prepared.context, prepared.space
+    # here, not in prepare: reading a finished study back (status, report, export) never refuses;
+    # after the baseline is cached, so a rerun with a new budget reuses it
+    check_reachable(ctx.table, space, prepared.constraints)
     log(f"layer table: {len(ctx.table)} layers, {len(ctx.table.prunable_groups)} prunable groups; "
         f"search space: {len(space)} decisions")
     if not resume:

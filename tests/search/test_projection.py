@@ -105,3 +105,9 @@ def test_a_budget_no_candidate_can_meet_is_refused_in_one_line_before_any_trial(
         automc.search(path, log=lambda s: None)
     out = tmp_path / "runs" / "unreachable"
     assert list((out / "cache").glob("baseline-*.ckpt")) and not (out / "study.db").exists()
+    # reading a study back (status, report, export) never refuses: a refit profile may have
+    # made a finished search's budget unreachable since
+    from automc.config import load_config
+    from automc.search.runner import prepare
+
+    assert prepare(load_config(path), train_baseline=False).constraints[0].value == pytest.approx(0.001)
