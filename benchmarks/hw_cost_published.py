@@ -32,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from automc.hw_cost.published import (BITS, FAMILY, NETWORKS, TABLES, agreement, fit, in_reference_series,
-                                      leave_one_network_out, load_tables, predict, profile_for, read_published,
-                                      reference_points, series_label)
+from automc.hw_cost.published import (BITS, FAMILY, NETWORKS, TABLES, agreement, fit, fit_with_series,
+                                      in_reference_series, leave_one_network_out, load_tables, predict, profile_for,
+                                      read_published, reference_points, series_label)
 
 PROFILES = Path(__file__).resolve().parents[1] / "automc" / "hw_cost" / "profiles"
 #: a fit ships when this much larger a share of held-out points is within 25 % than the datasheet's
@@ -162,6 +162,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.write_profiles:
             write_profile(device, full, agreement(held, pts), agreement(datasheet, pts), out)
     out()
+    joint_a72(points, tables, out)
+    out()
     for label, parts in totals.items():
         out(f"all devices, {label}: {_pooled(parts)}")
     out()
@@ -174,6 +176,48 @@ def main(argv: list[str] | None = None) -> None:
         path = Path(__file__).parent / "results" / f"hw_cost_published-{datetime.date.today().isoformat()}.txt"
         path.write_text("\n".join(lines + ([f"other load: {args.note}"] if args.note else [])) + "\n")
         print(f"saved {path}")
+
+
+def joint_a72(points, tables, out, *, n_calib: int = 20, seed: int = 0) -> None:
+    """arm-a72 fitted to its ncnn rows (224x224) and ``n_calib`` NAS-Bench-201 TFLite latencies
+    (32x32) of the same Raspberry Pi 4 together, each series with its own fixed cost per
+    inference: its published rows held out network by network, the other NB201 architectures
+    held out all at once, each beside the fit to its own series alone."""
+    from automc.hw_cost.calibration import Sample, apply_profile
+    from automc.hw_cost.model import DeviceParams, layer_seconds, layer_terms
+    from automc.hw_cost.nb201 import DEFAULT_CSV, fit_nb201_profile, load_nb201_measurements, measurement_view, nb201_table
+    from automc.policy import Policy
+    from scipy.stats import spearmanr
+
+    out(f"arm-a72 joint fit: {series_label('arm-a72')} rows + {n_calib} NAS-Bench-201 raspi4 latencies "
+        f"(TFLite, 32x32; seed {seed}), one intercept per series:")
+    if not DEFAULT_CSV.is_file():
+        out(f"  skipped: {DEFAULT_CSV} is missing")
+        return
+    archs, measured = load_nb201_measurements()
+    y = measured["raspi4"]
+    alone, calib = fit_nb201_profile("raspi4", "arm-a72", n_calib=n_calib, seed=seed, measurements=(archs, measured))
+    view = measurement_view("raspi4")
+    series = [Sample(nb201_table(archs[i], **view), float(y[i])) for i in calib]
+    pts = {k: v for k, v in points["arm-a72"].items() if k[0] in tables}
+    held = {}
+    for net in sorted({n for n, _ in pts}):
+        prof, _ = fit_with_series("arm-a72", points, tables, series, exclude=net)
+        held.update(predict(apply_profile(device_datasheet("arm-a72"), prof), tables, [k for k in pts if k[0] == net]))
+    out(f"  published rows, leave-one-network-out: {fmt(agreement(held, pts))}; "
+        f"ncnn rows alone: {fmt(agreement(leave_one_network_out('arm-a72', points, tables), pts))}")
+    joint, intercept = fit_with_series("arm-a72", points, tables, series)
+    base = device_datasheet("arm-a72")
+    rest = np.setdiff1d(np.flatnonzero(np.isfinite(y) & (y > 0)), calib)
+    terms = [layer_terms(t, t.resolve([Policy()]), base) for t in (nb201_table(archs[i], **view) for i in rest)]
+    for label, prof, extra_ms in (("joint fit", joint, intercept), ("NB201 rows alone", alone, 0.0)):
+        params = DeviceParams.of(apply_profile(base, prof))
+        pred = np.array([layer_seconds(t, params).sum() for t in terms]) * 1e3 + params.network_overhead_s * 1e3 + extra_ms
+        rel = np.abs(pred / y[rest] - 1)
+        out(f"  NB201 held out ({len(rest)} architectures), {label}: Spearman {spearmanr(pred, y[rest]).statistic:.3f}, "
+            f"within 10% {np.mean(rel <= 0.10) * 100:.0f}%, within 25% {np.mean(rel <= 0.25) * 100:.0f}%")
+    out(f"  joint fit: NB201 series intercept {intercept:.2f} ms; per-op overhead (us) "
+        + ", ".join(f"{c} {v:.1f}" for c, v in joint.op_overhead_us.items()))
 
 
 def _pooled(parts: list[dict]) -> str:

@@ -14,9 +14,13 @@ Row kinds
 ``add``     element-wise residual add (no weights)
 ``concat``  channel concatenation (no weights; a copy of every element)
 ``mul``     a map times a per-channel gate (squeeze-and-excite; no weights)
+``act``     a smooth activation (hard-swish, sigmoid, swish, GELU) after a conv/dense: one
+            element-wise pass over its output where the runtime does not fuse it (no weights)
 
-Batch-norm and activations are not rows: ``has_bn``/``has_act`` mark the conv/dense they follow,
-because every deployment runtime we model fuses them (a device that does not can charge them).
+Batch-norm and clamping activations (ReLU, ReLU6) are not rows: ``has_bn``/``has_act`` mark the
+conv/dense they follow, because every deployment runtime we model fuses them (a device that does
+not can charge them). A smooth activation also sets ``has_act``, and gets its ``act`` row, which
+a device that fuses it (``fuses_complex_activations``) does not charge.
 ``params`` counts weights and biases of conv/dense rows; batch-norm is folded into the preceding
 layer's bias at deployment, so it adds a bias where the layer had none.
 """
@@ -31,7 +35,7 @@ import numpy as np
 
 from automc.policy import FLOAT_BITS, Policy
 
-KINDS = ("conv", "dwconv", "dense", "pool", "add", "concat", "mul")
+KINDS = ("conv", "dwconv", "dense", "pool", "add", "concat", "mul", "act")
 COMPUTE_KINDS = ("conv", "dwconv", "dense")
 
 

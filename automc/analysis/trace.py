@@ -33,6 +33,11 @@ PROBE_CHUNK = 32
 # probes alike), so a channel that a ReLU happens to clamp for the random input is still seen.
 ACTIVATIONS = frozenset({"ReLU", "ReLU6", "LeakyReLU", "HSwish", "HSigmoid", "Sigmoid", "Tanh", "GELU",
                          "SiLU", "Mish", "ELU", "Hardtanh", "Softsign", "Softplus", "CELU", "SeLU"})
+#: activations that are more than a clamp: runtimes that fuse only ReLU/ReLU6 into a conv run them
+#: as their own element-wise op (an ``act`` row); ``Swish`` is mindcv's cell for x * sigmoid(x)
+SMOOTH_ACTIVATIONS = frozenset({"HSwish", "HSigmoid", "Sigmoid", "Tanh", "GELU", "SiLU", "Swish", "Mish", "ELU",
+                                "Softsign", "Softplus", "CELU", "SeLU"})
+_CLAMPS = frozenset({"ReLU", "ReLU6"})
 
 
 @dataclass
@@ -54,6 +59,9 @@ class _Relation:
     follower: bool = False
     in_factor: int = 1
     remapped: bool = False
+    #: most of the leaf's input channels one remapped producer channel reached: 2 where a ghost
+    #: module carries it both as is and through its cheap depthwise op, 1 through a concat or shuffle
+    copies: int = 0
 
 
 @dataclass
@@ -124,6 +132,7 @@ def _relate(trace: NetworkTrace, executed: list[_Leaf], probes: list, base_out: 
                     r.follower = True
             else:
                 r.remapped = True
+                r.copies = max(r.copies, len(changed_in))
 
 
 def trace_network(net, input_shape: Sequence[int], *, seed: int = 0) -> NetworkTrace:
@@ -160,7 +169,15 @@ def trace_network(net, input_shape: Sequence[int], *, seed: int = 0) -> NetworkT
             leaf.order = state["order"]
             state["order"] += 1
             leaf.y = output.asnumpy() if hasattr(output, "asnumpy") else None
-            return inputs[0] if type(cell).__name__ in ACTIVATIONS else None
+            if type(cell).__name__ in ACTIVATIONS:
+                return inputs[0]
+            if leaf.y is not None and _kind_of(cell) in ("conv", "dense", "groupconv"):
+                # untrained weights with identity activations grow the maps block after block
+                # (1e20 deep in GhostNet): a probe's change then drowns in float32 rounding. Each
+                # layer's output at unit mean magnitude keeps every channel's change visible.
+                leaf.y = leaf.y / np.float32(np.abs(leaf.y).mean() + 1e-12)
+                return ms.Tensor(leaf.y)
+            return None
         if type(cell).__name__ in ACTIVATIONS:
             return inputs[0]
         if leaf.y is None or _kind_of(cell) not in mixing:
@@ -287,28 +304,37 @@ def residual_joins(trace: NetworkTrace, groups: Sequence[CouplingGroup]) -> dict
     return out
 
 
-def _concat_sources(trace: NetworkTrace, leaf: _Leaf, seen: set[frozenset[str]]) -> frozenset[str] | None:
-    """The producers a leaf reads through a channel concat not yet in the table, or None.
+def _concats_read(trace: NetworkTrace, leaf: _Leaf, seen: set[frozenset[str]]) -> tuple[list[frozenset[str]], int]:
+    """The channel concats a leaf reads that are not in the table yet (each as its producers),
+    and how many tensors meet in an element-wise add at the leaf's input (0: no add).
 
-    ``ops.concat`` in ``construct`` is no cell: the probe sees it as the channels of two or more
-    producers reaching the leaf at other indices (``remapped``). It is taken for a concat when
-    those producers' widths add up to the leaf's input channels (a slice or a shuffle of one
-    producer does not); a pool or a consumer after the same concat reads the same producers and
-    gets no second row.
+    ``ops.concat`` in ``construct`` is no cell: the probe sees it as the channels of producers
+    reaching the leaf at other indices (``remapped``):
+
+    - each producer channel reaching two of the leaf's inputs, as wide as a whole multiple of
+      the producer: a ghost module (the producer's channels and its cheap depthwise features
+      made from them). Several of them (and a producer read at its own indices, as wide as the
+      input) reaching one leaf are summed: GhostNet's residual adds along an identity chain;
+    - else the producers' widths adding up to the leaf's input channels: one concat (a slice or
+      a shuffle of one producer is none).
+
+    A pool or a consumer after the same concat reads the same producers and gets no second row.
     """
     x = leaf.x
     if x is None or x.ndim != 4:
-        return None
-    sources = frozenset(p for p, rel in trace.relations.items() if leaf.name in rel and rel[leaf.name].remapped)
-    if not sources or sources in seen:
-        return None
-    widths = {l.name: l.y.shape[1] for l in trace.leaves if l.name in sources and l.y is not None}
-    if len(widths) != len(sources):
-        return None
-    if len(sources) == 1:  # one producer's channels and copies made from them (GhostNet: + its depthwise features)
-        (width,) = widths.values()
-        return sources if x.shape[1] >= 2 * width and x.shape[1] % width == 0 else None
-    return sources if sum(widths.values()) == x.shape[1] else None
+        return [], 0
+    width_of = {l.name: l.y.shape[1] for l in trace.leaves if l.name in trace.relations and l.y is not None}
+    sources = [p for p in width_of if leaf.name in trace.relations[p] and trace.relations[p][leaf.name].remapped]
+    channels = x.shape[1]
+    if all(trace.relations[p][leaf.name].copies >= 2 and channels % width_of[p] == 0 and channels >= 2 * width_of[p]
+           for p in sources):  # ghost modules (or none)
+        direct = any((rel[leaf.name].consumer or rel[leaf.name].follower) and width_of.get(p) == channels
+                     for p, rel in trace.relations.items() if leaf.name in rel and p not in sources)
+        new = [frozenset({p}) for p in sources if frozenset({p}) not in seen]
+        return new, (len(sources) + direct if new else 0)
+    if len(sources) < 2 or frozenset(sources) in seen or sum(width_of[p] for p in sources) != channels:
+        return [], 0
+    return [frozenset(sources)], 0
 
 
 def _global_pool_input(kind: str, x, y, in_factor: int, maps: dict[int, tuple[int, ...]]) -> tuple[int, int] | None:
@@ -378,11 +404,16 @@ def build_layer_table(net, input_shape: Sequence[int], *, seed: int = 0) -> Laye
         cell = leaf.cell
         x, y = leaf.x, leaf.y
         in_group, in_factor = group_of_input.get(leaf.name, (-1, 1))
-        sources = _concat_sources(trace, leaf, concats)
-        if sources:  # ops.concat in construct: one row, before the first leaf that reads it
+        new_concats, summed = _concats_read(trace, leaf, concats)
+        for i, sources in enumerate(new_concats):  # ops.concat in construct: one row, before the first leaf that reads it
             concats.add(sources)
-            rows.append({"name": f"{leaf.name}.concat", "kind": "concat", "cin": x.shape[1], "cout": x.shape[1],
-                         "h_in": x.shape[2], "w_in": x.shape[3], "h_out": x.shape[2], "w_out": x.shape[3]})
+            geo = {"cin": x.shape[1], "cout": x.shape[1], "h_in": x.shape[2], "w_in": x.shape[3],
+                   "h_out": x.shape[2], "w_out": x.shape[3]}
+            suffix = f".{i}" if len(new_concats) > 1 else ""
+            rows.append({"name": f"{leaf.name}.concat{suffix}", "kind": "concat", **geo})
+            if summed > 1:  # the new ghost module's output joins the running residual sum
+                rows.append({"name": f"{leaf.name}.add{suffix}", "kind": "add", **geo,
+                             "in_group": in_group, "out_group": in_group})
         reduced = _global_pool_input(kind, x, y, in_factor, maps)
         if reduced is not None:  # a global pool the cells do not show (a parameterless cell, or ops.mean)
             name = leaf.name if kind == "paramless" else f"{leaf.name}.pool"
@@ -420,9 +451,15 @@ def build_layer_table(net, input_shape: Sequence[int], *, seed: int = 0) -> Laye
             after = executed[idx + 2] if idx + 2 < len(executed) else None
         else:
             after = nxt
-        if after is not None and _kind_of(after.cell) == "paramless" and after.x is not None:
-            row["has_act"] = type(after.cell).__name__ in ("ReLU", "ReLU6", "HSwish", "HSigmoid", "SiLU", "GELU", "Sigmoid")
+        act = type(after.cell).__name__ if after is not None and _kind_of(after.cell) == "paramless" \
+            and after.x is not None else None
+        row["has_act"] = act in _CLAMPS or act in SMOOTH_ACTIVATIONS
         rows.append(row)
+        if act in SMOOTH_ACTIVATIONS and y is not None:  # one element-wise pass where the runtime does not fuse it
+            g = row["out_group"]
+            c, (h, w) = y.shape[1], (tuple(y.shape[2:]) if y.ndim == 4 else (1, 1))
+            rows.append({"name": f"{leaf.name}.act", "kind": "act", "cin": c, "cout": c,
+                         "h_in": h, "w_in": w, "h_out": h, "w_out": w, "in_group": g, "out_group": g})
         if gated is not None:  # squeeze-and-excite: the pooled map times this conv's per-channel output
             h, w, g = gated
             del pooled[y.shape[1]]

@@ -15,7 +15,7 @@ on-chip buffer move at on-chip bandwidth. A measured LUT entry replaces a layer'
 Model size (``size_bytes``), exact and documented: per conv/dwconv/dense layer present,
 ``ceil(weights * w_bits / 8)`` (bit-packed, rounded up to whole bytes per layer) + 4 bytes
 per bias (fp32; a folded batch-norm adds a bias) + 4 bytes per output channel (fp32 scale)
-when ``w_bits < 32``. Pool, add, concat and mul rows have no parameters.
+when ``w_bits < 32``. Pool, add, concat, mul and act rows have no parameters.
 """
 
 from __future__ import annotations
@@ -133,9 +133,9 @@ def cost_classes(table: LayerTable) -> np.ndarray:
     """Cost class index of each row: the kind, with 1x1 convolutions as ``conv1x1``."""
     out = np.empty(len(table), dtype=np.int64)
     for i, (k, kh, kw) in enumerate(zip(table.kind, table.kh, table.kw)):
-        # a concat copies every element, a gate multiplies every element: memory traffic like
-        # an element-wise add, the add class
-        name = "conv1x1" if (k == "conv" and kh == 1 and kw == 1) else "add" if k in ("concat", "mul") else str(k)
+        # a concat copies every element, a gate multiplies every element, an unfused activation
+        # maps every element: memory traffic like an element-wise add, the add class
+        name = "conv1x1" if (k == "conv" and kh == 1 and kw == 1) else "add" if k in ("concat", "mul", "act") else str(k)
         out[i] = _CLASS_INDEX[name]
     return out
 
@@ -169,6 +169,8 @@ def layer_terms(table: LayerTable, shapes: LayerShapes, spec: DeviceSpec) -> Lay
     present = _static(shapes.present)
     if spec.elides_concat:  # the runtime writes the concat's inputs into its output: no copy, no op
         present = present & (kind != "concat")[None, :]
+    if spec.fuses_complex_activations or not spec.fuses_conv_bn_act:  # fused, or charged as an unfused pass
+        present = present & (kind != "act")[None, :]
     kh, kw, h_in, w_in, h_out, w_out = (_static(a) for a in (shapes.kh, shapes.kw, shapes.h_in, shapes.w_in,
                                                               shapes.h_out, shapes.w_out))
 
@@ -189,7 +191,7 @@ def layer_terms(table: LayerTable, shapes: LayerShapes, spec: DeviceSpec) -> Lay
     # ops per layer by kind: dense/grouped conv and dense layers (tiles padded), depthwise, pool, add
     ops = np.where(is_compute & ~is_dw, 2 * groups * _ceil_to(cout_g, a_cout) * _ceil_to(cin_g, a_cin), 0)
     ops = (ops + np.where(is_dw, 2 * ch_pad, 0)) * (k_area * hw_pad)
-    is_eltwise = is_add | (kind == "mul")[None, :]
+    is_eltwise = is_add | np.isin(kind, ("mul", "act"))[None, :]
     ops = ops + ch_pad * np.where(is_pool, np.maximum(hw_out * k_area, h_in * w_in), np.where(is_eltwise, hw_out, 0))
     compute_s = np.where(present, ops / peak, 0.0)
 

@@ -21,9 +21,9 @@ from __future__ import annotations
 import collections
 import csv
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -203,9 +203,11 @@ def predict(device, tables: Mapping, keys) -> dict[tuple[str, str], float]:
     return {(n, p): float(estimate(tables[n], precision_policy(tables[n], p), device).latency_ms[0]) for n, p in keys}
 
 
-def fit(profile: str, points: Mapping[str, Points], tables: Mapping, *, exclude: str | None = None, source: str = ""):
+def fit(profile: str, points: Mapping[str, Points], tables: Mapping, *, exclude: str | None = None, source: str = "",
+        extra: Sequence = ()):
     """The calibration profile of ``profile`` fitted to its reference points (all but network
-    ``exclude``, everywhere), with its family's points when it has few networks."""
+    ``exclude``, everywhere), with its family's points when it has few networks, and ``extra``
+    samples (``calibration.Sample``: another series measured on the same hardware)."""
     from automc.hw_cost.calibration import Sample, calibrate
     from automc.hw_cost.specs import load_device
 
@@ -225,12 +227,45 @@ def fit(profile: str, points: Mapping[str, Points], tables: Mapping, *, exclude:
     # inference is the graph walk (the per-op overheads). With every published network at
     # 224x224 or more, a free intercept would absorb input-size costs that do not carry over to
     # small inputs (1 ms on the A76, 20x LeNet's latency); accelerators keep theirs (transfers, driver)
+    own += [(s, 1.0) for s in extra]
     return calibrate(spec, [s for s, _ in own], weights=[w for _, w in own],
                      fit_network_overhead=spec.kind != "cpu", prior_weight=PRIOR_FEW if few else PRIOR_MANY,
                      max_efficiency=MAX_EFFICIENCY_NPU if spec.kind == "npu" else MAX_EFFICIENCY,
                      max_memory_efficiency=MAX_MEMORY_EFFICIENCY,
                      source=source or f"published batch-1 latencies, {series_label(profile)}"
                      + (f" (+ {FAMILY[profile]} family fp32 rows)" if few else ""))
+
+
+#: a second series' fixed cost per inference, as fractions of its fastest measurement
+SERIES_INTERCEPTS = np.linspace(0.0, 0.8, 5)
+
+
+def fit_with_series(profile: str, points: Mapping[str, Points], tables: Mapping, series: Sequence, *,
+                    exclude: str | None = None):
+    """The device fitted to its reference points and a second series measured on the same hardware
+    with another runtime and other inputs (NAS-Bench-201's TFLite latencies of 32x32 networks on
+    the Raspberry Pi 4 beside ncnn's of 224x224 ones): the op classes, overheads and bandwidth are
+    shared, and the series gets a fixed cost per inference of its own (a runtime's invoke and
+    input copy), found by a 1-D search over ``SERIES_INTERCEPTS`` (the fit is linear in every
+    other term). Returns ``(profile, the series' intercept in ms)``."""
+    from automc.hw_cost.calibration import apply_profile
+    from automc.hw_cost.model import estimate
+    from automc.hw_cost.specs import load_device
+
+    own = [(k, v) for k, v in points[profile].items() if k[0] in tables and k[0] != exclude]
+    fastest = min(s.latency_ms for s in series)
+    best = None
+    for b in SERIES_INTERCEPTS * fastest:
+        shifted = [replace(s, latency_ms=s.latency_ms - b) for s in series]
+        prof = fit(profile, points, tables, exclude=exclude, extra=shifted)
+        spec = apply_profile(load_device(profile, datasheet=True), prof)
+        pred = predict(spec, tables, [k for k, _ in own])
+        rel = [pred[k] / v - 1 for k, v in own]
+        rel += [(float(estimate(s.table, s.policy, spec).latency_ms[0]) + b) / s.latency_ms - 1 for s in series]
+        err = float(np.mean(np.square(rel)))
+        if best is None or err < best[0]:
+            best = (err, prof, float(b))
+    return best[1], best[2]
 
 
 def leave_one_network_out(profile: str, points: Mapping[str, Points], tables: Mapping) -> dict[tuple[str, str], float]:

@@ -29,6 +29,7 @@ _OPTIONAL = (
     "onchip_bandwidth_gbps",
     "fuses_conv_bn_act",
     "elides_concat",
+    "fuses_complex_activations",
     "efficiency",
     "precision_efficiency",
     "memory_efficiency",
@@ -81,7 +82,9 @@ class DeviceSpec:
     ``memory_efficiency`` the achieved fraction of bandwidth, ``op_overhead_us`` the fixed cost
     per op per class (defaults to ``launch_overhead_us``), ``network_overhead_us`` a fixed cost per inference,
     ``elides_concat`` says the runtime writes a concat's inputs straight into its output buffer
-    (TensorRT does), so a concat row costs nothing there;
+    (TensorRT does), so a concat row costs nothing there; ``fuses_complex_activations: false``
+    says only clamps (ReLU, ReLU6) run inside a conv's epilogue, so hard-swish, sigmoid and swish
+    (the table's ``act`` rows) are element-wise ops of their own;
     ``align.pack`` is the channel block of the runtime's tensor layout (NC8HW8 for AVX, NC4HW4
     for NEON): a conv reading a channel count that is not a multiple of it gathers its im2col
     patches (input channels x kernel area x output pixels) at ``repack_gbps`` on top of its
@@ -100,6 +103,7 @@ class DeviceSpec:
     onchip_bandwidth_gbps: float | None = None
     fuses_conv_bn_act: bool = True
     elides_concat: bool = False
+    fuses_complex_activations: bool = True
     efficiency: Mapping[str, float] = field(default_factory=dict)
     precision_efficiency: Mapping[str, float | Mapping[str, float]] = field(default_factory=dict)
     memory_efficiency: float = 0.7
@@ -160,6 +164,7 @@ class DeviceSpec:
             "align": dict(self.align),
             "fuses_conv_bn_act": self.fuses_conv_bn_act,
             "elides_concat": self.elides_concat,
+            "fuses_complex_activations": self.fuses_complex_activations,
             "efficiency": dict(self.efficiency),
             "precision_efficiency": _plain(self.precision_efficiency),
             "memory_efficiency": self.memory_efficiency,
@@ -292,8 +297,9 @@ def spec_from_dict(data: Mapping[str, Any], *, where: str = "<dict>", base_dir: 
     )
 
     mem_eff = _number(data, "memory_efficiency", where) if "memory_efficiency" in data else 0.7
-    fuses, elides = data.get("fuses_conv_bn_act", True), data.get("elides_concat", False)
-    for key, flag in (("fuses_conv_bn_act", fuses), ("elides_concat", elides)):
+    flags = {key: data.get(key, default) for key, default in
+             (("fuses_conv_bn_act", True), ("elides_concat", False), ("fuses_complex_activations", True))}
+    for key, flag in flags.items():
         if not isinstance(flag, bool):
             raise ConfigError(f"{where}: field {key!r} must be true or false, got {flag!r}")
     sources = data.get("sources") or {}
@@ -319,8 +325,7 @@ def spec_from_dict(data: Mapping[str, Any], *, where: str = "<dict>", base_dir: 
         onchip_bandwidth_gbps=_number(data, "onchip_bandwidth_gbps", where) if data.get("onchip_bandwidth_gbps") else None,
         launch_overhead_us=_number(data, "launch_overhead_us", where, positive=False),
         align=align,
-        fuses_conv_bn_act=fuses,
-        elides_concat=elides,
+        **flags,
         efficiency=efficiency,
         precision_efficiency=precision_efficiency,
         memory_efficiency=mem_eff,

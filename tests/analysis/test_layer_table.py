@@ -180,6 +180,41 @@ def test_a_ghost_module_concat_of_a_conv_and_its_depthwise_features_gets_its_row
     assert (_row(table, "c.concat")["cin"], _row(table, "c.concat")["h_in"]) == (16, 8)
 
 
+def test_ghost_modules_summed_along_an_identity_chain_get_a_concat_and_an_add_each():
+    """Two ghost bottlenecks with identity shortcuts: the second reads stem + ghost(1), the head
+    stem + ghost(1) + ghost(2). Each ghost module reaches its reader twice per channel (as is and
+    through its depthwise copy), which tells a sum of ghost modules from a concat of producers
+    of the same total width. The deep GhostNet keeps all of its 32 ghost modules and 16 adds
+    (untrained maps grow to 1e20 there without the trace's per-layer rescaling)."""
+    from mindcv.models import create_model
+    from mindspore import nn, ops
+
+    class Ghost(nn.Cell):
+        def __init__(self, c):
+            super().__init__()
+            self.primary = nn.Conv2d(c, c // 2, 1)
+            self.cheap = nn.Conv2d(c // 2, c // 2, 3, group=c // 2)
+
+        def construct(self, x):
+            x1 = self.primary(x)
+            return ops.concat((x1, self.cheap(x1)), axis=1) + x
+
+    class Net(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.stem, self.g1, self.g2, self.head = nn.Conv2d(3, 8, 3), Ghost(8), Ghost(8), nn.Conv2d(8, 4, 1)
+
+        def construct(self, x):
+            return self.head(self.g2(self.g1(self.stem(x)))).mean((2, 3))
+
+    table = build_layer_table(Net(), (3, 8, 8))
+    assert table.names == ("stem", "g1.primary", "g1.cheap", "g2.primary.concat", "g2.primary.add", "g2.primary",
+                           "g2.cheap", "head.concat", "head.add", "head")
+    assert all(_row(table, n)["cin"] == 8 for n in ("g2.primary.add", "head.concat", "head.add"))
+    ghostnet = build_layer_table(create_model("ghostnet_100", num_classes=10), (3, 64, 64))
+    assert (sum(k == "concat" for k in ghostnet.kind), sum(k == "add" for k in ghostnet.kind)) == (32, 16)
+
+
 def test_squeezenets_fire_modules_get_one_concat_row_each():
     from mindcv.models import create_model
 
@@ -217,6 +252,35 @@ def test_a_squeeze_excite_gate_gets_a_mul_row_over_the_map_it_scales():
     assert mul["in_group"] == mul["out_group"] == "conv"  # pruning conv shrinks the multiply
     small = build_layer_table(create_model("mobilenet_v3_small_100", num_classes=10), (3, 64, 64))
     assert sum(k == "mul" for k in small.kind) == 9  # its nine squeeze-and-excite blocks
+
+
+def test_a_smooth_activation_gets_an_act_row_and_a_clamp_does_not():
+    """conv -> BN -> hard-swish: an ``act`` row over the conv's output, in its channel group (a
+    runtime that fuses only clamps runs it as an op); conv -> BN -> ReLU: only ``has_act``."""
+    from mindcv.models import create_model
+    from mindspore import nn
+
+    class Net(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.a, self.bn_a, self.hs = nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.HSwish()
+            self.b, self.bn_b, self.relu = nn.Conv2d(8, 8, 3), nn.BatchNorm2d(8), nn.ReLU()
+            self.fc = nn.Dense(8, 10)
+
+        def construct(self, x):
+            x = self.relu(self.bn_b(self.b(self.hs(self.bn_a(self.a(x))))))
+            return self.fc(x.mean((2, 3)))
+
+    table = build_layer_table(Net(), (3, 8, 8))
+    assert table.names == ("a", "a.act", "b", "fc.pool", "fc")
+    act = _row(table, "a.act")
+    assert (act["kind"], act["cin"], act["h_out"], act["macs"], act["out_group"]) == ("act", 8, 8, 0, "a")
+    assert table.has_act[table.names.index("a")] and table.has_act[table.names.index("b")]
+    assert table.resolve(Policy(prune={"a": 0.5})).cout[0, 1] == 4  # pruning the conv shrinks its activation
+    large = build_layer_table(create_model("mobilenet_v3_large_100", num_classes=10), (3, 64, 64))
+    # hard-swish after the stem, the expand and depthwise convs of the last nine blocks and the
+    # last conv; hard-sigmoid on the eight gates; hard-swish after the 1280-wide dense layer
+    assert sum(k == "act" for k in large.kind) == 1 + 18 + 1 + 8 + 1
 
 
 def test_the_trace_runs_mindspores_host_pipeline_synchronously(monkeypatch):

@@ -67,6 +67,24 @@ def test_a_concat_costs_a_copy_except_where_the_runtime_elides_it():
         assert (cat_ms == 0) if free else cat_ms > 0, spec.name
 
 
+def test_a_smooth_activation_costs_an_elementwise_pass_where_only_clamps_are_fused():
+    """Hard-swish after a conv: HiAI and CANN fuse conv + ReLU but run hard-swish as an op of its
+    own (an ``act`` row: memory traffic plus an op); TensorRT and the CPU runtimes fuse it."""
+    from dataclasses import replace
+
+    rows = [dict(name="a", kind="conv", cin=16, cout=64, kh=1, kw=1, h_in=56, w_in=56, h_out=56, w_out=56, has_act=True),
+            dict(name="a.act", kind="act", cin=64, cout=64, h_in=56, w_in=56, h_out=56, w_out=56)]
+    table = LayerTable.from_rows(rows, input_shape=(16, 56, 56))
+    kirin = get_device("kirin990-npu")
+    assert not kirin.fuses_complex_activations and get_device("arm-a76").fuses_complex_activations
+    for spec, charged in ((kirin, True), (replace(kirin, fuses_complex_activations=True), False),
+                          (get_device("arm-a76"), False),
+                          # a runtime that fuses nothing already charges the activation on its conv
+                          (replace(kirin, fuses_conv_bn_act=False), False)):
+        act_ms = estimate(table, None, spec).layer_latency_ms[0][1]
+        assert (act_ms > 0) if charged else act_ms == 0, spec.name
+
+
 def test_cube_alignment_steps_on_ascend():
     from automc.hw_cost.specs import load_device
 
