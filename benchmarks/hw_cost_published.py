@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from automc.hw_cost.published import (BITS, FAMILY, NETWORKS, TABLES, agreement, fit, fit_with_series,
+from automc.hw_cost.published import (BITS, FAMILY, NETWORKS, TABLES, agreement, fit,
                                       in_reference_series, leave_one_network_out, load_tables, predict, profile_for,
                                       read_published, reference_points, series_label)
 
@@ -180,17 +180,18 @@ def main(argv: list[str] | None = None) -> None:
 
 def joint_a72(points, tables, out, *, n_calib: int = 20, seed: int = 0) -> None:
     """arm-a72 fitted to its ncnn rows (224x224) and ``n_calib`` NAS-Bench-201 TFLite latencies
-    (32x32) of the same Raspberry Pi 4 together, each series with its own fixed cost per
-    inference: its published rows held out network by network, the other NB201 architectures
-    held out all at once, each beside the fit to its own series alone."""
-    from automc.hw_cost.calibration import Sample, apply_profile
+    (32x32) of the same Raspberry Pi 4 together: efficiencies and bandwidth shared, per-op and
+    per-inference costs per series (a runtime's own). Its published rows held out network by
+    network, the other NB201 architectures held out all at once, each beside the fit to its own
+    series alone."""
+    from automc.hw_cost.calibration import Sample, apply_profile, series_profile
     from automc.hw_cost.model import DeviceParams, layer_seconds, layer_terms
     from automc.hw_cost.nb201 import DEFAULT_CSV, fit_nb201_profile, load_nb201_measurements, measurement_view, nb201_table
     from automc.policy import Policy
     from scipy.stats import spearmanr
 
     out(f"arm-a72 joint fit: {series_label('arm-a72')} rows + {n_calib} NAS-Bench-201 raspi4 latencies "
-        f"(TFLite, 32x32; seed {seed}), one intercept per series:")
+        f"(TFLite, 32x32; seed {seed}), per-op and per-inference costs per series:")
     if not DEFAULT_CSV.is_file():
         out(f"  skipped: {DEFAULT_CSV} is missing")
         return
@@ -198,26 +199,28 @@ def joint_a72(points, tables, out, *, n_calib: int = 20, seed: int = 0) -> None:
     y = measured["raspi4"]
     alone, calib = fit_nb201_profile("raspi4", "arm-a72", n_calib=n_calib, seed=seed, measurements=(archs, measured))
     view = measurement_view("raspi4")
-    series = [Sample(nb201_table(archs[i], **view), float(y[i])) for i in calib]
+    series = [Sample(nb201_table(archs[i], **view), float(y[i]), series="nb201-raspi4") for i in calib]
+    base = device_datasheet("arm-a72")
     pts = {k: v for k, v in points["arm-a72"].items() if k[0] in tables}
     held = {}
     for net in sorted({n for n, _ in pts}):
-        prof, _ = fit_with_series("arm-a72", points, tables, series, exclude=net)
-        held.update(predict(apply_profile(device_datasheet("arm-a72"), prof), tables, [k for k in pts if k[0] == net]))
+        prof = fit("arm-a72", points, tables, exclude=net, extra=series)
+        held.update(predict(apply_profile(base, prof), tables, [k for k in pts if k[0] == net]))
     out(f"  published rows, leave-one-network-out: {fmt(agreement(held, pts))}; "
         f"ncnn rows alone: {fmt(agreement(leave_one_network_out('arm-a72', points, tables), pts))}")
-    joint, intercept = fit_with_series("arm-a72", points, tables, series)
-    base = device_datasheet("arm-a72")
+    joint = fit("arm-a72", points, tables, extra=series)
     rest = np.setdiff1d(np.flatnonzero(np.isfinite(y) & (y > 0)), calib)
     terms = [layer_terms(t, t.resolve([Policy()]), base) for t in (nb201_table(archs[i], **view) for i in rest)]
-    for label, prof, extra_ms in (("joint fit", joint, intercept), ("NB201 rows alone", alone, 0.0)):
+    for label, prof in (("joint fit", series_profile(joint, "nb201-raspi4")), ("NB201 rows alone", alone)):
         params = DeviceParams.of(apply_profile(base, prof))
-        pred = np.array([layer_seconds(t, params).sum() for t in terms]) * 1e3 + params.network_overhead_s * 1e3 + extra_ms
+        pred = (np.array([layer_seconds(t, params).sum() for t in terms]) + params.network_overhead_s) * 1e3
         rel = np.abs(pred / y[rest] - 1)
         out(f"  NB201 held out ({len(rest)} architectures), {label}: Spearman {spearmanr(pred, y[rest]).statistic:.3f}, "
             f"within 10% {np.mean(rel <= 0.10) * 100:.0f}%, within 25% {np.mean(rel <= 0.25) * 100:.0f}%")
-    out(f"  joint fit: NB201 series intercept {intercept:.2f} ms; per-op overhead (us) "
-        + ", ".join(f"{c} {v:.1f}" for c, v in joint.op_overhead_us.items()))
+    knobs = joint.series["nb201-raspi4"]
+    out("  joint fit, per-op overhead (us) ncnn / TFLite: " + ", ".join(
+        f"{c} {joint.op_overhead_us[c]:.0f} / {knobs['op_overhead_us'][c]:.0f}" for c in joint.op_overhead_us)
+        + f"; per inference (ms) {joint.network_overhead_us / 1e3:.2f} / {knobs['network_overhead_us'] / 1e3:.2f}")
 
 
 def _pooled(parts: list[dict]) -> str:

@@ -11,6 +11,7 @@ from automc.hw_cost.calibration import (
     calibrate,
     load_profile,
     save_profile,
+    series_profile,
 )
 from automc.hw_cost.lut import LatencyLUT, load_lut, save_lut
 from automc.hw_cost.model import CostEstimate, estimate, layer_size_bytes

@@ -47,6 +47,10 @@ class Sample:
     latency_ms: float
     policy: Policy = field(default_factory=Policy)
     device: DeviceSpec | None = None
+    #: another runtime or input regime measured on the same hardware (e.g. NAS-Bench-201's TFLite
+    #: latencies beside ncnn's): it shares the efficiencies and bandwidth, and gets per-op and
+    #: per-inference costs of its own (``CalibrationProfile.series``); "" is the device's own
+    series: str = ""
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,8 @@ class CalibrationProfile:
     #: how the fit predicts networks it never saw (written by the fit to published measurements):
     #: measurements, networks, within_25pct, within_2x, spearman
     heldout: Mapping[str, float] = field(default_factory=dict)
+    #: per other series of the samples: its own op_overhead_us and network_overhead_us
+    series: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     format: int = PROFILE_FORMAT
 
     def to_dict(self) -> dict[str, Any]:
@@ -78,6 +84,9 @@ class CalibrationProfile:
         d["precision_efficiency"] = {k: {c: float(f) for c, f in v.items()} if isinstance(v, Mapping) else float(v)
                                      for k, v in self.precision_efficiency.items()}
         d["heldout"] = {k: float(v) for k, v in self.heldout.items()}
+        d["series"] = {name: {"op_overhead_us": {c: float(v) for c, v in knobs["op_overhead_us"].items()},
+                              "network_overhead_us": float(knobs["network_overhead_us"])}
+                       for name, knobs in self.series.items()}
         return d
 
     @classmethod
@@ -117,9 +126,43 @@ def _features(terms: LayerTerms, params: DeviceParams) -> np.ndarray:
     return x
 
 
-def _rel_rmse(terms: Sequence[LayerTerms], theta: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> float:
+_BASE = 2 * _C + 3  # theta: [inv_eff(C), overhead(C), inv_mem, net, s/byte repacked], then (overhead(C), net) per other series
+
+
+def _series_params(theta: np.ndarray, j: int) -> DeviceParams:
+    """The knobs a sample of series ``j`` runs with (0: the device's own; j > 0 swaps in that
+    series' per-op and per-inference costs)."""
     params = _params(theta)
-    pred = np.array([layer_seconds(t, params).sum() for t in terms]) + params.network_overhead_s
+    if j == 0:
+        return params
+    k = _BASE + (j - 1) * (_C + 1)
+    return replace(params, overhead_s=theta[k : k + _C].copy(), network_overhead_s=float(theta[k + _C]))
+
+
+def _design(terms: Sequence[LayerTerms], theta: np.ndarray, series: np.ndarray) -> np.ndarray:
+    """Design matrix ``(n, len(theta))``: each sample's ``_features`` with its series' overhead
+    and intercept columns moved into that series' block."""
+    rows = []
+    for t, j in zip(terms, series):
+        x = _features(t, _series_params(theta, j))
+        if j > 0:
+            full = np.zeros((x.shape[0], theta.size))
+            k = _BASE + (j - 1) * (_C + 1)
+            full[:, :_BASE] = x
+            full[:, k : k + _C], full[:, k + _C] = x[:, _C : 2 * _C], x[:, 2 * _C + 1]
+            full[:, _C : 2 * _C], full[:, 2 * _C + 1] = 0.0, 0.0
+            x = full
+        elif theta.size > _BASE:
+            x = np.hstack([x, np.zeros((x.shape[0], theta.size - _BASE))])
+        rows.append(x)
+    return np.vstack(rows)
+
+
+def _rel_rmse(terms: Sequence[LayerTerms], theta: np.ndarray, y: np.ndarray, w: np.ndarray | None = None,
+              series: np.ndarray | None = None) -> float:
+    series = np.zeros(len(terms), dtype=int) if series is None else series
+    pred = np.array([layer_seconds(t, p).sum() + p.network_overhead_s
+                     for t, p in ((t, _series_params(theta, j)) for t, j in zip(terms, series))])
     return float(np.sqrt(np.average(((pred - y) / y) ** 2, weights=w)))
 
 
@@ -152,6 +195,7 @@ def _fit(
     w: np.ndarray,
     floor: np.ndarray | None = None,
     return_err: bool = False,
+    series: np.ndarray | None = None,
 ):
     """Alternate bound classification and NNLS over ``theta = basis @ s`` (s >= 0).
 
@@ -166,13 +210,13 @@ def _fit(
     with np.errstate(divide="ignore", invalid="ignore"):
         lower = np.where(basis > 0, floor[:, None] / basis, 0.0).max(axis=0)  # s >= lower keeps theta >= floor
 
+    series = np.zeros(len(terms), dtype=int) if series is None else series
     theta = theta_init.copy()
-    best, best_err = fallback.copy(), _rel_rmse(terms, fallback, y, w)
+    best, best_err = fallback.copy(), _rel_rmse(terms, fallback, y, w, series)
     root_w = np.sqrt(w)
     n_s = basis.shape[1]
     for _ in range(rounds):
-        params = _params(theta)
-        x = np.vstack([_features(t, params) for t in terms]) @ basis  # (n, n_s)
+        x = _design(terms, theta, series) @ basis  # (n, n_s)
         a = x / y[:, None] * root_w[:, None]
         b = root_w - a[:, ~free] @ prior[~free]
         used = np.abs(a).sum(axis=0) > 0
@@ -192,7 +236,7 @@ def _fit(
         # efficiencies and memory efficiency stay finite: floor their inverse
         for i in list(range(_C)) + [2 * _C]:
             new[i] = max(new[i], 1e-3 * fallback[i], 1e-9, floor[i])
-        err = _rel_rmse(terms, new, y, w)
+        err = _rel_rmse(terms, new, y, w, series)
         if err < best_err:
             best, best_err = new, err
         if np.allclose(new, theta, rtol=1e-6, atol=1e-12):
@@ -241,7 +285,10 @@ def calibrate(
     terms = _sample_terms(recs, spec, precision)
     measured = _executed_precisions(spec, terms)
     free_precisions = [p for p in measured[1:]] if fit_precision else []  # the widest stays the reference
-    theta0 = _theta(DeviceParams.of(spec))
+    names = sorted({r.series for r in recs} - {""})  # other series: own per-op and per-inference costs
+    series = np.array([names.index(r.series) + 1 if r.series else 0 for r in recs])
+    base = _theta(DeviceParams.of(spec))
+    theta0 = np.concatenate([base] + [base[_C : 2 * _C + 2][np.r_[:_C, _C + 1]]] * len(names))
     floor = np.zeros(theta0.size)
     for i, c in enumerate(COST_CLASSES):
         if max_efficiency and c in max_efficiency:
@@ -250,12 +297,12 @@ def calibrate(
         floor[2 * _C] = 1.0 / max_memory_efficiency
     theta0 = np.maximum(theta0, floor)
     for _ in range(3 if free_precisions else 1):
-        best, best_err = _fit_knobs(terms, y, theta0, w, prior_weight, rounds, fit_network_overhead, floor)
+        best, best_err = _fit_knobs(terms, y, theta0, w, prior_weight, rounds, fit_network_overhead, floor, series)
         if not free_precisions:
             break
-        precision = _fit_precision_factors(terms, spec, precision, free_precisions, best, y, w)
+        precision = _fit_precision_factors(terms, spec, precision, free_precisions, best, y, w, series)
         terms = _sample_terms(recs, spec, precision)
-    best_err = _rel_rmse(terms, best, y, w)
+    best_err = _rel_rmse(terms, best, y, w, series)
 
     fitted = _params(best)
     return CalibrationProfile(
@@ -268,6 +315,9 @@ def calibrate(
         precision_efficiency={p: v for p, v in precision.items() if p in free_precisions},
         n_samples=len(recs),
         fit_rel_rmse=best_err,
+        series={name: {"op_overhead_us": {c: float(p.overhead_s[i] * 1e6) for i, c in enumerate(COST_CLASSES)},
+                       "network_overhead_us": float(p.network_overhead_s * 1e6)}
+                for name, p in ((name, _series_params(best, j)) for j, name in enumerate(names, start=1))},
         source=source,
         created=time.strftime("%Y-%m-%dT%H:%M:%S"),
     )
@@ -290,26 +340,34 @@ def _executed_precisions(spec: DeviceSpec, terms: Sequence[LayerTerms]) -> list[
     return [by_bits[b] for b in sorted(bits, reverse=True) if b in by_bits]
 
 
-def _fit_knobs(terms, y, theta0, w, prior_weight: float, rounds: int, fit_network_overhead: bool, floor):
-    """The roofline knobs for fixed terms: a tied fit, then every class free pulled towards it."""
+def _fit_knobs(terms, y, theta0, w, prior_weight: float, rounds: int, fit_network_overhead: bool, floor, series):
+    """The roofline knobs for fixed terms: a tied fit, then every class free pulled towards it.
+    Other series (``series`` > 0) get their own per-op overhead scale and intercept (always free)."""
+    n_series = (theta0.size - _BASE) // (_C + 1)
     free = np.ones(theta0.size, dtype=bool)
     if not fit_network_overhead:
         free[2 * _C + 1] = False
     # Stage 1: a tied model (one compute scale, one memory scale, one per-op overhead, one
     # network overhead) fitted without prior: robust with few samples, fixes gross scale.
-    tie = np.zeros((theta0.size, 5))
+    tie = np.zeros((theta0.size, 5 + 2 * n_series))
     tie[:_C, 0] = theta0[:_C]
     tie[_C : 2 * _C, 1] = 1e-6
     tie[2 * _C, 2] = theta0[2 * _C]
     tie[2 * _C + 1, 3] = 1e-3
     tie[2 * _C + 2, 4] = 1e-10
-    tie_free = np.array([True, True, True, bool(free[2 * _C + 1]), True])
-    theta1 = _fit(terms, y, theta0, tie, np.zeros(5), tie_free, 0.0, rounds, fallback=theta0, w=w, floor=floor)
+    for j in range(n_series):
+        k = _BASE + j * (_C + 1)
+        tie[k : k + _C, 5 + 2 * j], tie[k + _C, 6 + 2 * j] = 1e-6, 1e-3
+    tie_free = np.array([True, True, True, bool(free[2 * _C + 1]), True] + [True] * (2 * n_series))
+    theta1 = _fit(terms, y, theta0, tie, np.zeros(tie.shape[1]), tie_free, 0.0, rounds, fallback=theta0, w=w,
+                  floor=floor, series=series)
     # Stage 2: every class free, pulled towards the stage-1 values.
-    scale = np.maximum(theta1, np.concatenate([1e-3 * theta0[:_C], np.full(_C, 1e-7), [1e-3 * theta0[2 * _C]], [1e-6], [1e-10]]))
+    low = np.concatenate([1e-3 * theta0[:_C], np.full(_C, 1e-7), [1e-3 * theta0[2 * _C]], [1e-6], [1e-10]]
+                         + [np.r_[np.full(_C, 1e-7), 1e-6]] * n_series)
+    scale = np.maximum(theta1, low)
     basis = np.diag(scale)
     return _fit(terms, y, theta1, basis, theta1 / scale, free, prior_weight, rounds, fallback=theta1, w=w,
-                floor=floor, return_err=True)
+                floor=floor, return_err=True, series=series)
 
 
 def _factors(precision: Mapping[str, Any], p: str) -> np.ndarray:
@@ -318,7 +376,8 @@ def _factors(precision: Mapping[str, Any], p: str) -> np.ndarray:
 
 
 def _fit_precision_factors(terms: Sequence[LayerTerms], spec: DeviceSpec, precision: Mapping[str, Any],
-                           free: Sequence[str], theta: np.ndarray, y: np.ndarray, w: np.ndarray) -> dict[str, Any]:
+                           free: Sequence[str], theta: np.ndarray, y: np.ndarray, w: np.ndarray,
+                           series: np.ndarray) -> dict[str, Any]:
     """Each free precision's efficiency factors (the knobs fixed): one for every cost class, weakly
     pulled towards 1 (the datasheet's peak ratio), then each class's own, pulled towards that one
     (on the A76 INT8 1x1 kernels fall further short of the INT8 peak than 3x3 ones), each by a
@@ -333,7 +392,7 @@ def _fit_precision_factors(terms: Sequence[LayerTerms], spec: DeviceSpec, precis
             ratio = now / new
             scaled = [replace(t, compute_s=np.where(t.exec_bits == bits, t.compute_s * ratio[t.cost_class][None, :],
                                                     t.compute_s)) for t in terms]
-            return _rel_rmse(scaled, theta, y, w) ** 2 + prior
+            return _rel_rmse(scaled, theta, y, w, series) ** 2 + prior
 
         # a narrower precision the device lists stays at least as fast, class by class (monotone in bits)
         top = np.full(_C, 3.0)
@@ -380,6 +439,16 @@ def apply_profile(device: str | DeviceSpec, profile: CalibrationProfile) -> Devi
         precision_efficiency={**spec.precision_efficiency, **profile.precision_efficiency},
         calibrated_from=profile.source or f"{profile.n_samples} measured networks",
     )
+
+
+def series_profile(profile: CalibrationProfile, name: str) -> CalibrationProfile:
+    """The profile as series ``name`` of its samples runs: the shared efficiencies with that
+    series' own per-op and per-inference costs (``apply_profile`` it to predict that series)."""
+    if name not in profile.series:
+        raise ConfigError(f"profile of {profile.device} has no series {name!r}; it has: {', '.join(profile.series) or 'none'}")
+    knobs = profile.series[name]
+    return replace(profile, op_overhead_us=dict(knobs["op_overhead_us"]),
+                   network_overhead_us=float(knobs["network_overhead_us"]), series={})
 
 
 def device_profile(name: str) -> CalibrationProfile | None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import collections
 import csv
 import json
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -207,7 +207,8 @@ def fit(profile: str, points: Mapping[str, Points], tables: Mapping, *, exclude:
         extra: Sequence = ()):
     """The calibration profile of ``profile`` fitted to its reference points (all but network
     ``exclude``, everywhere), with its family's points when it has few networks, and ``extra``
-    samples (``calibration.Sample``: another series measured on the same hardware)."""
+    samples (``calibration.Sample``; with a ``series`` name for another runtime measured on the
+    same hardware, which keeps its own per-op and per-inference costs)."""
     from automc.hw_cost.calibration import Sample, calibrate
     from automc.hw_cost.specs import load_device
 
@@ -234,38 +235,6 @@ def fit(profile: str, points: Mapping[str, Points], tables: Mapping, *, exclude:
                      max_memory_efficiency=MAX_MEMORY_EFFICIENCY,
                      source=source or f"published batch-1 latencies, {series_label(profile)}"
                      + (f" (+ {FAMILY[profile]} family fp32 rows)" if few else ""))
-
-
-#: a second series' fixed cost per inference, as fractions of its fastest measurement
-SERIES_INTERCEPTS = np.linspace(0.0, 0.8, 5)
-
-
-def fit_with_series(profile: str, points: Mapping[str, Points], tables: Mapping, series: Sequence, *,
-                    exclude: str | None = None):
-    """The device fitted to its reference points and a second series measured on the same hardware
-    with another runtime and other inputs (NAS-Bench-201's TFLite latencies of 32x32 networks on
-    the Raspberry Pi 4 beside ncnn's of 224x224 ones): the op classes, overheads and bandwidth are
-    shared, and the series gets a fixed cost per inference of its own (a runtime's invoke and
-    input copy), found by a 1-D search over ``SERIES_INTERCEPTS`` (the fit is linear in every
-    other term). Returns ``(profile, the series' intercept in ms)``."""
-    from automc.hw_cost.calibration import apply_profile
-    from automc.hw_cost.model import estimate
-    from automc.hw_cost.specs import load_device
-
-    own = [(k, v) for k, v in points[profile].items() if k[0] in tables and k[0] != exclude]
-    fastest = min(s.latency_ms for s in series)
-    best = None
-    for b in SERIES_INTERCEPTS * fastest:
-        shifted = [replace(s, latency_ms=s.latency_ms - b) for s in series]
-        prof = fit(profile, points, tables, exclude=exclude, extra=shifted)
-        spec = apply_profile(load_device(profile, datasheet=True), prof)
-        pred = predict(spec, tables, [k for k, _ in own])
-        rel = [pred[k] / v - 1 for k, v in own]
-        rel += [(float(estimate(s.table, s.policy, spec).latency_ms[0]) + b) / s.latency_ms - 1 for s in series]
-        err = float(np.mean(np.square(rel)))
-        if best is None or err < best[0]:
-            best = (err, prof, float(b))
-    return best[1], best[2]
 
 
 def leave_one_network_out(profile: str, points: Mapping[str, Points], tables: Mapping) -> dict[tuple[str, str], float]:

@@ -12,6 +12,7 @@ from automc.hw_cost import (
     load_profile,
     save_lut,
     save_profile,
+    series_profile,
 )
 from automc.policy import Policy
 
@@ -65,6 +66,36 @@ def test_calibration_recovers_known_device_and_round_trips(tmp_path):
         path = save_profile(profile, tmp_path / f"profile{suffix}")
         assert load_profile(path) == profile
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_second_series_shares_the_efficiencies_and_keeps_its_own_fixed_costs(tmp_path):
+    """Two runtimes on one chip (ncnn's 224x224 rows and TFLite's 32x32 NAS-Bench-201 ones on a
+    Raspberry Pi): the series share efficiencies and bandwidth; each has its own cost per op and
+    per inference, which one shared fit would have to average."""
+    from automc.hw_cost.calibration import Sample
+
+    base = get_device("arm-a76")
+    eff = {"conv": 0.3, "conv1x1": 0.2, "dwconv": 0.1, "dense": 0.3, "pool": 0.1, "add": 0.1}
+    own = base.with_updates(efficiency=eff, op_overhead_us={c: 5.0 for c in eff}, network_overhead_us=50.0)
+    other = own.with_updates(op_overhead_us={c: 40.0 for c in eff}, network_overhead_us=2000.0)
+    tables = [conv_table(cin=c, cout=c, k=k, hw=hw) for c in (16, 64, 128) for k in (1, 3) for hw in (8, 28)]
+    tables += [conv_table(cin=c, cout=c, hw=hw, kind="dwconv") for c in (32, 128) for hw in (14, 28)]
+    samples = [Sample(t, float(estimate(t, None, own).latency_ms[0])) for t in tables]
+    samples += [Sample(t, float(estimate(t, None, other).latency_ms[0]), series="tflite") for t in tables[::2]]
+    profile = calibrate(base, samples, source="synthetic")
+    assert profile.fit_rel_rmse < 0.05
+    assert profile.network_overhead_us == pytest.approx(50.0, rel=0.3)
+    assert profile.series["tflite"]["network_overhead_us"] == pytest.approx(2000.0, rel=0.1)
+    assert profile.efficiency["conv"] == pytest.approx(0.3, rel=0.2)
+    shared = calibrate(base, [Sample(s.table, s.latency_ms) for s in samples], source="synthetic")
+    assert shared.fit_rel_rmse > 3 * profile.fit_rel_rmse
+    path = save_profile(profile, tmp_path / "profile.yaml")
+    assert load_profile(path) == profile
+    as_tflite = apply_profile(base, series_profile(profile, "tflite"))  # predicts the other series
+    assert all(estimate(s.table, None, as_tflite).latency_ms[0] == pytest.approx(s.latency_ms, rel=0.05)
+               for s in samples if s.series)
+    with pytest.raises(ConfigError, match="no series 'onnx'"):
+        series_profile(profile, "onnx")
 
 
 def test_calibration_recovers_int8_factors_per_class(tmp_path):
