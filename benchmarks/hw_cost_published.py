@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     out()
     out("per device family, fitted, leave-one-network-out (target: >= 80 % within 25 % and all within 2x on each):")
     for family, parts in sorted(families.items()):
-        out(f"  {family:10s} {_pooled(parts)}; lowest device Spearman {min(p['spearman'] for p in parts):.2f} "
+        out(f"  {family:10s} {_pooled(parts)}; lowest device Spearman {min((p['spearman'] for p in parts if p['spearman'] == p['spearman']), default=float('nan')):.2f} "
             f"({', '.join(d for d in sorted(points) if FAMILY.get(d) == family)})")
     out(f"INT8/FP16 speed-ups within 25 % of published, held out: {sum(speedup_hits)} of {len(speedup_hits)}")
     if args.save:

@@ -32,8 +32,9 @@ _C = len(COST_CLASSES)
 PRECISION_PRIOR = 0.0005
 #: weight of log(class factor / the precision's factor)^2: a class's own factor needs samples that ask for it
 CLASS_PRECISION_PRIOR = 0.002
-#: a class gets its own precision factor only where it holds this share of some sample's compute
-#: (a network's 3-channel stem says little about its 3x3 convolutions)
+#: a class gets its own precision factor only where it holds this share of some sample's time at
+#: that precision (a network's 3-channel stem says little about its 3x3 convolutions; MobileNetV2's
+#: and V3's depthwise layers, a sliver of their compute, take over a fifth of their INT8 time on the A76)
 CLASS_SHARE = 0.2
 
 
@@ -401,7 +402,8 @@ def _fit_precision_factors(terms: Sequence[LayerTerms], spec: DeviceSpec, precis
                 top = np.minimum(top, spec.peak_tops[q] * _factors(out, q) / spec.peak_tops[p])
         shared = _search(lambda f: err(np.full(_C, f), PRECISION_PRIOR * np.log(f) ** 2), float(top.min()))
         factors = np.full(_C, shared)
-        used = [c for c in range(_C) if any(_class_share(t, bits, c) >= CLASS_SHARE for t in terms)]
+        params = _params(theta)
+        used = [c for c in range(_C) if any(_class_share(t, bits, c, params) >= CLASS_SHARE for t in terms)]
         base = PRECISION_PRIOR * np.log(shared) ** 2
         for c in used:
             def class_err(f: float, c: int = c) -> float:
@@ -413,9 +415,9 @@ def _fit_precision_factors(terms: Sequence[LayerTerms], spec: DeviceSpec, precis
     return out
 
 
-def _class_share(terms: LayerTerms, bits: int, c: int) -> float:
-    """Class ``c``'s share of the compute seconds a sample runs at ``bits``."""
-    at = np.where(terms.present & (terms.exec_bits == bits), terms.compute_s, 0.0)
+def _class_share(terms: LayerTerms, bits: int, c: int, params: DeviceParams) -> float:
+    """Class ``c``'s share of the time of the layers a sample runs at ``bits``."""
+    at = np.where(terms.present & (terms.exec_bits == bits), layer_seconds(terms, params), 0.0)
     total = at.sum()
     return float(at[:, terms.cost_class == c].sum() / total) if total > 0 else 0.0
 

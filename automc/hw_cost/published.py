@@ -126,6 +126,7 @@ BITS = {"fp32": 32, "fp16": 16, "int8": 8}
 #: profile -> (runtime, words of its version, words of the host) of the series it is fitted to, and why
 REFERENCE_SERIES = {
     "ascend310": ("acl-om", "", "Atlas 300I"),  # CANN's own runtime, device time per chip (no framework in the way)
+    "ascend910": ("acl-om", "", ""),  # one network (ModelZoo's MnasNet): fitted with the 310's rows, its own held out
     "kirin990-npu": ("paddle-lite+hiai", "v2.8", "Mate 30"),  # the HiAI DDK series with the most networks
     "t4": ("paddle-inference+tensorrt", "", ""),  # TensorRT engines (Paddle's subgraph), fp32/fp16 of 19 networks (PaddleClas)
     "a100": ("tensorrt", "8.4", ""),  # TensorRT trtexec at batch 1, fp32 and int8 (NVIDIA's own examples)
@@ -136,7 +137,7 @@ REFERENCE_SERIES = {
 }
 #: devices that share efficiency terms when one has few networks
 FAMILY = {"t4": "gpu", "a100": "gpu", "jetson-orin-nano": "gpu", "arm-a76": "arm", "arm-a76-4t": "arm",
-          "arm-a72": "arm", "ascend310": "ascend", "kirin990-npu": "kirin-npu"}
+          "arm-a72": "arm", "ascend310": "ascend", "ascend910": "ascend", "kirin990-npu": "kirin-npu"}
 #: fewer networks than this in the reference series: the family's rows join the fit
 FEW_NETWORKS = 5
 FAMILY_WEIGHT = 0.3
@@ -219,9 +220,12 @@ def fit(profile: str, points: Mapping[str, Points], tables: Mapping, *, exclude:
 
     own = samples(profile, 1.0)
     few = len({n for n, _ in points.get(profile, {}) if n in tables and n != exclude}) < FEW_NETWORKS
-    if few:  # the family's fp32 points: shared class terms; speed-ups at lower precisions stay the device's own
+    if few:  # the family's fp32 points (an NPU without fp32: its own precisions): shared class terms;
+        # speed-ups at lower precisions stay the device's own
+        measured = {p for _, p in points.get(profile, {})}
+        shared = ("fp32",) if "fp32" in measured else tuple(measured)
         own += [s for dev, fam in FAMILY.items() if fam == FAMILY[profile] and dev != profile
-                for s in samples(dev, FAMILY_WEIGHT, ("fp32",))]
+                for s in samples(dev, FAMILY_WEIGHT, shared)]
     # few networks: the per-class terms stay near the tied fit (one compute, one memory scale)
     spec = load_device(profile, datasheet=True)
     # a CPU runtime runs in-process: no transfer to a device, no driver call; its fixed cost per
@@ -234,7 +238,7 @@ def fit(profile: str, points: Mapping[str, Points], tables: Mapping, *, exclude:
                      max_efficiency=MAX_EFFICIENCY_NPU if spec.kind == "npu" else MAX_EFFICIENCY,
                      max_memory_efficiency=MAX_MEMORY_EFFICIENCY,
                      source=source or f"published batch-1 latencies, {series_label(profile)}"
-                     + (f" (+ {FAMILY[profile]} family fp32 rows)" if few else ""))
+                     + (f" (+ {FAMILY[profile]} family {'/'.join(shared)} rows)" if few else ""))
 
 
 def leave_one_network_out(profile: str, points: Mapping[str, Points], tables: Mapping) -> dict[tuple[str, str], float]:
