@@ -61,5 +61,6 @@ __all__ = [
     "register_device",
     "save_lut",
     "save_profile",
+    "series_profile",
     "spec_from_dict",
 ]
