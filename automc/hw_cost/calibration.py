@@ -6,6 +6,8 @@ squares problem in *relative* error (every network counts the same, whatever its
 a weak pull towards the datasheet-derived prior (keeps the fit sane with ~10 samples and
 collinear features). A few rounds settle it. The result is a ``CalibrationProfile`` that
 ``apply_profile`` folds back into a ``DeviceSpec``; profiles save atomically as YAML or JSON.
+Samples of another runtime on the same chip (``Sample.series``) share the efficiencies and
+bandwidth and get per-op and per-inference costs of their own (``series_profile``).
 """
 
 from __future__ import annotations
