@@ -304,7 +304,8 @@ def residual_joins(trace: NetworkTrace, groups: Sequence[CouplingGroup]) -> dict
     return out
 
 
-def _concats_read(trace: NetworkTrace, leaf: _Leaf, seen: set[frozenset[str]]) -> tuple[list[frozenset[str]], int]:
+def _concats_read(trace: NetworkTrace, leaf: _Leaf, seen: set[frozenset[str]],
+                  width_of: dict[str, int]) -> tuple[list[frozenset[str]], int]:
     """The channel concats a leaf reads that are not in the table yet (each as its producers),
     and how many tensors meet in an element-wise add at the leaf's input (0: no add).
 
@@ -319,11 +320,11 @@ def _concats_read(trace: NetworkTrace, leaf: _Leaf, seen: set[frozenset[str]]) -
       a shuffle of one producer is none).
 
     A pool or a consumer after the same concat reads the same producers and gets no second row.
+    ``width_of`` is each producer's output channels.
     """
     x = leaf.x
     if x is None or x.ndim != 4:
         return [], 0
-    width_of = {l.name: l.y.shape[1] for l in trace.leaves if l.name in trace.relations and l.y is not None}
     sources = [p for p in width_of if leaf.name in trace.relations[p] and trace.relations[p][leaf.name].remapped]
     channels = x.shape[1]
     if all(trace.relations[p][leaf.name].copies >= 2 and channels % width_of[p] == 0 and channels >= 2 * width_of[p]
@@ -374,6 +375,12 @@ def _gate_of(kind: str, x, y, pooled: dict[int, tuple[int, int, int]]) -> tuple[
     return pooled.get(int(y.shape[1]))
 
 
+def _map_row(name: str, kind: str, channels: int, h: int, w: int, group: int = -1) -> dict[str, Any]:
+    """A weightless row over a ``channels`` x h x w map that keeps its shape (concat, add, mul, act)."""
+    return {"name": name, "kind": kind, "cin": channels, "cout": channels, "h_in": h, "w_in": w,
+            "h_out": h, "w_out": w, "in_group": group, "out_group": group}
+
+
 def build_layer_table(net, input_shape: Sequence[int], *, seed: int = 0) -> LayerTable:
     """The layer table of ``net`` for inputs of shape ``input_shape`` (C, H, W).
 
@@ -398,22 +405,20 @@ def build_layer_table(net, input_shape: Sequence[int], *, seed: int = 0) -> Laye
     executed = trace.leaves
     maps: dict[int, tuple[int, ...]] = {}  # channels -> spatial shape of the latest output with that many
     concats: set[frozenset[str]] = set()  # the producers of each concat already in the table
+    width_of = {l.name: l.y.shape[1] for l in executed if l.name in trace.relations and l.y is not None}
     pooled: dict[int, tuple[int, int, int]] = {}  # channels -> (h, w, group) of a map globally pooled, not yet gated
     for idx, leaf in enumerate(executed):
         kind = _kind_of(leaf.cell)
         cell = leaf.cell
         x, y = leaf.x, leaf.y
         in_group, in_factor = group_of_input.get(leaf.name, (-1, 1))
-        new_concats, summed = _concats_read(trace, leaf, concats)
+        new_concats, summed = _concats_read(trace, leaf, concats, width_of)
         for i, sources in enumerate(new_concats):  # ops.concat in construct: one row, before the first leaf that reads it
             concats.add(sources)
-            geo = {"cin": x.shape[1], "cout": x.shape[1], "h_in": x.shape[2], "w_in": x.shape[3],
-                   "h_out": x.shape[2], "w_out": x.shape[3]}
             suffix = f".{i}" if len(new_concats) > 1 else ""
-            rows.append({"name": f"{leaf.name}.concat{suffix}", "kind": "concat", **geo})
+            rows.append(_map_row(f"{leaf.name}.concat{suffix}", "concat", *x.shape[1:4]))
             if summed > 1:  # the new ghost module's output joins the running residual sum
-                rows.append({"name": f"{leaf.name}.add{suffix}", "kind": "add", **geo,
-                             "in_group": in_group, "out_group": in_group})
+                rows.append(_map_row(f"{leaf.name}.add{suffix}", "add", *x.shape[1:4], in_group))
         reduced = _global_pool_input(kind, x, y, in_factor, maps)
         if reduced is not None:  # a global pool the cells do not show (a parameterless cell, or ops.mean)
             name = leaf.name if kind == "paramless" else f"{leaf.name}.pool"
@@ -456,20 +461,14 @@ def build_layer_table(net, input_shape: Sequence[int], *, seed: int = 0) -> Laye
         row["has_act"] = act in _CLAMPS or act in SMOOTH_ACTIVATIONS
         rows.append(row)
         if act in SMOOTH_ACTIVATIONS and y is not None:  # one element-wise pass where the runtime does not fuse it
-            g = row["out_group"]
-            c, (h, w) = y.shape[1], (tuple(y.shape[2:]) if y.ndim == 4 else (1, 1))
-            rows.append({"name": f"{leaf.name}.act", "kind": "act", "cin": c, "cout": c,
-                         "h_in": h, "w_in": w, "h_out": h, "w_out": w, "in_group": g, "out_group": g})
+            h, w = tuple(y.shape[2:]) if y.ndim == 4 else (1, 1)
+            rows.append(_map_row(f"{leaf.name}.act", "act", y.shape[1], h, w, row["out_group"]))
         if gated is not None:  # squeeze-and-excite: the pooled map times this conv's per-channel output
             h, w, g = gated
             del pooled[y.shape[1]]
-            rows.append({"name": f"{leaf.name}.mul", "kind": "mul", "cin": y.shape[1], "cout": y.shape[1],
-                         "h_in": h, "w_in": w, "h_out": h, "w_out": w, "in_group": g, "out_group": g})
+            rows.append(_map_row(f"{leaf.name}.mul", "mul", y.shape[1], h, w, g))
         elif leaf.name in joins and y is not None:  # the residual add joining this producer's output
-            g = joins[leaf.name]
-            rows.append({"name": f"{leaf.name}.add", "kind": "add", "cin": y.shape[1], "cout": y.shape[1],
-                         "h_in": y.shape[2], "w_in": y.shape[3], "h_out": y.shape[2], "w_out": y.shape[3],
-                         "in_group": g, "out_group": g})
+            rows.append(_map_row(f"{leaf.name}.add", "add", *y.shape[1:4], joins[leaf.name]))
     table = LayerTable.from_rows(rows, groups, input_shape=tuple(input_shape))
     declared = getattr(net, "elastic_space", None)
     if declared is not None:  # NAS: the network declares elastic width/depth/kernel

@@ -226,13 +226,13 @@ def fit(profile: str, points: Mapping[str, Points], tables: Mapping, *, exclude:
         shared = ("fp32",) if "fp32" in measured else tuple(measured)
         own += [s for dev, fam in FAMILY.items() if fam == FAMILY[profile] and dev != profile
                 for s in samples(dev, FAMILY_WEIGHT, shared)]
+    own += [(s, 1.0) for s in extra]
     # few networks: the per-class terms stay near the tied fit (one compute, one memory scale)
     spec = load_device(profile, datasheet=True)
     # a CPU runtime runs in-process: no transfer to a device, no driver call; its fixed cost per
     # inference is the graph walk (the per-op overheads). With every published network at
     # 224x224 or more, a free intercept would absorb input-size costs that do not carry over to
     # small inputs (1 ms on the A76, 20x LeNet's latency); accelerators keep theirs (transfers, driver)
-    own += [(s, 1.0) for s in extra]
     return calibrate(spec, [s for s, _ in own], weights=[w for _, w in own],
                      fit_network_overhead=spec.kind != "cpu", prior_weight=PRIOR_FEW if few else PRIOR_MANY,
                      max_efficiency=MAX_EFFICIENCY_NPU if spec.kind == "npu" else MAX_EFFICIENCY,
