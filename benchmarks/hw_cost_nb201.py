@@ -23,7 +23,7 @@ from scipy.stats import spearmanr
 
 from automc.hw_cost import load_device, save_profile
 from automc.hw_cost.calibration import apply_profile
-from automc.hw_cost.model import DeviceParams, layer_seconds, layer_terms
+from automc.hw_cost.model import DeviceParams, layer_terms, network_seconds
 from automc.hw_cost.nb201 import (fit_nb201_profile, live_edges, load_nb201_measurements, measurement_view,
                                   nb201_table, parse_arch)
 
@@ -103,7 +103,7 @@ def run(columns, n_calib: int, seeds: int, write_profiles: str | None = None) ->
                 out = save_profile(profile, Path(write_profiles) / SHIPPED[col])
                 print(f"  wrote {out}")
             params = DeviceParams.of(apply_profile(base, profile))
-            pred = np.array([layer_seconds(t, params).sum() for t in terms]) * 1e3 + params.network_overhead_s * 1e3
+            pred = np.array([network_seconds(t, params)[0] for t in terms]) * 1e3
             held = np.setdiff1d(valid, calib)
             rho, a10, a25 = held_out(pred[held], y_all[held])
             rhos.append(rho)

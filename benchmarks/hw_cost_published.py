@@ -135,13 +135,14 @@ def main(argv: list[str] | None = None) -> None:
     totals = collections.defaultdict(list)
     families = collections.defaultdict(list)  # family -> held-out stats of its devices
     speedup_hits: list[bool] = []
+    held_out: dict[str, dict] = {}  # device -> its leave-one-network-out predictions
     for device in sorted(points):
         pts = {k: v for k, v in points[device].items() if k[0] in tables}
         missing = sorted({n for n, _ in points[device]} - set(tables))
         if not pts:
             continue
         datasheet = predict(device_datasheet(device), tables, pts)
-        held = leave_one_network_out(device, points, tables)
+        held = held_out[device] = leave_one_network_out(device, points, tables)
         out(f"{device}: reference series {series_label(device)}; {len(pts)} points"
             + (f" (no layer table: {', '.join(missing)})" if missing else ""))
         for label, pred in (("datasheet model", datasheet), ("fitted, leave-one-network-out", held)):
@@ -162,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.write_profiles:
             write_profile(device, full, agreement(held, pts), agreement(datasheet, pts), out)
     out()
-    joint_a72(points, tables, out)
+    joint_a72(points, tables, held_out["arm-a72"], out)
     out()
     for label, parts in totals.items():
         out(f"all devices, {label}: {_pooled(parts)}")
@@ -178,14 +179,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"saved {path}")
 
 
-def joint_a72(points, tables, out, *, n_calib: int = 20, seed: int = 0) -> None:
+def joint_a72(points, tables, alone_held: dict, out, *, n_calib: int = 20, seed: int = 0) -> None:
     """arm-a72 fitted to its ncnn rows (224x224) and ``n_calib`` NAS-Bench-201 TFLite latencies
     (32x32) of the same Raspberry Pi 4 together: efficiencies and bandwidth shared, per-op and
     per-inference costs per series (a runtime's own). Its published rows held out network by
     network, the other NB201 architectures held out all at once, each beside the fit to its own
-    series alone."""
+    series alone (``alone_held``: the ncnn rows' leave-one-network-out predictions)."""
     from automc.hw_cost.calibration import Sample, apply_profile, series_profile
-    from automc.hw_cost.model import DeviceParams, layer_seconds, layer_terms
+    from automc.hw_cost.model import DeviceParams, layer_terms, network_seconds
     from automc.hw_cost.nb201 import DEFAULT_CSV, fit_nb201_profile, load_nb201_measurements, measurement_view, nb201_table
     from automc.policy import Policy
     from scipy.stats import spearmanr
@@ -207,13 +208,13 @@ def joint_a72(points, tables, out, *, n_calib: int = 20, seed: int = 0) -> None:
         prof = fit("arm-a72", points, tables, exclude=net, extra=series)
         held.update(predict(apply_profile(base, prof), tables, [k for k in pts if k[0] == net]))
     out(f"  published rows, leave-one-network-out: {fmt(agreement(held, pts))}; "
-        f"ncnn rows alone: {fmt(agreement(leave_one_network_out('arm-a72', points, tables), pts))}")
+        f"ncnn rows alone: {fmt(agreement(alone_held, pts))}")
     joint = fit("arm-a72", points, tables, extra=series)
     rest = np.setdiff1d(np.flatnonzero(np.isfinite(y) & (y > 0)), calib)
     terms = [layer_terms(t, t.resolve([Policy()]), base) for t in (nb201_table(archs[i], **view) for i in rest)]
     for label, prof in (("joint fit", series_profile(joint, "nb201-raspi4")), ("NB201 rows alone", alone)):
         params = DeviceParams.of(apply_profile(base, prof))
-        pred = (np.array([layer_seconds(t, params).sum() for t in terms]) + params.network_overhead_s) * 1e3
+        pred = np.array([network_seconds(t, params)[0] for t in terms]) * 1e3
         rel = np.abs(pred / y[rest] - 1)
         out(f"  NB201 held out ({len(rest)} architectures), {label}: Spearman {spearmanr(pred, y[rest]).statistic:.3f}, "
             f"within 10% {np.mean(rel <= 0.10) * 100:.0f}%, within 25% {np.mean(rel <= 0.25) * 100:.0f}%")

@@ -24,7 +24,7 @@ import numpy as np
 
 from automc.analysis.layer_table import LayerTable
 from automc.errors import ConfigError
-from automc.hw_cost.model import DeviceParams, LayerTerms, layer_seconds, layer_terms
+from automc.hw_cost.model import DeviceParams, LayerTerms, layer_seconds, layer_terms, network_seconds
 from automc.hw_cost.specs import COST_CLASSES, PRECISION_BITS, DeviceSpec, get_device, precision_factor
 from automc.policy import Policy
 
@@ -164,8 +164,7 @@ def _design(terms: Sequence[LayerTerms], theta: np.ndarray, series: np.ndarray) 
 def _rel_rmse(terms: Sequence[LayerTerms], theta: np.ndarray, y: np.ndarray, w: np.ndarray | None = None,
               series: np.ndarray | None = None) -> float:
     series = np.zeros(len(terms), dtype=int) if series is None else series
-    pred = np.array([layer_seconds(t, p).sum() + p.network_overhead_s
-                     for t, p in ((t, _series_params(theta, j)) for t, j in zip(terms, series))])
+    pred = np.array([network_seconds(t, _series_params(theta, j))[0] for t, j in zip(terms, series)])
     return float(np.sqrt(np.average(((pred - y) / y) ** 2, weights=w)))
 
 

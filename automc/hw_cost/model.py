@@ -251,6 +251,11 @@ def layer_seconds(terms: LayerTerms, params: DeviceParams) -> np.ndarray:
     return np.where(terms.present, t, 0.0)
 
 
+def network_seconds(terms: LayerTerms, params: DeviceParams) -> np.ndarray:
+    """Roofline latency per policy ``(P,)`` in seconds: its layers plus the fixed cost per inference."""
+    return layer_seconds(terms, params).sum(axis=1) + params.network_overhead_s
+
+
 def _as_policies(policies: Policy | Sequence[Policy] | None) -> list[Policy]:
     if policies is None:
         return [Policy()]
