@@ -13,6 +13,7 @@ Row kinds
 ``pool``    max/avg pooling, global pooling included (no weights)
 ``add``     element-wise residual add (no weights)
 ``concat``  channel concatenation (no weights; a copy of every element)
+``shuffle`` a channel shuffle or other transpose of a map (no weights; a copy of every element)
 ``mul``     a map times a per-channel gate (squeeze-and-excite; no weights)
 ``act``     a smooth activation (hard-swish, sigmoid, swish, GELU) after a conv/dense: one
             element-wise pass over its output where the runtime does not fuse it (no weights)
@@ -35,7 +36,7 @@ import numpy as np
 
 from automc.policy import FLOAT_BITS, Policy
 
-KINDS = ("conv", "dwconv", "dense", "pool", "add", "concat", "mul", "act")
+KINDS = ("conv", "dwconv", "dense", "pool", "add", "concat", "shuffle", "mul", "act")
 COMPUTE_KINDS = ("conv", "dwconv", "dense")
 
 

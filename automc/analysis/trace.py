@@ -14,10 +14,15 @@ Producers whose channels reach the same consumer (through a residual add, say) f
 coupling group (union-find), exactly the groups that must be pruned together. A group is marked
 not prunable, with the reason, when its channels reach the network output, a layer type that
 cannot be sliced, a shared (re-used) cell, or are re-indexed on the way (concat, shuffle).
+
+Functional ops in ``construct`` (``ops.concat``, ``ops.transpose``) are no cells: the clean pass
+also records the calls of their primitives between leaf cells (``NetworkTrace.ops``), so every
+channel concat and every channel shuffle becomes a row of the table, nested ones included.
 """
 
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -71,6 +76,53 @@ class NetworkTrace:
     leaves: list[_Leaf]
     relations: dict[str, dict[str, _Relation]] = field(default_factory=dict)  # producer -> leaf -> relation
     output_aligned: set[str] = field(default_factory=set)  # producers whose channels reach the output
+    #: functional ops called between leaf cells in the clean pass: (leaves run before it, op, input
+    #: shapes, output shape), op "concat" or "transpose"
+    ops: list[tuple[int, str, tuple[tuple[int, ...], ...], tuple[int, ...]]] = field(default_factory=list)
+
+
+#: (module, primitive class, op) whose calls the clean pass records: ``ops.concat``/``ops.cat``
+#: (a pyboost primitive), ``ops.Concat()``, ``ops.transpose`` and ``Tensor.transpose``
+_RECORDED_PRIMITIVES = (("mindspore.ops.auto_generate.pyboost_inner_prim", "_PyboostConcatPrim", "concat"),
+                        ("mindspore.ops.auto_generate.gen_ops_prim", "Concat", "concat"),
+                        ("mindspore.ops.auto_generate.gen_ops_prim", "Transpose", "transpose"))
+
+
+def _record_primitives(record) -> list[tuple[type, Any]]:
+    """Wrap the recorded primitives' ``__call__`` so each call reports ``record(op, args, output)``;
+    returns what ``_restore_primitives`` puts back."""
+    import importlib
+
+    patched = []
+    for module, name, op in _RECORDED_PRIMITIVES:
+        cls = getattr(importlib.import_module(module), name, None)
+        original = cls.__dict__.get("__call__") if cls is not None else None
+        if original is None:
+            continue
+
+        def call(self, *args, _original=original, _op=op, **kwargs):
+            out = _original(self, *args, **kwargs)
+            record(_op, args, out)
+            return out
+
+        cls.__call__ = call
+        patched.append((cls, original))
+    return patched
+
+
+def _restore_primitives(patched: list[tuple[type, Any]]) -> None:
+    for cls, original in patched:
+        cls.__call__ = original
+
+
+def _shapes(args) -> tuple[tuple[int, ...], ...]:
+    """Shapes of the tensors among a primitive call's arguments (a concat's list included)."""
+    out = []
+    for a in args:
+        for t in a if isinstance(a, (list, tuple)) else (a,):
+            if hasattr(t, "shape") and hasattr(t, "asnumpy"):
+                out.append(tuple(int(d) for d in t.shape))
+    return tuple(out)
 
 
 def _kind_of(cell) -> str:
@@ -158,7 +210,17 @@ def trace_network(net, input_shape: Sequence[int], *, seed: int = 0) -> NetworkT
     mixing = {"conv", "dense", "groupconv", "other"}
     state: dict[str, Any] = {"probing": False, "order": 0, "by_leaf": {}, "n": 0}
 
+    ops_seen: list = []
+
+    def record(op, args, out):  # the primitives are patched for the clean pass only
+        if hasattr(out, "shape"):
+            ops_seen.append((state["order"], op, _shapes(args), tuple(int(d) for d in out.shape)))
+
+    def pre_hook(cell, inputs):
+        state["mark"] = len(ops_seen)  # primitives a leaf cell calls inside itself are its own business
+
     def hook(cell, inputs, output):
+        del ops_seen[state.get("mark", len(ops_seen)):]
         leaf = leaves[id(cell)]
         x_np = inputs[0].asnumpy() if inputs and hasattr(inputs[0], "asnumpy") else None
         if state["probing"]:
@@ -189,16 +251,21 @@ def trace_network(net, input_shape: Sequence[int], *, seed: int = 0) -> NetworkT
         return ms.Tensor(replay)
 
     handles = [leaf.cell.register_forward_hook(hook) for leaf in leaves.values()]
+    handles += [leaf.cell.register_forward_pre_hook(pre_hook) for leaf in leaves.values()]
     was_training = net.training
     net.set_train(False)
+    patched = _record_primitives(record)
     try:
-        base_out = net(ms.Tensor(x)).asnumpy()
+        try:
+            base_out = net(ms.Tensor(x)).asnumpy()
+        finally:
+            _restore_primitives(patched)
         executed = sorted((l for l in leaves.values() if l.calls > 0), key=lambda l: l.order)
         producers = [l for l in executed if _kind_of(l.cell) in ("conv", "dense") and l.y is not None]
         probes = [(p, int(k), sign) for p in producers
                   for k in rng.choice(p.y.shape[1], size=min(PROBES_PER_PRODUCER, p.y.shape[1]), replace=False)
                   for sign in (1.0, -1.0)]
-        trace = NetworkTrace(leaves=executed)
+        trace = NetworkTrace(leaves=executed, ops=ops_seen)
         trace.relations = {p.name: {} for p in producers}
         if not probes:
             return trace
@@ -376,9 +443,47 @@ def _gate_of(kind: str, x, y, pooled: dict[int, tuple[int, int, int]]) -> tuple[
 
 
 def _map_row(name: str, kind: str, channels: int, h: int, w: int, group: int = -1) -> dict[str, Any]:
-    """A weightless row over a ``channels`` x h x w map that keeps its shape (concat, add, mul, act)."""
+    """A weightless row over a ``channels`` x h x w map that keeps its shape (concat, shuffle, add, mul, act)."""
     return {"name": name, "kind": kind, "cin": channels, "cout": channels, "h_in": h, "w_in": w,
             "h_out": h, "w_out": w, "in_group": group, "out_group": group}
+
+
+def _functional_rows(trace: NetworkTrace) -> list[tuple[int, str, int, int, int]]:
+    """Rows of the recorded functional ops in execution order: ``(leaf calls before it, kind,
+    channels, h, w)``.
+
+    - a concat of 4-D maps along channels: a ``concat`` row over its output;
+    - a transpose of a map's elements (a channel shuffle: reshape, transpose, reshape back): a
+      ``shuffle`` row over the map it reorders, the latest 4-D tensor (leaf output or concat) of
+      as many elements; a transpose of a matrix, or of elements no map holds, is no row.
+    """
+    # when each 4-D map appeared: leaf k at k; the j-th op, run after leaf order-1, at order - 1 + (j+1)/(n+1)
+    maps = [(float(l.order), tuple(l.y.shape)) for l in trace.leaves if l.y is not None and l.y.ndim == 4]
+    out = []
+    for j, (order, op, ins, shape) in enumerate(trace.ops):
+        when = order - 1 + (j + 1) / (len(trace.ops) + 1)
+        if op == "concat" and len(shape) == 4 and len(ins) >= 2 and sum(s[1] for s in ins) == shape[1] \
+                and all(len(s) == 4 and s[0] == shape[0] and s[2:] == shape[2:] for s in ins):
+            out.append((order, "concat", *shape[1:]))
+            maps.append((when, shape))
+        elif op == "transpose" and len(shape) >= 3:
+            n = int(np.prod(shape))
+            src = max(((t, s) for t, s in maps if t < when and int(np.prod(s)) == n), key=lambda m: m[0], default=None)
+            if src is not None:
+                out.append((order, "shuffle", *src[1][1:]))
+    return out
+
+
+def _op_rows(before: str, ops: Sequence[tuple[int, str, int, int, int]]) -> list[dict[str, Any]]:
+    """Rows of functional ops run before leaf ``before``, named after it (numbered where it has several of a kind)."""
+    counts = collections.Counter(kind for _, kind, *_ in ops)
+    seen: collections.Counter = collections.Counter()
+    rows = []
+    for _, kind, c, h, w in ops:
+        suffix = f".{seen[kind]}" if counts[kind] > 1 else ""
+        seen[kind] += 1
+        rows.append(_map_row(f"{before}.{kind}{suffix}", kind, c, h, w))
+    return rows
 
 
 def build_layer_table(net, input_shape: Sequence[int], *, seed: int = 0) -> LayerTable:
@@ -405,6 +510,10 @@ def build_layer_table(net, input_shape: Sequence[int], *, seed: int = 0) -> Laye
     executed = trace.leaves
     maps: dict[int, tuple[int, ...]] = {}  # channels -> spatial shape of the latest output with that many
     concats: set[frozenset[str]] = set()  # the producers of each concat already in the table
+    functional = _functional_rows(trace)  # consumed in order, each before the next leaf that runs
+    # concats the op hooks saw are rows where they ran; the probe's concats (``_concats_read``)
+    # stand in only where no concat primitive was seen (a concat the hooks do not know)
+    hooked_concats = any(kind == "concat" for _, kind, *_ in functional)
     width_of = {l.name: l.y.shape[1] for l in executed if l.name in trace.relations and l.y is not None}
     pooled: dict[int, tuple[int, int, int]] = {}  # channels -> (h, w, group) of a map globally pooled, not yet gated
     for idx, leaf in enumerate(executed):
@@ -412,11 +521,15 @@ def build_layer_table(net, input_shape: Sequence[int], *, seed: int = 0) -> Laye
         cell = leaf.cell
         x, y = leaf.x, leaf.y
         in_group, in_factor = group_of_input.get(leaf.name, (-1, 1))
+        ops_here = [op for op in functional if op[0] <= leaf.order]
+        functional = functional[len(ops_here):]
+        rows += _op_rows(leaf.name, ops_here)  # functional ops run just before this leaf
         new_concats, summed = _concats_read(trace, leaf, concats, width_of)
         for i, sources in enumerate(new_concats):  # ops.concat in construct: one row, before the first leaf that reads it
             concats.add(sources)
             suffix = f".{i}" if len(new_concats) > 1 else ""
-            rows.append(_map_row(f"{leaf.name}.concat{suffix}", "concat", *x.shape[1:4]))
+            if not hooked_concats:
+                rows.append(_map_row(f"{leaf.name}.concat{suffix}", "concat", *x.shape[1:4]))
             if summed > 1:  # the new ghost module's output joins the running residual sum
                 rows.append(_map_row(f"{leaf.name}.add{suffix}", "add", *x.shape[1:4], in_group))
         reduced = _global_pool_input(kind, x, y, in_factor, maps)
@@ -469,6 +582,7 @@ def build_layer_table(net, input_shape: Sequence[int], *, seed: int = 0) -> Laye
             rows.append(_map_row(f"{leaf.name}.mul", "mul", y.shape[1], h, w, g))
         elif leaf.name in joins and y is not None:  # the residual add joining this producer's output
             rows.append(_map_row(f"{leaf.name}.add", "add", *y.shape[1:4], joins[leaf.name]))
+    rows += _op_rows("output", functional)  # after the last leaf
     table = LayerTable.from_rows(rows, groups, input_shape=tuple(input_shape))
     declared = getattr(net, "elastic_space", None)
     if declared is not None:  # NAS: the network declares elastic width/depth/kernel

@@ -15,7 +15,7 @@ on-chip buffer move at on-chip bandwidth. A measured LUT entry replaces a layer'
 Model size (``size_bytes``), exact and documented: per conv/dwconv/dense layer present,
 ``ceil(weights * w_bits / 8)`` (bit-packed, rounded up to whole bytes per layer) + 4 bytes
 per bias (fp32; a folded batch-norm adds a bias) + 4 bytes per output channel (fp32 scale)
-when ``w_bits < 32``. Pool, add, concat, mul and act rows have no parameters.
+when ``w_bits < 32``. Pool, add, concat, shuffle, mul and act rows have no parameters.
 """
 
 from __future__ import annotations
@@ -133,9 +133,9 @@ def cost_classes(table: LayerTable) -> np.ndarray:
     """Cost class index of each row: the kind, with 1x1 convolutions as ``conv1x1``."""
     out = np.empty(len(table), dtype=np.int64)
     for i, (k, kh, kw) in enumerate(zip(table.kind, table.kh, table.kw)):
-        # a concat copies every element, a gate multiplies every element, an unfused activation
-        # maps every element: memory traffic like an element-wise add, the add class
-        name = "conv1x1" if (k == "conv" and kh == 1 and kw == 1) else "add" if k in ("concat", "mul", "act") else str(k)
+        # a concat or a shuffle copies every element, a gate multiplies every element, an unfused
+        # activation maps every element: memory traffic like an element-wise add, the add class
+        name = "conv1x1" if (k == "conv" and kh == 1 and kw == 1) else "add" if k in ("concat", "shuffle", "mul", "act") else str(k)
         out[i] = _CLASS_INDEX[name]
     return out
 

@@ -225,6 +225,70 @@ def test_squeezenets_fire_modules_get_one_concat_row_each():
     assert sum(expands.values()) == sum(r["cout"] for r in concats)
 
 
+def test_nested_concats_and_channel_shuffles_get_rows_where_they_run():
+    """``ops.concat`` and ``ops.transpose`` in ``construct`` are no cells: the trace records their
+    primitives' calls. Inception's branch concatenated inside the block's concat gets a row of its
+    own; ShuffleNetV2's channel shuffle (reshape, transpose, reshape, split) copies the whole map:
+    a ``shuffle`` row over the block input it reorders, beside the block's concat."""
+    from mindcv.models import create_model
+    from mindspore import nn, ops
+
+    class Block(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b1, self.b2 = nn.Conv2d(8, 4, 1), nn.Conv2d(8, 2, (1, 3)), nn.Conv2d(8, 2, (3, 1))
+            self.main = nn.Conv2d(4, 4, 1)
+            self.head = nn.Conv2d(8, 4, 1)
+
+        def construct(self, x):
+            y = ops.concat((self.a(x), ops.concat((self.b1(x), self.b2(x)), axis=1)), axis=1)  # 4 + (2 + 2)
+            n, c, h, w = y.shape
+            y = ops.reshape(ops.transpose(ops.reshape(y, (n * c // 2, 2, h * w)), (1, 0, 2)), (2, -1, c // 2, h, w))
+            return self.head(ops.concat((y[0], self.main(y[1])), axis=1)).mean((2, 3))
+
+    class Net(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.stem, self.block = nn.Conv2d(3, 8, 3), Block()
+
+        def construct(self, x):
+            return self.block(self.stem(x))
+
+    table = build_layer_table(Net(), (3, 8, 8))
+    assert table.names == ("stem", "block.a", "block.b1", "block.b2", "block.main.concat.0", "block.main.concat.1",
+                           "block.main.shuffle", "block.main", "block.head.concat", "block.head")
+    rows = {r["name"]: (r["kind"], r["cin"], r["cout"], r["h_in"], r["macs"]) for r in table.rows()}
+    assert rows["block.main.concat.0"] == ("concat", 4, 4, 8, 0)  # the branch's 1x3 and 3x1 outputs
+    assert rows["block.main.concat.1"] == ("concat", 8, 8, 8, 0)  # the block's
+    assert rows["block.main.shuffle"] == ("shuffle", 8, 8, 8, 0)
+    assert rows["block.head.concat"] == ("concat", 8, 8, 8, 0)
+    shufflenet = build_layer_table(create_model("shufflenet_v2_x1_0", num_classes=10), (3, 64, 64))
+    # 16 blocks, each ending in a concat; the 13 of stride 1 shuffle their input
+    assert (sum(k == "concat" for k in shufflenet.kind), sum(k == "shuffle" for k in shufflenet.kind)) == (16, 13)
+
+
+def test_a_concat_no_primitive_shows_is_still_found_by_the_probe():
+    """Channels stacked and reshaped (no concat primitive runs): the probe sees the reader's input
+    holding two producers' channels at new indices, widths adding up: one concat row."""
+    from mindspore import nn, ops
+
+    class Stack(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.c = nn.Conv2d(3, 8, 3), nn.Conv2d(3, 8, 3), nn.Conv2d(16, 4, 1)
+
+        def construct(self, x):
+            y = ops.stack((self.a(x), self.b(x)), axis=1)  # (n, 2, 8, h, w): a's channels, then b's
+            return self.c(ops.reshape(y, (y.shape[0], 16, y.shape[3], y.shape[4]))).mean((2, 3))
+
+    from automc.analysis.trace import trace_network
+
+    assert trace_network(Stack(), (3, 8, 8)).ops == []  # no concat primitive ran
+    table = build_layer_table(Stack(), (3, 8, 8))
+    assert table.names == ("a", "b", "c.concat", "c")
+    assert _row(table, "c.concat")["cin"] == 16
+
+
 def test_a_squeeze_excite_gate_gets_a_mul_row_over_the_map_it_scales():
     """``x * sigmoid(fc2(relu(fc1(mean(x)))))`` in ``construct``: the multiply is no cell; it reads
     and writes the whole map (an element-wise op on a device), so it gets a row after the excite
