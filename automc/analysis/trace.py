@@ -90,12 +90,16 @@ _RECORDED_PRIMITIVES = (("mindspore.ops.auto_generate.pyboost_inner_prim", "_Pyb
 
 def _record_primitives(record) -> list[tuple[type, Any]]:
     """Wrap the recorded primitives' ``__call__`` so each call reports ``record(op, args, output)``;
-    returns what ``_restore_primitives`` puts back."""
+    returns what ``_restore_primitives`` puts back. A primitive this MindSpore does not have is
+    skipped (its concats are then found by the probe)."""
     import importlib
 
     patched = []
     for module, name, op in _RECORDED_PRIMITIVES:
-        cls = getattr(importlib.import_module(module), name, None)
+        try:
+            cls = getattr(importlib.import_module(module), name, None)
+        except ImportError:
+            continue
         original = cls.__dict__.get("__call__") if cls is not None else None
         if original is None:
             continue

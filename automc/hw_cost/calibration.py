@@ -8,6 +8,8 @@ collinear features). A few rounds settle it. The result is a ``CalibrationProfil
 ``apply_profile`` folds back into a ``DeviceSpec``; profiles save atomically as YAML or JSON.
 Samples of another runtime on the same chip (``Sample.series``) share the efficiencies and
 bandwidth and get per-op and per-inference costs of their own (``series_profile``).
+With ``robust_scale`` the fit is iteratively reweighted (Huber on the log error): a sample the
+others cannot explain counts less, so one inconsistent figure does not drag every term.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ CLASS_PRECISION_PRIOR = 0.002
 #: that precision (a network's 3-channel stem says little about its 3x3 convolutions; MobileNetV2's
 #: and V3's depthwise layers, a sliver of their compute, take over a fifth of their INT8 time on the A76)
 CLASS_SHARE = 0.2
+#: reweighting rounds of a robust fit (``calibrate(robust_scale=...)``)
+ROBUST_ROUNDS = 3
 
 
 @dataclass(frozen=True)
@@ -258,6 +262,7 @@ def calibrate(
     max_efficiency: Mapping[str, float] | None = None,
     max_memory_efficiency: float | None = None,
     weights: Sequence[float] | None = None,
+    robust_scale: float = 0.0,
     source: str = "",
 ) -> CalibrationProfile:
     """Fit efficiencies, per-class op overheads, memory efficiency, a network overhead, the
@@ -270,6 +275,10 @@ def calibrate(
     let a few whole networks count as much as many single-op micro-benchmarks.
     ``max_efficiency`` (per cost class) and ``max_memory_efficiency`` cap the fitted fractions
     of peak and bandwidth, so few samples cannot buy a fit with unphysical terms.
+    ``robust_scale`` > 0 refits ``ROBUST_ROUNDS`` times, each sample's weight times
+    ``min(1, robust_scale / |log(predicted / measured)|)`` (Huber weights): samples the fit
+    misses by more than that factor count less (published figures of one series taken on
+    different software versions disagree with each other beyond any model).
     """
     spec = get_device(device)
     recs = [s if isinstance(s, Sample) else Sample(s[0], float(s[1]), s[2] if len(s) > 2 else Policy()) for s in samples]
@@ -298,12 +307,20 @@ def calibrate(
     if max_memory_efficiency:
         floor[2 * _C] = 1.0 / max_memory_efficiency
     theta0 = np.maximum(theta0, floor)
-    for _ in range(3 if free_precisions else 1):
-        best, best_err = _fit_knobs(terms, y, theta0, w, prior_weight, rounds, fit_network_overhead, floor, series)
-        if not free_precisions:
-            break
-        precision = _fit_precision_factors(terms, spec, precision, free_precisions, best, y, w, series)
-        terms = _sample_terms(recs, spec, precision)
+    w_fit = w
+    for robust_round in range(1 + (ROBUST_ROUNDS if robust_scale > 0 else 0)):
+        if robust_round:  # reweight by how far the last fit missed each sample
+            pred = np.array([network_seconds(t, _series_params(best, j))[0] for t, j in zip(terms, series)])
+            miss = np.abs(np.log(pred / y))
+            w_fit = w * np.minimum(1.0, robust_scale / np.maximum(miss, 1e-12))
+            w_fit = w_fit * (len(w_fit) / w_fit.sum())
+        for _ in range(3 if free_precisions else 1):
+            best, best_err = _fit_knobs(terms, y, theta0, w_fit, prior_weight, rounds, fit_network_overhead, floor,
+                                        series)
+            if not free_precisions:
+                break
+            precision = _fit_precision_factors(terms, spec, precision, free_precisions, best, y, w_fit, series)
+            terms = _sample_terms(recs, spec, precision)
     best_err = _rel_rmse(terms, best, y, w, series)
 
     fitted = _params(best)

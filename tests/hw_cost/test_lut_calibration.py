@@ -151,3 +151,21 @@ def test_weighted_calibration_follows_the_heavier_samples():
     assert pred(fast) == pytest.approx(truth[2], rel=0.1) and pred(slow) == pytest.approx(liars[2], rel=0.1)
     with pytest.raises(ConfigError, match="weights"):
         calibrate(base, samples, weights=[1.0])
+
+
+def test_a_robust_fit_keeps_one_inconsistent_sample_from_dragging_the_terms():
+    """Published series mix software versions: one figure the other samples cannot explain (here
+    measured 3x slow) should count less, not pull every term towards it."""
+    base = get_device("arm-a76")
+    truth = base.with_updates(efficiency={"conv": 0.3, "conv1x1": 0.2, "dwconv": 0.1, "dense": 0.3, "pool": 0.1,
+                                          "add": 0.1}, op_overhead_us={"conv": 15.0}, network_overhead_us=100.0)
+    tables = [conv_table(cin=c, cout=c, k=k, hw=hw) for c in (16, 64, 128) for k in (1, 3) for hw in (8, 28)]
+    measured = [float(estimate(t, None, truth).latency_ms[0]) for t in tables]
+    samples = list(zip(tables, [3.0 * measured[0]] + measured[1:]))  # the first one is off
+
+    def worst_miss(profile):  # over the consistent samples
+        fitted = apply_profile(base, profile)
+        return max(abs(float(estimate(t, None, fitted).latency_ms[0]) / y - 1) for t, y in zip(tables[1:], measured[1:]))
+
+    plain, robust = calibrate(base, samples), calibrate(base, samples, robust_scale=np.log(1.25))
+    assert worst_miss(robust) < 0.05 < worst_miss(plain)
