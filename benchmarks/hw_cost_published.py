@@ -39,13 +39,29 @@ from automc.hw_cost.published import (BITS, FAMILY, NETWORKS, TABLES, agreement,
 PROFILES = Path(__file__).resolve().parents[1] / "automc" / "hw_cost" / "profiles"
 #: a fit ships when this much larger a share of held-out points is within 25 % than the datasheet's
 MIN_GAIN = 0.15
-#: fits that clear MIN_GAIN but do not ship yet, and why
+#: fits that clear MIN_GAIN but do not ship yet, and why ({op_us}, {share}: the fit's mean fixed cost per
+#: op and its share of the 28x28 LeNet's latency, whose searches budget latency@arm-a76 <= 10 %)
 HELD_BACK = {
     "arm-a76": "every published A76 figure is a 224x224 network of 3-160 ms, which does not identify the "
-               "fit's fixed cost per op (~22 us): on the 28x28 LeNet that searches budget with latency@arm-a76 "
-               "it would be 35 % of the latency and make a 10 % budget unreachable; it ships once small-input "
-               "measurements join the fit",
+               "fit's fixed cost per op (~{op_us:.0f} us): on the 28x28 LeNet that searches budget with "
+               "latency@arm-a76 it would be {share:.0f} % of the latency, which no pruning removes, and a 10 % "
+               "budget would be unreachable; it ships once small-input measurements join the fit",
 }
+
+
+def fixed_cost_on_lenet(device: str, profile) -> dict[str, float]:
+    """The fitted mean cost per op (us) and its share (%) of the 28x28 LeNet's latency on ``device``."""
+    from automc.analysis import build_layer_table
+    from automc.hw_cost.calibration import apply_profile
+    from automc.hw_cost.model import cost_classes, estimate
+    from automc.hw_cost.specs import COST_CLASSES
+    from automc.models import build_model
+
+    spec = apply_profile(device_datasheet(device), profile)
+    table = build_layer_table(build_model("lenet", num_classes=10, input_shape=(1, 28, 28)), (1, 28, 28))
+    fixed_us = [spec.overhead_us_of(COST_CLASSES[c]) for c in cost_classes(table)]
+    share = sum(fixed_us) * 1e-3 / float(estimate(table, None, spec).latency_ms[0])
+    return {"op_us": float(np.mean(list(profile.op_overhead_us.values()))), "share": 100 * share}
 
 
 def build_tables(path: Path, names: list[str], *, retrace: bool = False) -> None:
@@ -256,7 +272,7 @@ def write_profile(device: str, profile, heldout: dict, datasheet: dict, out) -> 
         return
     lines = [l for l in text.splitlines() if not l.startswith("profile:")]  # the YAML without its profile
     if device in HELD_BACK:
-        out(f"  profile: none shipped, held back: {HELD_BACK[device]}")
+        out(f"  profile: none shipped, held back: {HELD_BACK[device].format(**fixed_cost_on_lenet(device, profile))}")
         if current:
             yaml_path.write_text("\n".join(lines) + "\n")
         return

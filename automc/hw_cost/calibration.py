@@ -291,6 +291,8 @@ def calibrate(
     if w.shape != (len(recs),) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
         raise ConfigError(f"calibrate({spec.name}): weights must be {len(recs)} non-negative numbers, not all zero")
     w = w * (len(w) / w.sum())
+    if not robust_scale >= 0:
+        raise ConfigError(f"calibrate({spec.name}): robust_scale must be >= 0 (0: plain least squares), got {robust_scale}")
 
     precision = dict(spec.precision_efficiency)
     terms = _sample_terms(recs, spec, precision)

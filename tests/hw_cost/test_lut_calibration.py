@@ -169,3 +169,5 @@ def test_a_robust_fit_keeps_one_inconsistent_sample_from_dragging_the_terms():
 
     plain, robust = calibrate(base, samples), calibrate(base, samples, robust_scale=np.log(1.25))
     assert worst_miss(robust) < 0.05 < worst_miss(plain)
+    with pytest.raises(ConfigError, match="robust_scale must be >= 0"):
+        calibrate(base, samples, robust_scale=-1.0)
