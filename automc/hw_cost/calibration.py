@@ -165,10 +165,15 @@ def _design(terms: Sequence[LayerTerms], theta: np.ndarray, series: np.ndarray) 
     return np.vstack(rows)
 
 
+def _predict(terms: Sequence[LayerTerms], theta: np.ndarray, series: np.ndarray) -> np.ndarray:
+    """Seconds per sample, each with its series' knobs."""
+    return np.array([network_seconds(t, _series_params(theta, j))[0] for t, j in zip(terms, series)])
+
+
 def _rel_rmse(terms: Sequence[LayerTerms], theta: np.ndarray, y: np.ndarray, w: np.ndarray | None = None,
               series: np.ndarray | None = None) -> float:
     series = np.zeros(len(terms), dtype=int) if series is None else series
-    pred = np.array([network_seconds(t, _series_params(theta, j))[0] for t, j in zip(terms, series)])
+    pred = _predict(terms, theta, series)
     return float(np.sqrt(np.average(((pred - y) / y) ** 2, weights=w)))
 
 
@@ -310,12 +315,8 @@ def calibrate(
         floor[2 * _C] = 1.0 / max_memory_efficiency
     theta0 = np.maximum(theta0, floor)
     w_fit = w
-    for robust_round in range(1 + (ROBUST_ROUNDS if robust_scale > 0 else 0)):
-        if robust_round:  # reweight by how far the last fit missed each sample
-            pred = np.array([network_seconds(t, _series_params(best, j))[0] for t, j in zip(terms, series)])
-            miss = np.abs(np.log(pred / y))
-            w_fit = w * np.minimum(1.0, robust_scale / np.maximum(miss, 1e-12))
-            w_fit = w_fit * (len(w_fit) / w_fit.sum())
+    reweights = ROBUST_ROUNDS if robust_scale > 0 else 0
+    for robust_round in range(1 + reweights):
         for _ in range(3 if free_precisions else 1):
             best, best_err = _fit_knobs(terms, y, theta0, w_fit, prior_weight, rounds, fit_network_overhead, floor,
                                         series)
@@ -323,6 +324,10 @@ def calibrate(
                 break
             precision = _fit_precision_factors(terms, spec, precision, free_precisions, best, y, w_fit, series)
             terms = _sample_terms(recs, spec, precision)
+        if robust_round < reweights:  # the next round weights each sample by how far this fit missed it
+            miss = np.abs(np.log(_predict(terms, best, series) / y))
+            w_fit = w * np.minimum(1.0, robust_scale / np.maximum(miss, 1e-12))
+            w_fit = w_fit * (len(w_fit) / w_fit.sum())
     best_err = _rel_rmse(terms, best, y, w, series)
 
     fitted = _params(best)
