@@ -70,6 +70,8 @@ class CalibrationProfile:
     op_overhead_us: Mapping[str, float]
     network_overhead_us: float
     repack_gbps: float | None = None
+    #: rate (billions of elements/s) of an INT8 layer's input quantization and output requantization
+    quantize_gelems: float | None = None
     #: precision -> factor on every class's efficiency, or -> {cost class -> factor}
     precision_efficiency: Mapping[str, float | Mapping[str, float]] = field(default_factory=dict)
     n_samples: int = 0
@@ -115,14 +117,15 @@ class CalibrationProfile:
 
 
 def _features(terms: LayerTerms, params: DeviceParams) -> np.ndarray:
-    """Design row per policy ``(P, 2C+3)``: linear in [inv_eff(C), overhead(C), inv_mem, net, s/byte repacked]."""
+    """Design row per policy ``(P, 2C+4)``: linear in [inv_eff(C), overhead(C), inv_mem, net, s/byte repacked,
+    s/element quantized]."""
     cls = terms.cost_class
     compute = terms.compute_s * params.inv_efficiency[cls][None, :]
     memory = terms.memory_s * params.inv_memory_efficiency
     compute_bound = (compute >= memory) & terms.present
     memory_bound = (~compute_bound) & terms.present
     p = terms.compute_s.shape[0]
-    x = np.zeros((p, 2 * _C + 3))
+    x = np.zeros((p, _BASE))
     onehot = np.eye(_C)[cls]  # (L, C)
     x[:, :_C] = np.where(compute_bound, terms.compute_s, 0.0) @ onehot
     x[:, _C : 2 * _C] = terms.present.astype(np.float64) @ onehot
@@ -130,10 +133,13 @@ def _features(terms: LayerTerms, params: DeviceParams) -> np.ndarray:
     x[:, 2 * _C] = np.where(memory_bound, terms.memory_s, 0.0).sum(axis=1) + terms.unfused_memory_s.sum(axis=1)
     x[:, 2 * _C + 1] = 1.0
     x[:, 2 * _C + 2] = terms.repack_bytes.sum(axis=1)
+    x[:, 2 * _C + 3] = terms.quantized_elems.sum(axis=1)
     return x
 
 
-_BASE = 2 * _C + 3  # theta: [inv_eff(C), overhead(C), inv_mem, net, s/byte repacked], then (overhead(C), net) per other series
+#: theta: [inv_eff(C), overhead(C), inv_mem, net, s/byte repacked, s/element quantized], then (overhead(C), net)
+#: per other series
+_BASE = 2 * _C + 4
 
 
 def _series_params(theta: np.ndarray, j: int) -> DeviceParams:
@@ -179,7 +185,8 @@ def _rel_rmse(terms: Sequence[LayerTerms], theta: np.ndarray, y: np.ndarray, w: 
 
 def _theta(params: DeviceParams) -> np.ndarray:
     return np.concatenate([params.inv_efficiency, params.overhead_s,
-                           [params.inv_memory_efficiency, params.network_overhead_s, params.repack_s_per_byte]])
+                           [params.inv_memory_efficiency, params.network_overhead_s, params.repack_s_per_byte,
+                            params.quantize_s_per_elem]])
 
 
 def _params(theta: np.ndarray) -> DeviceParams:
@@ -189,6 +196,7 @@ def _params(theta: np.ndarray) -> DeviceParams:
         inv_memory_efficiency=float(theta[2 * _C]),
         network_overhead_s=float(theta[2 * _C + 1]),
         repack_s_per_byte=float(theta[2 * _C + 2]),
+        quantize_s_per_elem=float(theta[2 * _C + 3]),
     )
 
 
@@ -264,6 +272,7 @@ def calibrate(
     rounds: int = 8,
     fit_network_overhead: bool = True,
     fit_precision: bool = True,
+    fit_quantize: bool = True,
     max_efficiency: Mapping[str, float] | None = None,
     max_memory_efficiency: float | None = None,
     weights: Sequence[float] | None = None,
@@ -272,7 +281,8 @@ def calibrate(
 ) -> CalibrationProfile:
     """Fit efficiencies, per-class op overheads, memory efficiency, a network overhead, the
     repack bandwidth and (``fit_precision``, when the samples run at more than one precision)
-    the efficiency factor of each precision against the widest one measured.
+    the efficiency factor of each precision against the widest one measured, and
+    (``fit_quantize``) the rate of INT8 layers' per-element conversions (``quantize_gelems``).
 
     ``samples`` are ``Sample`` records or ``(table, latency_ms)`` / ``(table, latency_ms,
     policy)`` tuples. Needs at least 2 samples; unused classes keep their prior values.
@@ -318,8 +328,8 @@ def calibrate(
     reweights = ROBUST_ROUNDS if robust_scale > 0 else 0
     for robust_round in range(1 + reweights):
         for _ in range(3 if free_precisions else 1):
-            best, best_err = _fit_knobs(terms, y, theta0, w_fit, prior_weight, rounds, fit_network_overhead, floor,
-                                        series)
+            best, best_err = _fit_knobs(terms, y, theta0, w_fit, prior_weight, rounds, fit_network_overhead,
+                                        fit_quantize, floor, series)
             if not free_precisions:
                 break
             precision = _fit_precision_factors(terms, spec, precision, free_precisions, best, y, w_fit, series)
@@ -338,6 +348,7 @@ def calibrate(
         op_overhead_us={c: float(fitted.overhead_s[i] * 1e6) for i, c in enumerate(COST_CLASSES)},
         network_overhead_us=float(fitted.network_overhead_s * 1e6),
         repack_gbps=float(1e-9 / fitted.repack_s_per_byte) if fitted.repack_s_per_byte > 0 else None,
+        quantize_gelems=float(1e-9 / fitted.quantize_s_per_elem) if fitted.quantize_s_per_elem > 0 else None,
         precision_efficiency={p: v for p, v in precision.items() if p in free_precisions},
         n_samples=len(recs),
         fit_rel_rmse=best_err,
@@ -366,29 +377,33 @@ def _executed_precisions(spec: DeviceSpec, terms: Sequence[LayerTerms]) -> list[
     return [by_bits[b] for b in sorted(bits, reverse=True) if b in by_bits]
 
 
-def _fit_knobs(terms, y, theta0, w, prior_weight: float, rounds: int, fit_network_overhead: bool, floor, series):
+def _fit_knobs(terms, y, theta0, w, prior_weight: float, rounds: int, fit_network_overhead: bool, fit_quantize: bool,
+               floor, series):
     """The roofline knobs for fixed terms: a tied fit, then every class free pulled towards it.
     Other series (``series`` > 0) get their own per-op overhead scale and intercept (always free)."""
     n_series = (theta0.size - _BASE) // (_C + 1)
     free = np.ones(theta0.size, dtype=bool)
     if not fit_network_overhead:
         free[2 * _C + 1] = False
+    if not fit_quantize:
+        free[2 * _C + 3] = False
     # Stage 1: a tied model (one compute scale, one memory scale, one per-op overhead, one
     # network overhead) fitted without prior: robust with few samples, fixes gross scale.
-    tie = np.zeros((theta0.size, 5 + 2 * n_series))
+    tie = np.zeros((theta0.size, 6 + 2 * n_series))
     tie[:_C, 0] = theta0[:_C]
     tie[_C : 2 * _C, 1] = 1e-6
     tie[2 * _C, 2] = theta0[2 * _C]
     tie[2 * _C + 1, 3] = 1e-3
     tie[2 * _C + 2, 4] = 1e-10
+    tie[2 * _C + 3, 5] = 1e-10
     for j in range(n_series):
         k = _BASE + j * (_C + 1)
-        tie[k : k + _C, 5 + 2 * j], tie[k + _C, 6 + 2 * j] = 1e-6, 1e-3
-    tie_free = np.array([True, True, True, bool(free[2 * _C + 1]), True] + [True] * (2 * n_series))
+        tie[k : k + _C, 6 + 2 * j], tie[k + _C, 7 + 2 * j] = 1e-6, 1e-3
+    tie_free = np.array([True, True, True, bool(free[2 * _C + 1]), True, bool(free[2 * _C + 3])] + [True] * (2 * n_series))
     theta1 = _fit(terms, y, theta0, tie, np.zeros(tie.shape[1]), tie_free, 0.0, rounds, fallback=theta0, w=w,
                   floor=floor, series=series)
     # Stage 2: every class free, pulled towards the stage-1 values.
-    low = np.concatenate([1e-3 * theta0[:_C], np.full(_C, 1e-7), [1e-3 * theta0[2 * _C]], [1e-6], [1e-10]]
+    low = np.concatenate([1e-3 * theta0[:_C], np.full(_C, 1e-7), [1e-3 * theta0[2 * _C]], [1e-6], [1e-10], [1e-10]]
                          + [np.r_[np.full(_C, 1e-7), 1e-6]] * n_series)
     scale = np.maximum(theta1, low)
     basis = np.diag(scale)
@@ -463,6 +478,7 @@ def apply_profile(device: str | DeviceSpec, profile: CalibrationProfile) -> Devi
         op_overhead_us=dict(profile.op_overhead_us),
         network_overhead_us=float(profile.network_overhead_us),
         repack_gbps=profile.repack_gbps,
+        quantize_gelems=profile.quantize_gelems,
         precision_efficiency={**spec.precision_efficiency, **profile.precision_efficiency},
         calibrated_from=profile.source or f"{profile.n_samples} measured networks",
     )

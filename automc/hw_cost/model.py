@@ -7,6 +7,7 @@ policies are costed per call without building a network. Per layer::
     memory_s  = (weight bytes at w_bits + activation bytes) / bandwidth / memory_efficiency
     layer_s   = max(compute_s, memory_s) + op_overhead[class]   (+ unfused BN/act passes)
                 + repack_bytes / repack_bandwidth   (non-depthwise convs whose input channels are not a multiple of align.pack)
+                + quantized_elements / quantize_rate (INT8 layers: their input and output elements converted)
     total     = sum(layer_s) + network_overhead
 
 Activations are stored at the executed width (int4/int8/fp16/fp32); tensors that fit the
@@ -74,6 +75,7 @@ class LayerTerms:
     unfused_memory_s: np.ndarray  # (P, L) extra BN/act passes when the device does not fuse
     unfused_ops: np.ndarray  # (P, L) number of those extra passes
     repack_bytes: np.ndarray  # (P, L) activation bytes repacked because channels miss align.pack
+    quantized_elems: np.ndarray  # (P, L) input + output elements an INT8 layer quantizes / requantizes
     dram_bytes: np.ndarray  # (P, L)
     exec_bits: np.ndarray  # (P, L)
     req_bits: np.ndarray  # (P, L)
@@ -92,6 +94,7 @@ class DeviceParams:
     inv_memory_efficiency: float
     network_overhead_s: float
     repack_s_per_byte: float = 0.0
+    quantize_s_per_elem: float = 0.0
 
     @classmethod
     def of(cls, spec: DeviceSpec) -> "DeviceParams":
@@ -101,6 +104,7 @@ class DeviceParams:
             inv_memory_efficiency=1.0 / spec.memory_efficiency,
             network_overhead_s=spec.network_overhead_us * 1e-6,
             repack_s_per_byte=1.0 / (spec.repack_gbps * 1e9) if spec.repack_gbps else 0.0,
+            quantize_s_per_elem=1.0 / (spec.quantize_gelems * 1e9) if spec.quantize_gelems else 0.0,
         )
 
 
@@ -199,7 +203,8 @@ def layer_terms(table: LayerTable, shapes: LayerShapes, spec: DeviceSpec) -> Lay
     size = layer_size_bytes(shapes, weights)
     act_bytes_per = exec_bits / 8.0
     out_elems = shapes.cout * hw_out
-    in_bytes = np.where(is_add, 2 * out_elems, shapes.cin * (h_in * w_in)) * act_bytes_per
+    in_elems = np.where(is_add, 2 * out_elems, shapes.cin * (h_in * w_in))
+    in_bytes = in_elems * act_bytes_per
     out_bytes = out_elems * act_bytes_per
     act_bytes = in_bytes + out_bytes
     pack = spec.align.get("pack", 1)
@@ -207,9 +212,14 @@ def layer_terms(table: LayerTable, shapes: LayerShapes, spec: DeviceSpec) -> Lay
     # a depthwise conv has no im2col (it runs channel blocks in place) and pays nothing extra
     ragged_in = is_compute & ~is_dw & present & (shapes.cin % pack != 0) & (kind != "dense")[None, :]
     repack_bytes = np.where(ragged_in, shapes.cin * (k_area * hw_out) * act_bytes_per, 0.0) if pack > 1 else np.zeros(full)
+    # an INT8 layer quantizes its input and requantizes (or dequantizes) its output, element by element
+    quantized_elems = np.where(is_compute & present & (exec_bits <= 8), in_elems + out_elems, 0).astype(np.float64)
     fits = act_bytes <= spec.onchip_buffer_kib * 1024.0
     bw = spec.memory_bandwidth_gbps * 1e9
     memory_s = np.where(present, size / bw + act_bytes / np.where(fits, spec.onchip_bw_gbps * 1e9, bw), 0.0)
+    if spec.fuses_residual_add:  # the add runs in its producer's epilogue: no pass of its own; its op overhead stays
+        compute_s = np.where(is_add, 0.0, compute_s)
+        memory_s = np.where(is_add, 0.0, memory_s)
     dram_bytes = np.where(present, size + np.where(fits, 0.0, act_bytes), 0.0)
     present = np.broadcast_to(present, full)
 
@@ -230,6 +240,7 @@ def layer_terms(table: LayerTable, shapes: LayerShapes, spec: DeviceSpec) -> Lay
         unfused_memory_s=unfused_memory_s,
         unfused_ops=unfused_ops,
         repack_bytes=repack_bytes,
+        quantized_elems=np.broadcast_to(quantized_elems, full),
         dram_bytes=dram_bytes,
         exec_bits=exec_bits,
         req_bits=req_bits,
@@ -247,7 +258,7 @@ def layer_seconds(terms: LayerTerms, params: DeviceParams) -> np.ndarray:
     memory = terms.memory_s * params.inv_memory_efficiency
     t = np.maximum(compute, memory) + params.overhead_s[cls][None, :]
     t = t + terms.unfused_memory_s * params.inv_memory_efficiency + terms.unfused_ops * params.overhead_s[_CLASS_INDEX["add"]]
-    t = t + terms.repack_bytes * params.repack_s_per_byte
+    t = t + terms.repack_bytes * params.repack_s_per_byte + terms.quantized_elems * params.quantize_s_per_elem
     return np.where(terms.present, t, 0.0)
 
 

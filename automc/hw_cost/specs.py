@@ -29,6 +29,7 @@ _OPTIONAL = (
     "onchip_bandwidth_gbps",
     "fuses_conv_bn_act",
     "elides_concat",
+    "fuses_residual_add",
     "fuses_complex_activations",
     "efficiency",
     "precision_efficiency",
@@ -36,6 +37,7 @@ _OPTIONAL = (
     "op_overhead_us",
     "network_overhead_us",
     "repack_gbps",
+    "quantize_gelems",
     "energy",
     "lut",
     "sources",
@@ -82,7 +84,11 @@ class DeviceSpec:
     ``memory_efficiency`` the achieved fraction of bandwidth, ``op_overhead_us`` the fixed cost
     per op per class (defaults to ``launch_overhead_us``), ``network_overhead_us`` a fixed cost per inference,
     ``elides_concat`` says the runtime writes a concat's inputs straight into its output buffer
-    (TensorRT does), so a concat row costs nothing there; ``fuses_complex_activations: false``
+    (TensorRT does), so a concat row costs nothing there; ``fuses_residual_add`` says a residual
+    add runs in the epilogue of the convolution producing one of its operands (TensorRT's and
+    CANN's conv + element-wise fusions), so it makes no pass over memory of its own: what an add
+    row still costs is its fixed cost per op (``op_overhead_us.add``, fitted by calibration);
+    ``fuses_complex_activations: false``
     says only clamps (ReLU, ReLU6) run inside a conv's epilogue, so hard-swish, sigmoid and swish
     (the table's ``act`` rows) are element-wise ops of their own;
     ``align.pack`` is the channel block of the runtime's tensor layout (NC8HW8 for AVX, NC4HW4
@@ -90,6 +96,10 @@ class DeviceSpec:
     patches (input channels x kernel area x output pixels) at ``repack_gbps`` on top of its
     compute (measured on MindSpore Lite here: a pruned ResNet-20 with ragged channel counts
     can be slower than the unpruned one).
+    ``quantize_gelems`` is the rate (billions of elements per second) at which an INT8 layer's
+    runtime converts its input and output (quantize the input, requantize or dequantize the
+    output): a cost per activation element, not per MAC, so INT8 gains most on layers with many
+    MACs per element (ResNet-50's convolutions) and least on MobileNetV2's thin ones; None: free.
     """
 
     name: str
@@ -103,6 +113,7 @@ class DeviceSpec:
     onchip_bandwidth_gbps: float | None = None
     fuses_conv_bn_act: bool = True
     elides_concat: bool = False
+    fuses_residual_add: bool = False
     fuses_complex_activations: bool = True
     efficiency: Mapping[str, float] = field(default_factory=dict)
     precision_efficiency: Mapping[str, float | Mapping[str, float]] = field(default_factory=dict)
@@ -110,6 +121,7 @@ class DeviceSpec:
     op_overhead_us: Mapping[str, float] = field(default_factory=dict)
     network_overhead_us: float = 0.0
     repack_gbps: float | None = None
+    quantize_gelems: float | None = None
     energy: EnergySpec = field(default_factory=EnergySpec)
     lut: Any = None  # automc.hw_cost.lut.LatencyLUT or None
     sources: Mapping[str, Any] = field(default_factory=dict, compare=False)
@@ -164,6 +176,7 @@ class DeviceSpec:
             "align": dict(self.align),
             "fuses_conv_bn_act": self.fuses_conv_bn_act,
             "elides_concat": self.elides_concat,
+            "fuses_residual_add": self.fuses_residual_add,
             "fuses_complex_activations": self.fuses_complex_activations,
             "efficiency": dict(self.efficiency),
             "precision_efficiency": _plain(self.precision_efficiency),
@@ -171,6 +184,7 @@ class DeviceSpec:
             "op_overhead_us": dict(self.op_overhead_us),
             "network_overhead_us": self.network_overhead_us,
             "repack_gbps": self.repack_gbps,
+            "quantize_gelems": self.quantize_gelems,
             "energy": {
                 "static_power_w": self.energy.static_power_w,
                 "pj_per_mac": dict(self.energy.pj_per_mac),
@@ -298,7 +312,8 @@ def spec_from_dict(data: Mapping[str, Any], *, where: str = "<dict>", base_dir: 
 
     mem_eff = _number(data, "memory_efficiency", where) if "memory_efficiency" in data else 0.7
     flags = {key: data.get(key, default) for key, default in
-             (("fuses_conv_bn_act", True), ("elides_concat", False), ("fuses_complex_activations", True))}
+             (("fuses_conv_bn_act", True), ("elides_concat", False), ("fuses_residual_add", False),
+              ("fuses_complex_activations", True))}
     for key, flag in flags.items():
         if not isinstance(flag, bool):
             raise ConfigError(f"{where}: field {key!r} must be true or false, got {flag!r}")
@@ -332,6 +347,7 @@ def spec_from_dict(data: Mapping[str, Any], *, where: str = "<dict>", base_dir: 
         op_overhead_us=op_overhead,
         network_overhead_us=_number(data, "network_overhead_us", where, positive=False) if "network_overhead_us" in data else 0.0,
         repack_gbps=_number(data, "repack_gbps", where) if data.get("repack_gbps") is not None else None,
+        quantize_gelems=_number(data, "quantize_gelems", where) if data.get("quantize_gelems") is not None else None,
         energy=energy,
         lut=lut,
         sources=sources if isinstance(sources, Mapping) else {"spec": sources},

@@ -108,10 +108,32 @@ def test_calibration_recovers_int8_factors_per_class(tmp_path):
     tables += [conv_table(cin=c, cout=c, hw=hw, kind="dwconv") for c in (256, 512) for hw in (28, 56)]
     samples = [(t, float(estimate(t, pol, truth).latency_ms[0]), pol) for t in tables
                for pol in (Policy(), Policy(w_bits={"conv": 8}, a_bits={"conv": 8}))]
-    profile = calibrate(base, samples, source="synthetic")
+    # a depthwise layer's MACs and its activation elements grow alike: a per-element INT8 cost
+    # would explain its slowness as well as a lower factor; here the factors alone are fitted
+    profile = calibrate(base, samples, fit_quantize=False, source="synthetic")
     int8 = profile.precision_efficiency["int8"]
     assert int8["conv"] == pytest.approx(0.8, rel=0.15) and int8["dwconv"] == pytest.approx(0.2, rel=0.15)
     assert load_profile(save_profile(profile, tmp_path / "p.yaml")).precision_efficiency["int8"] == pytest.approx(int8)
+
+
+def test_calibration_recovers_the_int8_conversion_cost_per_element(tmp_path):
+    """INT8 layers quantize their input and requantize their output element by element: a cost
+    per activation element, which 3x3 convolutions of a few channels (few MACs per element) feel
+    most. The fit finds the planted rate from whole samples at FP32 and INT8, and FP32 samples
+    pay nothing for it."""
+    base = get_device("arm-a76")
+    truth = base.with_updates(quantize_gelems=0.5)
+    int8 = Policy(w_bits={"conv": 8}, a_bits={"conv": 8})
+    tables = [conv_table(cin=c, cout=c, k=k, hw=hw) for c in (8, 32, 128) for k in (1, 3) for hw in (14, 56)]
+    samples = [(t, float(estimate(t, pol, truth).latency_ms[0]), pol) for t in tables for pol in (Policy(), int8)]
+    assert all(estimate(t, None, truth).latency_ms[0] == estimate(t, None, base).latency_ms[0] for t in tables)
+    profile = calibrate(base, samples, source="synthetic")
+    assert profile.quantize_gelems == pytest.approx(0.5, rel=0.15)
+    fitted = apply_profile(base, profile)
+    assert fitted.quantize_gelems == profile.quantize_gelems
+    for t, y, pol in samples:
+        assert estimate(t, pol, fitted).latency_ms[0] == pytest.approx(y, rel=0.1)
+    assert load_profile(save_profile(profile, tmp_path / "p.yaml")).quantize_gelems == profile.quantize_gelems
 
 
 def test_profile_bad_field(tmp_path):

@@ -67,6 +67,39 @@ def test_a_concat_costs_a_copy_except_where_the_runtime_elides_it():
         assert (cat_ms == 0) if free else cat_ms > 0, spec.name
 
 
+def test_a_residual_add_streams_nothing_where_the_runtime_fuses_it_into_the_conv():
+    """TensorRT and CANN run a residual add in the epilogue of the conv producing its operand:
+    the add row keeps only its fixed cost per op; elsewhere it reads two maps and writes one."""
+    from dataclasses import replace
+
+    rows = [dict(name="a", kind="conv", cin=64, cout=64, kh=3, kw=3, h_in=56, w_in=56, h_out=56, w_out=56),
+            dict(name="add", kind="add", cin=64, cout=64, h_in=56, w_in=56, h_out=56, w_out=56)]
+    table = LayerTable.from_rows(rows, input_shape=(64, 56, 56))
+    for name in ("t4", "jetson-orin-nano", "ascend310"):
+        spec = get_device(name)
+        assert spec.fuses_residual_add, name
+        fused = estimate(table, None, spec).layer_latency_ms[0]
+        assert fused[1] == pytest.approx(spec.overhead_us_of("add") * 1e-3), name
+        unfused = estimate(table, None, replace(spec, fuses_residual_add=False)).layer_latency_ms[0]
+        assert unfused[1] > fused[1] and unfused[0] == fused[0], name
+    assert not get_device("arm-a76").fuses_residual_add
+
+
+def test_int8_layers_pay_per_element_for_quantizing_their_input_and_output():
+    """With ``quantize_gelems`` an INT8 conv costs (input + output elements) / rate more; FP32
+    and FP16 layers convert nothing."""
+    from dataclasses import replace
+
+    table = conv_table(cin=32, cout=16, k=3, hw=28)
+    base = load_device("arm-a76", datasheet=True)
+    spec = replace(base, quantize_gelems=2.0)
+    elements = 32 * 28 * 28 + 16 * 28 * 28
+    extra = estimate(table, _bits(8), spec).latency_ms[0] - estimate(table, _bits(8), base).latency_ms[0]
+    assert extra == pytest.approx(elements / 2e9 * 1e3)
+    for bits in (32, 16):
+        assert estimate(table, _bits(bits), spec).latency_ms[0] == estimate(table, _bits(bits), base).latency_ms[0]
+
+
 def test_a_smooth_activation_costs_an_elementwise_pass_where_only_clamps_are_fused():
     """Hard-swish after a conv: HiAI and CANN fuse conv + ReLU but run hard-swish as an op of its
     own (an ``act`` row: memory traffic plus an op); TensorRT and the CPU runtimes fuse it."""

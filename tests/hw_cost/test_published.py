@@ -109,10 +109,15 @@ def test_a_fit_is_physical_and_beats_the_datasheet_on_what_it_saw(rows, tables):
     ascend910 = fit("ascend910", points, tables)
     assert ascend910.n_samples == len(points["ascend310"]) + len(points["ascend910"])
     assert ascend910.source.endswith("(+ ascend family fp16 rows)")
-    # the A76 runs INT8 well short of its 4x peak ratio over FP32, its 3x3 kernels closer than its
-    # 1x1 ones (published INT8/FP32: 2.41x ResNet-50, 1.64-1.76x the MobileNetV2/V3s)
-    int8 = fit("arm-a76", points, tables).precision_efficiency["int8"]
-    assert max(int8.values()) < 0.9 and int8["conv"] > 1.1 * int8["conv1x1"]
+    # the A76 runs INT8 well short of its 4x peak ratio over FP32, least short on networks with many
+    # MACs per activation element (published INT8/FP32: 2.41x ResNet-50, 1.64-1.76x the
+    # MobileNetV2/V3s): the fit finds a per-element cost of INT8's conversions
+    a76 = fit("arm-a76", points, tables)
+    assert a76.quantize_gelems is not None and 0.1 < a76.quantize_gelems < 100
+    pred = predict(apply_profile(load_device("arm-a76", datasheet=True), a76), tables,
+                   [(n, p) for n in ("resnet50", "mobilenetv2") for p in ("fp32", "int8")])
+    speedup = {n: pred[(n, "fp32")] / pred[(n, "int8")] for n in ("resnet50", "mobilenetv2")}
+    assert speedup["resnet50"] > 1.2 * speedup["mobilenetv2"] > 1.2
 
 
 def test_shipped_profiles_carry_their_held_out_figures():

@@ -65,6 +65,8 @@ def test_user_device_file_is_usable_by_path(tmp_path, small_table):
         ({"precision_efficiency": {"int8": {"depthwise": 0.5}}}, "precision_efficiency.int8.depthwise"),
         ({"precision_efficiency": {"int8": {"dwconv": 0}}}, "precision_efficiency.int8.dwconv"),
         ({"elides_concat": "yes"}, "elides_concat"),
+        ({"fuses_residual_add": "yes"}, "fuses_residual_add"),
+        ({"quantize_gelems": 0}, "quantize_gelems"),
         ({"fuses_complex_activations": 0}, "fuses_complex_activations"),
     ],
 )
