@@ -435,12 +435,18 @@ def _fit_precision_factors(terms: Sequence[LayerTerms], spec: DeviceSpec, precis
                                                     t.compute_s)) for t in terms]
             return _rel_rmse(scaled, theta, y, w, series) ** 2 + prior
 
-        # a narrower precision the device lists stays at least as fast, class by class (monotone in bits)
-        top = np.full(_C, 3.0)
+        # class by class, a narrower precision the device lists runs at least as fast as a wider one
+        # (monotone in bits): capped by the narrower ones, floored by the wider ones already fitted
+        top, low = np.full(_C, 3.0), np.full(_C, 0.03)
         for q in spec.peak_tops:
+            reach = spec.peak_tops[q] * _factors(out, q) / spec.peak_tops[p]
             if PRECISION_BITS[q] < bits:
-                top = np.minimum(top, spec.peak_tops[q] * _factors(out, q) / spec.peak_tops[p])
-        shared = _search(lambda f: err(np.full(_C, f), PRECISION_PRIOR * np.log(f) ** 2), float(top.min()))
+                top = np.minimum(top, reach)
+            elif PRECISION_BITS[q] > bits:
+                low = np.maximum(low, reach)
+        top = np.maximum(top, low)
+        shared = _search(lambda f: err(np.full(_C, f), PRECISION_PRIOR * np.log(f) ** 2), float(low.max()),
+                         float(top.min()))
         factors = np.full(_C, shared)
         params = _params(theta)
         used = [c for c in range(_C) if any(_class_share(t, bits, c, params) >= CLASS_SHARE for t in terms)]
@@ -450,7 +456,7 @@ def _fit_precision_factors(terms: Sequence[LayerTerms], spec: DeviceSpec, precis
                 prior = base + CLASS_PRECISION_PRIOR * np.log(f / shared) ** 2
                 return err(np.where(np.arange(_C) == c, f, factors), prior)
 
-            factors[c] = _search(class_err, float(top[c]))
+            factors[c] = _search(class_err, float(low[c]), float(top[c]))
         out[p] = {c: float(factors[i]) for i, c in enumerate(COST_CLASSES)}
     return out
 
@@ -462,10 +468,11 @@ def _class_share(terms: LayerTerms, bits: int, c: int, params: DeviceParams) -> 
     return float(at[:, terms.cost_class == c].sum() / total) if total > 0 else 0.0
 
 
-def _search(err, top: float) -> float:
-    """The factor in [0.03, top] with the least ``err``: a log grid, then a finer one around it."""
-    f = min(np.geomspace(0.03, top, 41), key=err)
-    return float(min(np.geomspace(f / 1.12, min(f * 1.12, top), 13), key=err))
+def _search(err, low: float, top: float) -> float:
+    """The factor in [low, top] with the least ``err``: a log grid, then a finer one around it."""
+    top = max(top, low)
+    f = min(np.geomspace(low, top, 41), key=err)
+    return float(min(np.geomspace(max(f / 1.12, low), min(f * 1.12, top), 13), key=err))
 
 
 def apply_profile(device: str | DeviceSpec, profile: CalibrationProfile) -> DeviceSpec:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from automc.config import ExperimentConfig, mask_secrets
+from automc.config import mask_secrets
 from automc.search.reference import read_reference
 from automc.search.result import SearchResult
 
@@ -84,7 +84,8 @@ def calibration_text(name: str) -> str:
     if not h:
         return f"{profile.n_samples} measurements ({profile.source or 'no held-out figures'})"
     rho = h.get("spearman", float("nan"))
-    return (f"{h['measurements']:.0f} measurements, {h['networks']:.0f} networks: "
+    n, nets = int(h["measurements"]), int(h["networks"])
+    return (f"{n} measurement{'s' * (n != 1)}, {nets} network{'s' * (nets != 1)}: "
             f"{h['within_25pct'] * 100:.0f}% / " + (f"{rho:.2f}" if rho == rho else "-"))
 
 

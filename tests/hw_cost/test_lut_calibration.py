@@ -99,11 +99,11 @@ def test_a_second_series_shares_the_efficiencies_and_keeps_its_own_fixed_costs(t
 
 
 def test_calibration_recovers_int8_factors_per_class(tmp_path):
-    """A device whose INT8 depthwise kernels reach a quarter of what its INT8 3x3 kernels reach
-    (memory-bound, as on Arm cores): the fit finds both factors from whole samples at two
-    precisions, and the profile round-trips them."""
+    """A device whose INT8 depthwise kernels reach far less of the INT8 peak than its INT8 3x3
+    kernels (as on Arm cores; still no slower than FP16's peak, 0.5 of INT8's on the A76): the fit
+    finds both factors from whole samples at two precisions, and the profile round-trips them."""
     base = get_device("arm-a76")
-    truth = base.with_updates(precision_efficiency={"int8": {"conv": 0.8, "dwconv": 0.2}})
+    truth = base.with_updates(precision_efficiency={"int8": {"conv": 0.8, "dwconv": 0.55}})
     tables = [conv_table(cin=c, cout=c, hw=hw) for c in (64, 128) for hw in (28, 56)]
     tables += [conv_table(cin=c, cout=c, hw=hw, kind="dwconv") for c in (256, 512) for hw in (28, 56)]
     samples = [(t, float(estimate(t, pol, truth).latency_ms[0]), pol) for t in tables
@@ -112,7 +112,7 @@ def test_calibration_recovers_int8_factors_per_class(tmp_path):
     # would explain its slowness as well as a lower factor; here the factors alone are fitted
     profile = calibrate(base, samples, fit_quantize=False, source="synthetic")
     int8 = profile.precision_efficiency["int8"]
-    assert int8["conv"] == pytest.approx(0.8, rel=0.15) and int8["dwconv"] == pytest.approx(0.2, rel=0.15)
+    assert int8["conv"] == pytest.approx(0.8, rel=0.15) and int8["dwconv"] == pytest.approx(0.55, rel=0.1)
     assert load_profile(save_profile(profile, tmp_path / "p.yaml")).precision_efficiency["int8"] == pytest.approx(int8)
 
 

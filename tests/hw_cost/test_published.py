@@ -132,4 +132,6 @@ def test_shipped_profiles_carry_their_held_out_figures():
     assert spec.efficiency["conv"] == pytest.approx(profile.efficiency["conv"])  # searches use the fit
     text = devices_text()
     assert re.search(r"ascend310 .* 11 networks: \d+% / 0\.\d\d", text)
-    assert re.search(r"ascend910 .* uncalibrated", text)
+    # one network of its own, fitted with the 310's rows: shipped, its held-out point within 2x only
+    assert re.search(r"ascend910 .* 1 measurement, 1 network: 0% / -", text)
+    assert re.search(r"arm-a76 .* uncalibrated", text)  # held back (the benchmark prints why)
