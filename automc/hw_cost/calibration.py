@@ -116,6 +116,12 @@ class CalibrationProfile:
         return cls(**{k: data[k] for k in data})
 
 
+#: theta: [inv_eff(C), overhead(C), inv_mem, net, s/byte repacked, s/element quantized], then (overhead(C), net)
+#: per other series; the positions of the scalar knobs:
+_MEM, _NET, _REPACK, _QUANT = 2 * _C, 2 * _C + 1, 2 * _C + 2, 2 * _C + 3
+_BASE = 2 * _C + 4
+
+
 def _features(terms: LayerTerms, params: DeviceParams) -> np.ndarray:
     """Design row per policy ``(P, 2C+4)``: linear in [inv_eff(C), overhead(C), inv_mem, net, s/byte repacked,
     s/element quantized]."""
@@ -130,16 +136,11 @@ def _features(terms: LayerTerms, params: DeviceParams) -> np.ndarray:
     x[:, :_C] = np.where(compute_bound, terms.compute_s, 0.0) @ onehot
     x[:, _C : 2 * _C] = terms.present.astype(np.float64) @ onehot
     x[:, _C + COST_CLASSES.index("add")] += terms.unfused_ops.sum(axis=1)
-    x[:, 2 * _C] = np.where(memory_bound, terms.memory_s, 0.0).sum(axis=1) + terms.unfused_memory_s.sum(axis=1)
-    x[:, 2 * _C + 1] = 1.0
-    x[:, 2 * _C + 2] = terms.repack_bytes.sum(axis=1)
-    x[:, 2 * _C + 3] = terms.quantized_elems.sum(axis=1)
+    x[:, _MEM] = np.where(memory_bound, terms.memory_s, 0.0).sum(axis=1) + terms.unfused_memory_s.sum(axis=1)
+    x[:, _NET] = 1.0
+    x[:, _REPACK] = terms.repack_bytes.sum(axis=1)
+    x[:, _QUANT] = terms.quantized_elems.sum(axis=1)
     return x
-
-
-#: theta: [inv_eff(C), overhead(C), inv_mem, net, s/byte repacked, s/element quantized], then (overhead(C), net)
-#: per other series
-_BASE = 2 * _C + 4
 
 
 def _series_params(theta: np.ndarray, j: int) -> DeviceParams:
@@ -162,8 +163,8 @@ def _design(terms: Sequence[LayerTerms], theta: np.ndarray, series: np.ndarray) 
             full = np.zeros((x.shape[0], theta.size))
             k = _BASE + (j - 1) * (_C + 1)
             full[:, :_BASE] = x
-            full[:, k : k + _C], full[:, k + _C] = x[:, _C : 2 * _C], x[:, 2 * _C + 1]
-            full[:, _C : 2 * _C], full[:, 2 * _C + 1] = 0.0, 0.0
+            full[:, k : k + _C], full[:, k + _C] = x[:, _C : 2 * _C], x[:, _NET]
+            full[:, _C : 2 * _C], full[:, _NET] = 0.0, 0.0
             x = full
         elif theta.size > _BASE:
             x = np.hstack([x, np.zeros((x.shape[0], theta.size - _BASE))])
@@ -193,10 +194,10 @@ def _params(theta: np.ndarray) -> DeviceParams:
     return DeviceParams(
         inv_efficiency=theta[:_C].copy(),
         overhead_s=theta[_C : 2 * _C].copy(),
-        inv_memory_efficiency=float(theta[2 * _C]),
-        network_overhead_s=float(theta[2 * _C + 1]),
-        repack_s_per_byte=float(theta[2 * _C + 2]),
-        quantize_s_per_elem=float(theta[2 * _C + 3]),
+        inv_memory_efficiency=float(theta[_MEM]),
+        network_overhead_s=float(theta[_NET]),
+        repack_s_per_byte=float(theta[_REPACK]),
+        quantize_s_per_elem=float(theta[_QUANT]),
     )
 
 
@@ -253,7 +254,7 @@ def _fit(
         s_vec[~used] = prior[~used] if prior_weight > 0 else s_vec[~used]
         new = basis @ s_vec
         # efficiencies and memory efficiency stay finite: floor their inverse
-        for i in list(range(_C)) + [2 * _C]:
+        for i in list(range(_C)) + [_MEM]:
             new[i] = max(new[i], 1e-3 * fallback[i], 1e-9, floor[i])
         err = _rel_rmse(terms, new, y, w, series)
         if err < best_err:
@@ -316,13 +317,13 @@ def calibrate(
     names = sorted({r.series for r in recs} - {""})  # other series: own per-op and per-inference costs
     series = np.array([names.index(r.series) + 1 if r.series else 0 for r in recs])
     base = _theta(DeviceParams.of(spec))
-    theta0 = np.concatenate([base] + [base[_C : 2 * _C + 2][np.r_[:_C, _C + 1]]] * len(names))
+    theta0 = np.concatenate([base] + [base[np.r_[_C : 2 * _C, _NET]]] * len(names))
     floor = np.zeros(theta0.size)
     for i, c in enumerate(COST_CLASSES):
         if max_efficiency and c in max_efficiency:
             floor[i] = 1.0 / max_efficiency[c]
     if max_memory_efficiency:
-        floor[2 * _C] = 1.0 / max_memory_efficiency
+        floor[_MEM] = 1.0 / max_memory_efficiency
     theta0 = np.maximum(theta0, floor)
     w_fit = w
     reweights = ROBUST_ROUNDS if robust_scale > 0 else 0
@@ -384,26 +385,26 @@ def _fit_knobs(terms, y, theta0, w, prior_weight: float, rounds: int, fit_networ
     n_series = (theta0.size - _BASE) // (_C + 1)
     free = np.ones(theta0.size, dtype=bool)
     if not fit_network_overhead:
-        free[2 * _C + 1] = False
+        free[_NET] = False
     if not fit_quantize:
-        free[2 * _C + 3] = False
+        free[_QUANT] = False
     # Stage 1: a tied model (one compute scale, one memory scale, one per-op overhead, one
     # network overhead) fitted without prior: robust with few samples, fixes gross scale.
     tie = np.zeros((theta0.size, 6 + 2 * n_series))
     tie[:_C, 0] = theta0[:_C]
     tie[_C : 2 * _C, 1] = 1e-6
-    tie[2 * _C, 2] = theta0[2 * _C]
-    tie[2 * _C + 1, 3] = 1e-3
-    tie[2 * _C + 2, 4] = 1e-10
-    tie[2 * _C + 3, 5] = 1e-10
+    tie[_MEM, 2] = theta0[_MEM]
+    tie[_NET, 3] = 1e-3
+    tie[_REPACK, 4] = 1e-10
+    tie[_QUANT, 5] = 1e-10
     for j in range(n_series):
         k = _BASE + j * (_C + 1)
         tie[k : k + _C, 6 + 2 * j], tie[k + _C, 7 + 2 * j] = 1e-6, 1e-3
-    tie_free = np.array([True, True, True, bool(free[2 * _C + 1]), True, bool(free[2 * _C + 3])] + [True] * (2 * n_series))
+    tie_free = np.array([True, True, True, bool(free[_NET]), True, bool(free[_QUANT])] + [True] * (2 * n_series))
     theta1 = _fit(terms, y, theta0, tie, np.zeros(tie.shape[1]), tie_free, 0.0, rounds, fallback=theta0, w=w,
                   floor=floor, series=series)
     # Stage 2: every class free, pulled towards the stage-1 values.
-    low = np.concatenate([1e-3 * theta0[:_C], np.full(_C, 1e-7), [1e-3 * theta0[2 * _C]], [1e-6], [1e-10], [1e-10]]
+    low = np.concatenate([1e-3 * theta0[:_C], np.full(_C, 1e-7), [1e-3 * theta0[_MEM]], [1e-6], [1e-10], [1e-10]]
                          + [np.r_[np.full(_C, 1e-7), 1e-6]] * n_series)
     scale = np.maximum(theta1, low)
     basis = np.diag(scale)
