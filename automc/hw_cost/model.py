@@ -9,9 +9,13 @@ policies are costed per call without building a network. Per layer::
                 + repack_bytes / repack_bandwidth   (non-depthwise convs whose input channels are not a multiple of align.pack)
                 + quantized_elements / quantize_rate (INT8 layers: their input and output elements converted)
     total     = sum(layer_s) + network_overhead
+    energy    = static_power * layer_s + pJ_per_MAC(executed precision) * MACs + pJ_per_byte * DRAM bytes
+                + pJ_per_MAC(widest precision) * converted INT8 elements   (+ static power over network_overhead)
 
 Activations are stored at the executed width (int4/int8/fp16/fp32); tensors that fit the
-on-chip buffer move at on-chip bandwidth. A measured LUT entry replaces a layer's estimate.
+on-chip buffer move at on-chip bandwidth (and cost no DRAM energy). A residual add fused into
+its producer (``fuses_residual_add``) moves only its skip tensor. A measured LUT entry replaces a
+layer's estimate.
 
 Model size (``size_bytes``), exact and documented: per conv/dwconv/dense layer present,
 ``ceil(weights * w_bits / 8)`` (bit-packed, rounded up to whole bytes per layer) + 4 bytes
@@ -217,10 +221,12 @@ def layer_terms(table: LayerTable, shapes: LayerShapes, spec: DeviceSpec) -> Lay
     fits = act_bytes <= spec.onchip_buffer_kib * 1024.0
     bw = spec.memory_bandwidth_gbps * 1e9
     memory_s = np.where(present, size / bw + act_bytes / np.where(fits, spec.onchip_bw_gbps * 1e9, bw), 0.0)
+    dram_bytes = np.where(present, size + np.where(fits, 0.0, act_bytes), 0.0)
     if spec.fuses_residual_add:  # the add runs in its producer's epilogue: no pass of its own; its op overhead stays
         compute_s = np.where(is_add, 0.0, compute_s)
         memory_s = np.where(is_add, 0.0, memory_s)
-    dram_bytes = np.where(present, size + np.where(fits, 0.0, act_bytes), 0.0)
+        # the epilogue reads the skip tensor; the sum is the producer's own output write
+        dram_bytes = np.where(is_add & present, np.where(fits, 0.0, out_bytes), dram_bytes)
     present = np.broadcast_to(present, full)
 
     if spec.fuses_conv_bn_act:
@@ -316,7 +322,10 @@ def _estimate(table: LayerTable, policies: list[Policy], spec: DeviceSpec, lut) 
     overhead_ms = spec.network_overhead_us * 1e-3
     latency_ms = layer_ms.sum(axis=1) + overhead_ms
     _, _, pj_tab = _precision_tables(spec)
-    layer_pj = pj_tab[terms.req_bits] * terms.macs + spec.energy.pj_per_dram_byte * terms.dram_bytes
+    # converting an element to or from INT8 is one scale multiply-add at the device's widest precision
+    convert_pj = max(spec.energy.pj_per_mac.values(), default=0.0)
+    layer_pj = (pj_tab[terms.req_bits] * terms.macs + spec.energy.pj_per_dram_byte * terms.dram_bytes
+                + convert_pj * terms.quantized_elems)
     layer_energy_mj = spec.energy.static_power_w * layer_ms + layer_pj * 1e-9
     energy_mj = layer_energy_mj.sum(axis=1) + spec.energy.static_power_w * overhead_ms
     return CostEstimate(

@@ -100,6 +100,33 @@ def test_int8_layers_pay_per_element_for_quantizing_their_input_and_output():
         assert estimate(table, _bits(bits), spec).latency_ms[0] == estimate(table, _bits(bits), base).latency_ms[0]
 
 
+def test_a_fused_residual_add_moves_only_its_skip_tensor_in_dram_energy():
+    """Unfused, an add reads two maps and writes one; fused into its producer's epilogue it reads
+    the skip tensor and nothing else (the sum is the producer's own write)."""
+    from dataclasses import replace
+
+    rows = [dict(name="a", kind="conv", cin=64, cout=64, kh=3, kw=3, h_in=56, w_in=56, h_out=56, w_out=56),
+            dict(name="add", kind="add", cin=64, cout=64, h_in=56, w_in=56, h_out=56, w_out=56)]
+    table = LayerTable.from_rows(rows, input_shape=(64, 56, 56))
+    t4 = replace(get_device("t4"), onchip_buffer_kib=0)  # every tensor in DRAM
+    skip_mj = 64 * 56 * 56 * 4 * t4.energy.pj_per_dram_byte * 1e-9  # one fp32 map
+    for spec, maps in ((t4, 1), (replace(t4, fuses_residual_add=False), 3)):
+        est = estimate(table, None, spec)
+        dynamic_mj = est.layer_energy_mj[0, 1] - spec.energy.static_power_w * est.layer_latency_ms[0, 1]
+        assert dynamic_mj == pytest.approx(maps * skip_mj), spec.fuses_residual_add
+
+
+def test_int8_conversions_cost_one_multiply_add_per_element_at_the_widest_precision():
+    from dataclasses import replace
+
+    table = conv_table(cin=32, cout=16, k=3, hw=28)
+    spec = load_device("arm-a76", datasheet=True)
+    pricier = replace(spec, energy=replace(spec.energy, pj_per_mac={**spec.energy.pj_per_mac, "fp32": 10.0}))
+    elements = 32 * 28 * 28 + 16 * 28 * 28
+    cheap, dear = (estimate(table, _bits(8), s).energy_mj[0] for s in (spec, pricier))
+    assert dear - cheap == pytest.approx((10.0 - spec.energy.pj_per_mac["fp32"]) * elements * 1e-9)
+
+
 def test_a_smooth_activation_costs_an_elementwise_pass_where_only_clamps_are_fused():
     """Hard-swish after a conv: HiAI and CANN fuse conv + ReLU but run hard-swish as an op of its
     own (an ``act`` row: memory traffic plus an op); TensorRT and the CPU runtimes fuse it."""
