@@ -122,6 +122,23 @@ NETWORKS = {
     "efficientnet_b0": ("efficientnet_b0", 224), "ghostnet": ("ghostnet_100", 224), "mnasnet": ("mnasnet_100", 224),
 }
 BITS = {"fp32": 32, "fp16": 16, "int8": 8}
+#: published single-kernel name -> its one layer (the input size is the row's): small-input checks
+#: of a fit's fixed cost per op, which 224x224 networks leave loose
+KERNELS = {
+    "conv3x3s2_3to8": dict(kind="conv", cin=3, cout=8, kh=3, kw=3, stride=2),
+    "conv3x3s2_3to16": dict(kind="conv", cin=3, cout=16, kh=3, kw=3, stride=2),
+    "conv3x3s2_32to32": dict(kind="conv", cin=32, cout=32, kh=3, kw=3, stride=2),
+}
+
+
+def kernel_table(name: str, size: int):
+    """The one-layer table of published kernel ``name`` (``KERNELS``) on a ``size`` x ``size`` input."""
+    from automc.analysis.layer_table import LayerTable
+
+    layer = KERNELS[name]
+    out = -(-size // layer["stride"])
+    return LayerTable.from_rows([dict(name=name, h_in=size, w_in=size, h_out=out, w_out=out, **layer)],
+                                input_shape=(layer["cin"], size, size))
 
 #: profile -> (runtime, words of its version, words of the host) of the series it is fitted to, and why
 REFERENCE_SERIES = {

@@ -33,6 +33,20 @@ def test_every_figure_can_be_read_back_from_its_quote(rows):
     assert all(m.source_url.startswith("https://") or m.source_url.startswith("http://") for m in rows)
 
 
+def test_single_kernel_rows_build_their_one_layer(rows):
+    """Published timings of single convolutions (small inputs: the fixed cost per op) name a known
+    kernel; its one-layer table has the published shape: a 3x3 stride-2 conv of 3 -> 8 channels on
+    24x24 writes 12x12 and does 8 * 3 * 9 * 144 MACs."""
+    from automc.hw_cost import estimate, get_device
+    from automc.hw_cost.published import KERNELS, kernel_table
+
+    kernels = [m for m in rows if m.network in KERNELS]
+    assert len(kernels) >= 5 and {profile_for(m) for m in kernels} == {"arm-a76"}
+    table = kernel_table("conv3x3s2_3to8", 24)
+    assert (table.h_out[0], table.w_out[0], table.cin[0], table.cout[0]) == (12, 12, 3, 8)
+    assert estimate(table, None, get_device("arm-a76")).macs[0] == 8 * 3 * 9 * 144
+
+
 def test_the_mission_devices_are_covered(rows):
     assert len(rows) >= 60
     families = collections.Counter(m.family for m in rows)
