@@ -40,44 +40,19 @@ PROFILES = Path(__file__).resolve().parents[1] / "automc" / "hw_cost" / "profile
 #: a fit ships when this much larger a share of held-out points is within 25 %, or within 2x, than the
 #: datasheet's (and no smaller a share on the other)
 MIN_GAIN = 0.15
-#: fits that clear MIN_GAIN but do not ship yet, and why ({op_us}: the fit's mean fixed cost per op;
-#: {kernel_us}: the fixed cost per kernel that published small-input timings imply; {floor}: the share
-#: of the 28x28 LeNet's latency left with every layer pruned by 90 %)
-HELD_BACK = {
-    "arm-a76": "its fixed cost per op (~{op_us:.0f} us) agrees with published small-input timings on the same "
-               "chip ({kernel_us:.1f} us per kernel before any dispatch), but on the 28x28 LeNet it leaves "
-               "{floor:.0f} % of the latency with every layer pruned by 90 %: above the `latency@arm-a76 <= 10%` "
-               "budget of benchmarks/search_quality.py, and the absolute A76 budgets of search_engine.py and the "
-               "tests were set on the datasheet's 2 us per op; it ships with those budgets re-set and their runs redone",
-}
 
 
-def lenet_floor(device: str, profile) -> dict[str, float]:
-    """The fit's mean fixed cost per op (us) and the share (%) of the 28x28 LeNet's latency on
-    ``device`` that pruning every layer by 90 % leaves."""
-    from automc.analysis import build_layer_table
-    from automc.hw_cost.calibration import apply_profile
-    from automc.hw_cost.model import estimate
-    from automc.models import build_model
-    from automc.policy import Policy
-
-    spec = apply_profile(device_datasheet(device), profile)
-    table = build_layer_table(build_model("lenet", num_classes=10, input_shape=(1, 28, 28)), (1, 28, 28))
-    pruned = Policy(prune={g.name: 0.9 for g in table.prunable_groups})
-    base, floor = estimate(table, [Policy(), pruned], spec).latency_ms
-    return {"op_us": float(np.mean(list(profile.op_overhead_us.values()))), "floor": 100 * float(floor / base)}
-
-
-def small_inputs(rows, device: str, profile, out) -> dict[str, float]:
-    """The device's published single-kernel timings (``KERNELS``: one layer, small inputs) against
-    the fit and the datasheet, and the fixed cost per kernel they imply (the intercept of their
-    latency over MACs, fitted on relative errors); empty when it has none."""
+def small_inputs(rows, device: str, profile, out) -> None:
+    """The device's published single-kernel timings (``KERNELS``: one layer, small inputs, which
+    pin down the fixed cost per op that 224x224 networks leave loose) against the fit and the
+    datasheet, and the fixed cost per kernel they imply (the intercept of their latency over MACs,
+    fitted on relative errors)."""
     from automc.hw_cost.calibration import apply_profile
     from automc.hw_cost.model import estimate
 
     kernels = [m for m in rows if profile_for(m) == device and m.network in KERNELS]
     if not kernels:
-        return {}
+        return
     tables = [kernel_table(m.network, m.input_size) for m in kernels]
     published = np.array([m.per_image_ms for m in kernels])
     macs = np.array([float(estimate(t, None, device_datasheet(device)).macs[0]) for t in tables])
@@ -89,7 +64,6 @@ def small_inputs(rows, device: str, profile, out) -> dict[str, float]:
     for label, spec in (("fit", apply_profile(device_datasheet(device), profile)), ("datasheet", device_datasheet(device))):
         ratios = [float(estimate(t, None, spec).latency_ms[0]) / p for t, p in zip(tables, published)]
         out(f"    {label:9s} / published: " + ", ".join(f"{m.network}@{m.input_size} {r:.2f}" for m, r in zip(kernels, ratios)))
-    return {"kernel_us": float(intercept * 1e3)}
 
 
 def build_tables(path: Path, names: list[str], *, retrace: bool = False) -> None:
@@ -204,9 +178,9 @@ def main(argv: list[str] | None = None) -> None:
 
             spec = apply_profile(device_datasheet(device), full)
             out(f"  {'fitted model, other runtimes':30s} {fmt(agreement(predict(spec, tables, others), others))}")
-        small = small_inputs(rows, device, full, out)
+        small_inputs(rows, device, full, out)
         if args.write_profiles:
-            write_profile(device, full, agreement(held, pts), agreement(datasheet, pts), small, out)
+            write_profile(device, full, agreement(held, pts), agreement(datasheet, pts), out)
     out()
     joint_a72(points, tables, held_out["arm-a72"], out)
     out()
@@ -283,7 +257,7 @@ def device_datasheet(device: str):
     return load_device(device, datasheet=True)
 
 
-def write_profile(device: str, profile, heldout: dict, datasheet: dict, small: dict, out) -> None:
+def write_profile(device: str, profile, heldout: dict, datasheet: dict, out) -> None:
     """Save the fit and point the device YAML at it when, on networks it never saw, it is clearly
     better than the datasheet (MIN_GAIN more of them within 25 % or within 2x, none fewer on the other); else
     the device keeps its datasheet (a fit that only ties it is one network's noise away)."""
@@ -300,11 +274,6 @@ def write_profile(device: str, profile, heldout: dict, datasheet: dict, small: d
         out(f"  profile: kept {current} (fitted to other measurements)")
         return
     lines = [l for l in text.splitlines() if not l.startswith("profile:")]  # the YAML without its profile
-    if device in HELD_BACK:
-        out(f"  profile: none shipped, held back: {HELD_BACK[device].format(**lenet_floor(device, profile), **small)}")
-        if current:
-            yaml_path.write_text("\n".join(lines) + "\n")
-        return
     gains = [heldout[k] - datasheet[k] for k in ("within_25pct", "within_2x")]
     if min(gains) < 0 or max(gains) < MIN_GAIN:
         out(f"  profile: none shipped (held out, the fit is not {MIN_GAIN * 100:.0f} points better than the datasheet "

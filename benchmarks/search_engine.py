@@ -150,7 +150,7 @@ def main() -> None:
         from automc.search.runner import prepare
         from automc.training import accuracy
 
-        budget = "latency@arm-a76 <= 0.035ms"
+        budget = "latency@arm-a76 <= 0.06ms"  # ~60 % of the quickstart LeNet's latency on the fitted A76 model
         searched, uniform_acc = [], []
         for seed in seeds:
             res, _ = run(root, f"constrained-{seed}", args.trials, seed=seed, constraints=[budget],

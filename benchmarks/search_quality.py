@@ -83,9 +83,10 @@ def sizes_for(mode: str, seeds: tuple[int, ...] | None) -> Sizes:
     """The sizes of each mode. Full: under 90 minutes on 2 idle cores (most of it LeNet's ~440
     trials); quick: under 10; smoke: a couple of minutes, the plumbing only. Sized on the slower
     of the two hosts these VMs ran on (an AMD EPYC host, ~2.4x slower than the Intel one)."""
-    # on the A76 model LeNet's latency falls in steps: uniform ratios 0.75-0.85 all cost ~10.0-10.6 %,
-    # 0.9 costs 7.9 %; at 10 % uniform is left with 0.9 and loses ~4.7 test points (at 20 %: ~1.7)
-    lenet_budgets = ("macs <= 5%", "latency@arm-a76 <= 10%")
+    # on the fitted A76 model (a fixed cost per op of ~7 us) uniform ratios 0.8 / 0.85 / 0.9 cost 13.8 /
+    # 12.8 / 11.2 % of LeNet's latency: at 12 % uniform is left with 0.9, as it was at 10 % on the
+    # datasheet model (where 0.9 cost 7.9 % and lost ~4.7 test points)
+    lenet_budgets = ("macs <= 5%", "latency@arm-a76 <= 12%")
     if mode == "smoke":
         lenet = Task("lenet", 3000, {"epochs": 1, "lr": 0.05}, {"epochs": 0.3, "lr": 0.02}, 3,
                      lenet_budgets, CONTENDERS, seeds or (0,), halving=True, spearman=True)

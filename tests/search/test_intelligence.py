@@ -79,7 +79,8 @@ def test_solver_is_optimal_on_lenet_pruning_under_macs_and_device_latency(lenet_
     # the least-damage policy at or above a level of predicted damage (what spreads the solutions)
     level = brute[len(brute) // 2][0] - 1e-9
     at_level = solver.solve(budgets, min_damage=level)[0]
-    assert at_level.damage == pytest.approx(min(d for d, _ in brute if d >= level))
+    # (HiGHS stops within its default relative MIP gap, 1e-4)
+    assert at_level.damage == pytest.approx(min(d for d, _ in brute if d >= level), rel=1e-4)
 
 
 def test_solver_solutions_at_one_budget_spread_over_predicted_damage(lenet_table):

@@ -303,7 +303,7 @@ def test_a_trial_over_its_time_limit_fails_with_the_reason(tmp_path):
 
 def test_device_objectives_constraints_and_extra_devices_reach_mlflow(tmp_path):
     path = write_experiment(tmp_path, name="hw", objectives=["accuracy", "latency@arm-a76"],
-                            constraints=["latency@arm-a76 <= 0.04ms"], devices=["t4", "kirin990-npu"],
+                            constraints=["latency@arm-a76 <= 0.06ms"], devices=["t4", "kirin990-npu"],
                             search={"n_trials": 3, "heartbeat_s": 1.0, "strategy": "nsga2"},
                             export={"formats": ["mindir", "onnx", "ms"], "max_accuracy_drop": 5.0})
     result = automc.search(path, log=lambda s: None)
@@ -313,16 +313,16 @@ def test_device_objectives_constraints_and_extra_devices_reach_mlflow(tmp_path):
     for fmt in ("mindir", "onnx", "ms"):  # each export checked against the in-memory winner
         assert Path(result.artifacts[fmt]).is_file() and float(result.artifacts[f"{fmt}_max_abs_diff"]) <= 1e-4
     for t in result.trials:
-        assert t.metrics["latency@arm-a76"] <= 0.04  # projected onto the budget before training
+        assert t.metrics["latency@arm-a76"] <= 0.06  # projected onto the budget before training
         assert {"latency@t4", "energy@t4", "latency@kirin990-npu", "size"} <= set(t.metrics)
     _, parents, children = _mlflow_runs(result)
     assert {"latency_at_arm-a76", "latency_at_t4", "energy_at_kirin990-npu"} <= set(children[0].data.metrics)
     assert "baseline_latency_at_arm-a76" in parents[0].data.metrics
-    assert result.best is not None and result.baseline["latency@arm-a76"] > 0.04
+    assert result.best is not None and result.baseline["latency@arm-a76"] > 0.06
     # the samplers see each constraint's violation (<= 0: feasible) through Trial.set_constraint
     for frozen in _trials(result.config):
-        assert set(frozen.constraints) == {"latency@arm-a76 <= 0.04ms"}
-        assert frozen.constraints["latency@arm-a76 <= 0.04ms"] <= 0
+        assert set(frozen.constraints) == {"latency@arm-a76 <= 0.06ms"}
+        assert frozen.constraints["latency@arm-a76 <= 0.06ms"] <= 0
 
 
 def test_per_device_winners_differ_where_the_fitted_models_disagree_on_depthwise(tmp_path, monkeypatch):
