@@ -56,7 +56,7 @@ def small_inputs(rows, device: str, profile, out) -> None:
     tables = [kernel_table(m.network, m.input_size) for m in kernels]
     published = np.array([m.per_image_ms for m in kernels])
     macs = np.array([float(estimate(t, None, device_datasheet(device)).macs[0]) for t in tables])
-    slope, intercept = np.polyfit(macs, published, 1, w=1 / published)  # relative errors: small and large alike
+    intercept = np.polyfit(macs, published, 1, w=1 / published)[1]  # relative errors: small and large alike
     out(f"  small inputs: {len(kernels)} single convolutions ({kernels[0].runtime} {kernels[0].runtime_version}, "
         f"{kernels[0].host}), fixed cost per kernel {intercept * 1e3:.1f} us (intercept of latency over MACs); "
         f"per-op cost of the fit {np.mean(list(profile.op_overhead_us.values())):.1f} us, "
