@@ -55,14 +55,16 @@ def small_inputs(rows, device: str, profile, out) -> None:
         return
     tables = [kernel_table(m.network, m.input_size) for m in kernels]
     published = np.array([m.per_image_ms for m in kernels])
-    macs = np.array([float(estimate(t, None, device_datasheet(device)).macs[0]) for t in tables])
+    datasheet = device_datasheet(device)
+    specs = {"fit": apply_profile(datasheet, profile), "datasheet": datasheet}
+    est = {label: [estimate(t, None, spec) for t in tables] for label, spec in specs.items()}
+    macs = np.array([float(e.macs[0]) for e in est["datasheet"]])
     intercept = np.polyfit(macs, published, 1, w=1 / published)[1]  # relative errors: small and large alike
     out(f"  small inputs: {len(kernels)} single convolutions ({kernels[0].runtime} {kernels[0].runtime_version}, "
         f"{kernels[0].host}), fixed cost per kernel {intercept * 1e3:.1f} us (intercept of latency over MACs); "
-        f"per-op cost of the fit {np.mean(list(profile.op_overhead_us.values())):.1f} us, "
-        f"of the datasheet {device_datasheet(device).launch_overhead_us:.1f} us")
-    for label, spec in (("fit", apply_profile(device_datasheet(device), profile)), ("datasheet", device_datasheet(device))):
-        ratios = [float(estimate(t, None, spec).latency_ms[0]) / p for t, p in zip(tables, published)]
+        f"per-op cost of the fit {specs['fit'].mean_op_overhead_us:.1f} us, of the datasheet {datasheet.mean_op_overhead_us:.1f} us")
+    for label, estimates in est.items():
+        ratios = [float(e.latency_ms[0]) / p for e, p in zip(estimates, published)]
         out(f"    {label:9s} / published: " + ", ".join(f"{m.network}@{m.input_size} {r:.2f}" for m, r in zip(kernels, ratios)))
 
 

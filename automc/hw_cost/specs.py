@@ -149,6 +149,11 @@ class DeviceSpec:
         return float(self.launch_overhead_us)
 
     @property
+    def mean_op_overhead_us(self) -> float:
+        """The fixed cost per op averaged over the cost classes (the fitted ones where a profile applies)."""
+        return sum(self.overhead_us_of(c) for c in COST_CLASSES) / len(COST_CLASSES)
+
+    @property
     def onchip_bw_gbps(self) -> float:
         """Bandwidth for tensors that fit on chip; 4x DRAM bandwidth when not given (assumption)."""
         return float(self.onchip_bandwidth_gbps or 4.0 * self.memory_bandwidth_gbps)

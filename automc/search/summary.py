@@ -91,15 +91,13 @@ def calibration_text(name: str) -> str:
 
 def devices_text() -> str:
     from automc.hw_cost import get_device, list_devices
-    from automc.hw_cost.specs import COST_CLASSES
 
     rows = [("device", "kind", "peak TOPS (fp32/fp16/int8/int4)", "DRAM GB/s", "us per op / inference", "align cin/cout",
              "fitted to measurements (held out: within 25% / Spearman)")]
     for name in list_devices():
         d = get_device(name)
         peaks = "/".join(f"{d.peak_tops[p]:g}" if p in d.peak_tops else "-" for p in ("fp32", "fp16", "int8", "int4"))
-        per_op = sum(d.overhead_us_of(c) for c in COST_CLASSES) / len(COST_CLASSES)  # the fitted costs where fitted
-        rows.append((name, d.kind, peaks, f"{d.memory_bandwidth_gbps:g}", f"{per_op:.1f} / {d.network_overhead_us:.0f}",
+        rows.append((name, d.kind, peaks, f"{d.memory_bandwidth_gbps:g}", f"{d.mean_op_overhead_us:.1f} / {d.network_overhead_us:.0f}",
                      f"{d.align.get('cin', 1)}/{d.align.get('cout', 1)}", calibration_text(name)))
     width = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, width)).rstrip() for r in rows]
