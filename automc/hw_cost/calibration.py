@@ -214,14 +214,16 @@ def _fit(
     fallback: np.ndarray,
     w: np.ndarray,
     floor: np.ndarray | None = None,
+    ceiling: np.ndarray | None = None,
     return_err: bool = False,
     series: np.ndarray | None = None,
 ):
     """Alternate bound classification and NNLS over ``theta = basis @ s`` (s >= 0).
 
     Rows are relative errors scaled by ``sqrt(w)`` (sample weights, mean 1); ``prior_weight``
-    adds ``sqrt(prior_weight n) (s - prior)`` rows. ``floor`` bounds theta from below (inverse
-    efficiencies: an efficiency cap keeps the fit physical); then bounded least squares.
+    adds ``sqrt(prior_weight n) (s - prior)`` rows. ``floor`` and ``ceiling`` bound theta (inverse
+    efficiencies: an efficiency cap keeps the fit physical; seconds per converted element: a rate
+    floor); then bounded least squares.
     Returns the round with the lowest weighted relative RMSE (and that RMSE when ``return_err``).
     """
     from scipy.optimize import lsq_linear, nnls
@@ -229,6 +231,9 @@ def _fit(
     floor = np.zeros(theta_init.size) if floor is None else floor
     with np.errstate(divide="ignore", invalid="ignore"):
         lower = np.where(basis > 0, floor[:, None] / basis, 0.0).max(axis=0)  # s >= lower keeps theta >= floor
+        upper = (np.full(basis.shape[1], np.inf) if ceiling is None
+                 else np.where(basis > 0, ceiling[:, None] / basis, np.inf).min(axis=0))
+        upper = np.maximum(upper, lower + 1e-30)
 
     series = np.zeros(len(terms), dtype=int) if series is None else series
     theta = theta_init.copy()
@@ -245,8 +250,8 @@ def _fit(
         if lam > 0:
             rows.append(np.eye(n_s)[np.ix_(free, free)] * lam)
             rhs.append(lam * prior[free])
-        if np.any(lower[free] > 0):
-            s_free = lsq_linear(np.vstack(rows), np.concatenate(rhs), bounds=(lower[free], np.inf), method="bvls").x
+        if np.any(lower[free] > 0) or np.any(np.isfinite(upper[free])):
+            s_free = lsq_linear(np.vstack(rows), np.concatenate(rhs), bounds=(lower[free], upper[free]), method="bvls").x
         else:
             s_free, _ = nnls(np.vstack(rows), np.concatenate(rhs), maxiter=100 * n_s)
         s_vec = prior.copy()
@@ -276,6 +281,7 @@ def calibrate(
     fit_quantize: bool = True,
     max_efficiency: Mapping[str, float] | None = None,
     max_memory_efficiency: float | None = None,
+    min_quantize_gelems: float | None = None,
     weights: Sequence[float] | None = None,
     robust_scale: float = 0.0,
     source: str = "",
@@ -290,7 +296,8 @@ def calibrate(
     ``weights`` (one per sample, default all 1) scale each sample's relative error, e.g. to
     let a few whole networks count as much as many single-op micro-benchmarks.
     ``max_efficiency`` (per cost class) and ``max_memory_efficiency`` cap the fitted fractions
-    of peak and bandwidth, so few samples cannot buy a fit with unphysical terms.
+    of peak and bandwidth, and ``min_quantize_gelems`` floors the fitted conversion rate, so few
+    samples cannot buy a fit with unphysical terms.
     ``robust_scale`` > 0 refits ``ROBUST_ROUNDS`` times, each sample's weight times
     ``min(1, robust_scale / |log(predicted / measured)|)`` (Huber weights): samples the fit
     misses by more than that factor count less (published figures of one series taken on
@@ -325,12 +332,16 @@ def calibrate(
     if max_memory_efficiency:
         floor[_MEM] = 1.0 / max_memory_efficiency
     theta0 = np.maximum(theta0, floor)
+    ceiling = np.full(theta0.size, np.inf)
+    if min_quantize_gelems:
+        ceiling[_QUANT] = 1e-9 / min_quantize_gelems
+    theta0 = np.minimum(theta0, ceiling)
     w_fit = w
     reweights = ROBUST_ROUNDS if robust_scale > 0 else 0
     for robust_round in range(1 + reweights):
         for _ in range(3 if free_precisions else 1):
             best, best_err = _fit_knobs(terms, y, theta0, w_fit, prior_weight, rounds, fit_network_overhead,
-                                        fit_quantize, floor, series)
+                                        fit_quantize, floor, ceiling, series)
             if not free_precisions:
                 break
             precision = _fit_precision_factors(terms, spec, precision, free_precisions, best, y, w_fit, series)
@@ -379,8 +390,9 @@ def _executed_precisions(spec: DeviceSpec, terms: Sequence[LayerTerms]) -> list[
 
 
 def _fit_knobs(terms, y, theta0, w, prior_weight: float, rounds: int, fit_network_overhead: bool, fit_quantize: bool,
-               floor, series):
-    """The roofline knobs for fixed terms: a tied fit, then every class free pulled towards it.
+               floor, ceiling, series):
+    """The roofline knobs for fixed terms (``floor <= theta <= ceiling``): a tied fit, then every
+    class free pulled towards it.
     Other series (``series`` > 0) get their own per-op overhead scale and intercept (always free)."""
     n_series = (theta0.size - _BASE) // (_C + 1)
     free = np.ones(theta0.size, dtype=bool)
@@ -402,14 +414,14 @@ def _fit_knobs(terms, y, theta0, w, prior_weight: float, rounds: int, fit_networ
         tie[k : k + _C, 6 + 2 * j], tie[k + _C, 7 + 2 * j] = 1e-6, 1e-3
     tie_free = np.array([True, True, True, bool(free[_NET]), True, bool(free[_QUANT])] + [True] * (2 * n_series))
     theta1 = _fit(terms, y, theta0, tie, np.zeros(tie.shape[1]), tie_free, 0.0, rounds, fallback=theta0, w=w,
-                  floor=floor, series=series)
+                  floor=floor, series=series, ceiling=ceiling)
     # Stage 2: every class free, pulled towards the stage-1 values.
     low = np.concatenate([1e-3 * theta0[:_C], np.full(_C, 1e-7), [1e-3 * theta0[_MEM]], [1e-6], [1e-10], [1e-10]]
                          + [np.r_[np.full(_C, 1e-7), 1e-6]] * n_series)
     scale = np.maximum(theta1, low)
     basis = np.diag(scale)
     return _fit(terms, y, theta1, basis, theta1 / scale, free, prior_weight, rounds, fallback=theta1, w=w,
-                floor=floor, return_err=True, series=series)
+                floor=floor, return_err=True, series=series, ceiling=ceiling)
 
 
 def _factors(precision: Mapping[str, Any], p: str) -> np.ndarray:

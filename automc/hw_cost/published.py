@@ -165,6 +165,14 @@ PRIOR_FEW, PRIOR_MANY = 1.0, 0.01
 MAX_EFFICIENCY = {"conv": 2.25, "conv1x1": 1.0, "dwconv": 1.0, "dense": 1.0, "pool": 1.0, "add": 1.0}
 MAX_EFFICIENCY_NPU = {**MAX_EFFICIENCY, "conv": 1.0}
 MAX_MEMORY_EFFICIENCY = 1.0
+#: converting an element to or from INT8 takes at most the time of this many multiply-adds at the
+#: peak of the precision an fp32 model runs at. Fits to every row land at 11 (A76), 17 (A76, 4
+#: threads) and 22 (Jetson); a fit that never saw a network whose INT8 time is mostly conversions
+#: buys its fit with them: the A72 without MobileNetV1 reached 170 (13 cycles per element, the
+#: A76 needs 1.4) and predicted MobileNetV1's INT8 speed-up at 0.92x against 1.47x published.
+#: 64 of 16/32/64/128 tried on the held-out fits: 16 and 32 cost the A72 a network within
+#: +-25 %, 128 leaves the MobileNetV1 miss.
+MAX_CONVERSION_MACS = 64
 #: a published point the fit misses by more than the benchmark's tolerance (25 %) counts less
 #: (Huber weights, ``calibrate(robust_scale=...)``): series stitched from several software
 #: versions hold figures no model reconciles (A100: Inception-v3 FP32 faster than ResNet-50;
@@ -259,8 +267,15 @@ def fit(profile: str, points: Mapping[str, Points], tables: Mapping, *, exclude:
                      fit_network_overhead=spec.kind != "cpu", prior_weight=PRIOR_FEW if few else PRIOR_MANY,
                      max_efficiency=MAX_EFFICIENCY_NPU if spec.kind == "npu" else MAX_EFFICIENCY,
                      max_memory_efficiency=MAX_MEMORY_EFFICIENCY, robust_scale=ROBUST_SCALE,
+                     min_quantize_gelems=conversion_floor_gelems(spec),
                      source=source or f"published batch-1 latencies, {series_label(profile)}"
                      + (f" (+ {FAMILY[profile]} family {'/'.join(shared)} rows)" if few else ""))
+
+
+def conversion_floor_gelems(spec) -> float:
+    """The slowest INT8 conversion rate a fit may reach on ``spec`` (billions of elements per
+    second): one element per ``MAX_CONVERSION_MACS`` multiply-adds at the peak an fp32 model runs at."""
+    return spec.peak_tops[spec.exec_precision(32)] * 1e12 / 2 / MAX_CONVERSION_MACS / 1e9
 
 
 def leave_one_network_out(profile: str, points: Mapping[str, Points], tables: Mapping) -> dict[tuple[str, str], float]:

@@ -136,6 +136,18 @@ def test_calibration_recovers_the_int8_conversion_cost_per_element(tmp_path):
     assert load_profile(save_profile(profile, tmp_path / "p.yaml")).quantize_gelems == profile.quantize_gelems
 
 
+def test_a_conversion_rate_floor_bounds_the_fit():
+    """``min_quantize_gelems`` floors the fitted conversion rate: samples whose INT8 layers are
+    slower than that allows get the floor, and the rest of the slowness goes to other terms."""
+    base = get_device("arm-a76")
+    truth = base.with_updates(quantize_gelems=0.1)
+    int8 = Policy(w_bits={"conv": 8}, a_bits={"conv": 8})
+    tables = [conv_table(cin=c, cout=c, k=k, hw=hw) for c in (8, 32, 128) for k in (1, 3) for hw in (14, 56)]
+    samples = [(t, float(estimate(t, pol, truth).latency_ms[0]), pol) for t in tables for pol in (Policy(), int8)]
+    assert calibrate(base, samples).quantize_gelems == pytest.approx(0.1, rel=0.15)
+    assert calibrate(base, samples, min_quantize_gelems=0.3).quantize_gelems == pytest.approx(0.3, rel=1e-6)
+
+
 def test_profile_bad_field(tmp_path):
     path = tmp_path / "p.yaml"
     path.write_text("device: x\nefficiency: {convv: 1}\nmemory_efficiency: 1\nop_overhead_us: {}\nnetwork_overhead_us: 0\n")
