@@ -130,6 +130,31 @@ def test_resolve_is_vectorised_and_bits_enter_bitops():
     assert shapes.bitops[1, 0] == shapes.macs[1, 0] * 64 and shapes.bitops[0, 0] == shapes.macs[0, 0] * 1024
 
 
+def test_resolve_reads_policies_that_set_the_same_keys_or_different_ones_alike():
+    """Policies that all set the same layers take a fast path (one lookup call per policy); a
+    batch where they differ, or set one layer, or none, reads the same values per policy."""
+    g = [CouplingGroup("c1", 16, ("c1",), ("c2",)), CouplingGroup("c2", 8, ("c2",), ("fc",))]
+    table = LayerTable.from_rows(
+        [dict(name="c1", kind="conv", cin=3, cout=16, kh=3, kw=3, h_in=8, w_in=8, h_out=8, w_out=8, out_group="c1"),
+         dict(name="c2", kind="conv", cin=16, cout=8, kh=3, kw=3, h_in=8, w_in=8, h_out=8, w_out=8, in_group="c1",
+              out_group="c2"),
+         dict(name="pool", kind="pool", cin=8, cout=8, kh=8, kw=8, h_in=8, w_in=8, h_out=1, w_out=1, in_group="c2",
+              out_group="c2"),
+         dict(name="fc", kind="dense", cin=8, cout=10, in_group="c2", has_bias=True)], g)
+    same = [Policy(prune={"c1": r, "c2": r / 2}, w_bits={"c1": b, "c2": 4}, a_bits={"c1": 8, "fc": b})
+            for r, b in ((0.25, 8), (0.5, 4), (0.0, 32))]
+    mixed = same + [Policy(prune={"c2": 0.5}, w_bits={"fc": 8}), Policy(a_bits={"pool": 8}), Policy()]
+    for batch in (same, mixed, mixed[3:4], mixed[4:]):
+        together = table.resolve(batch)
+        for i, pol in enumerate(batch):
+            alone = table.resolve([pol])
+            for name in ("cout", "cin", "w_bits", "a_bits"):
+                assert getattr(together, name)[i].tolist() == getattr(alone, name)[0].tolist()
+            assert together.w_bits[i].tolist() == [pol.w_bits.get(n, 32) for n in table.names]
+            assert together.a_bits[i].tolist() == [pol.a_bits.get(n, 32) for n in table.names]
+            assert together.cout[i, 1] == kept_channels(8, pol.prune.get("c2", 0.0))
+
+
 def test_kept_channels_rounds_and_keeps_one():
     assert kept_channels(16, 0.5) == 8
     assert kept_channels(10, 0.25) == 8  # 7.5 rounds up
