@@ -233,7 +233,7 @@ def _fit(
         lower = np.where(basis > 0, floor[:, None] / basis, 0.0).max(axis=0)  # s >= lower keeps theta >= floor
         upper = (np.full(basis.shape[1], np.inf) if ceiling is None
                  else np.where(basis > 0, ceiling[:, None] / basis, np.inf).min(axis=0))
-        upper = np.maximum(upper, lower + 1e-30)
+        upper = np.maximum(upper, lower + 1e-30)  # lsq_linear wants lower < upper
 
     series = np.zeros(len(terms), dtype=int) if series is None else series
     theta = theta_init.copy()
@@ -317,6 +317,8 @@ def calibrate(
     if not robust_scale >= 0:
         raise ConfigError(f"calibrate({spec.name}): robust_scale must be >= 0 (0: plain least squares), got {robust_scale}")
 
+    if min_quantize_gelems is not None and not min_quantize_gelems > 0:
+        raise ConfigError(f"calibrate({spec.name}): min_quantize_gelems must be > 0 (None: no floor), got {min_quantize_gelems}")
     precision = dict(spec.precision_efficiency)
     terms = _sample_terms(recs, spec, precision)
     measured = _executed_precisions(spec, terms)
@@ -333,7 +335,7 @@ def calibrate(
         floor[_MEM] = 1.0 / max_memory_efficiency
     theta0 = np.maximum(theta0, floor)
     ceiling = np.full(theta0.size, np.inf)
-    if min_quantize_gelems:
+    if min_quantize_gelems is not None:
         ceiling[_QUANT] = 1e-9 / min_quantize_gelems
     theta0 = np.minimum(theta0, ceiling)
     w_fit = w

@@ -146,6 +146,8 @@ def test_a_conversion_rate_floor_bounds_the_fit():
     samples = [(t, float(estimate(t, pol, truth).latency_ms[0]), pol) for t in tables for pol in (Policy(), int8)]
     assert calibrate(base, samples).quantize_gelems == pytest.approx(0.1, rel=0.15)
     assert calibrate(base, samples, min_quantize_gelems=0.3).quantize_gelems == pytest.approx(0.3, rel=1e-6)
+    with pytest.raises(ConfigError, match="min_quantize_gelems must be > 0"):
+        calibrate(base, samples, min_quantize_gelems=0.0)
 
 
 def test_profile_bad_field(tmp_path):
