@@ -89,18 +89,23 @@ def build_tables(path: Path, names: list[str], *, retrace: bool = False) -> None
         os.replace(tmp, path)
 
 
-def speedups(pred: dict, points: dict) -> list[tuple[str, bool]]:
-    """Each published INT8/FP32 and FP16/FP32 speed-up against the predicted one, and whether
-    the prediction is within +-25 %."""
-    lines = []
+def speedups(pred: dict, points: dict) -> list[tuple[str, float, float]]:
+    """Each published INT8/FP32 and FP16/FP32 speed-up: ``(label, published, predicted)``."""
+    out = []
     for low in ("int8", "fp16"):
         for net in sorted({n for n, p in points if p == low and (n, "fp32") in points}):
-            pub = points[(net, "fp32")] / points[(net, low)]
             if (net, low) in pred and (net, "fp32") in pred:
-                ours = pred[(net, "fp32")] / pred[(net, low)]
-                text = f"{net} {low}/fp32 published {pub:.2f}x, predicted {ours:.2f}x ({(ours / pub - 1) * 100:+.0f}%)"
-                lines.append((text, abs(ours / pub - 1) <= 0.25))
-    return lines
+                out.append((f"{net} {low}/fp32", points[(net, "fp32")] / points[(net, low)],
+                            pred[(net, "fp32")] / pred[(net, low)]))
+    return out
+
+
+def within_25pct(published: float, predicted: float) -> bool:
+    return abs(predicted / published - 1) <= 0.25
+
+
+def _vs(published: float, predicted: float) -> str:
+    return f"{predicted:.2f}x ({(predicted / published - 1) * 100:+.0f}%)"
 
 
 def fmt(stats: dict) -> str:
@@ -175,10 +180,10 @@ def main(argv: list[str] | None = None) -> None:
         spec = apply_profile(device_datasheet(device), full)
         # beside each held-out speed-up, the fit to every row: a miss that one misses too is out of
         # reach of the model's terms on these rows (the figures disagree with each other)
-        for (line, hit), (in_line, in_hit) in zip(speedups(held, pts), speedups(predict(spec, tables, pts), pts)):
-            out(f"  held out: {line}; fitted to every row {in_line.split('predicted ')[1]}")
-            speedup_hits.append(hit)
-            insample_hits.append(in_hit)
+        for (label, pub, ours), (_, _, insample) in zip(speedups(held, pts), speedups(predict(spec, tables, pts), pts)):
+            out(f"  held out: {label} published {pub:.2f}x, predicted {_vs(pub, ours)}; fitted to every row {_vs(pub, insample)}")
+            speedup_hits.append(within_25pct(pub, ours))
+            insample_hits.append(within_25pct(pub, insample))
         others = other_series(rows, device, tables)
         if others:
             out(f"  {'fitted model, other runtimes':30s} {fmt(agreement(predict(spec, tables, others), others))}")
