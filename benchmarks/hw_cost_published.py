@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from automc.hw_cost.calibration import apply_profile
-from automc.hw_cost.published import (BITS, FAMILY, KERNELS, NETWORKS, TABLES, agreement, fit,
+from automc.hw_cost.published import (BITS, FAMILY, KERNELS, NETWORKS, TABLES, TOLERANCE, agreement, fit,
                                       in_reference_series, kernel_table, leave_one_network_out, load_tables, predict,
                                       profile_for, read_published, reference_points, series_label)
 
@@ -101,7 +101,7 @@ def speedups(pred: dict, points: dict) -> list[tuple[str, float, float]]:
 
 
 def within_25pct(published: float, predicted: float) -> bool:
-    return abs(predicted / published - 1) <= 0.25
+    return abs(predicted / published - 1) <= TOLERANCE
 
 
 def _vs(published: float, predicted: float) -> str:
