@@ -16,6 +16,7 @@ from typing import List, Optional
 
 import typer
 
+from automc._files import storage_fault
 from automc.config import mask_secrets
 from automc.errors import AutomcError
 
@@ -29,13 +30,15 @@ app = typer.Typer(
     "automc status my.yaml; automc ui my.yaml; automc report my.yaml; automc export my.yaml --trial N.",
 )
 
-_EXPERIMENT = typer.Argument(..., help="experiment YAML file", show_default=False)
+_EXPERIMENT = typer.Argument(..., help="experiment YAML file", show_default=False, metavar="EXPERIMENT")
 
 
 def _quiet_libraries() -> None:
     os.environ.setdefault("GLOG_v", "3")  # MindSpore's C++ log level: errors only
     for name in ("mlflow", "alembic", "optuna", "ray"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # MLflow logs a store error with its traceback and raises it too: the error line says it once
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     # Ray >= 2.60 warns on every local start that token authentication is on (it is, for the
     # Ray that automc starts on 127.0.0.1): noise on a command's one-line errors
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
@@ -219,12 +222,13 @@ def ui(
     """Start the MLflow UI on the experiment's tracking store and print the link to its trials.
     SIGINT, SIGTERM or SIGHUP stop the server and its workers."""
     from automc.report._mlflow import experiment_name, find_experiment_id, serve, tracking_uri, trials_page
+    from automc.search.tracking import is_server, ui_hint
 
     config = _load(experiment)
     uri = tracking_uri(config)
     exp_id = find_experiment_id(config)
-    if uri.startswith(("http://", "https://", "databricks")):
-        _out(f"this experiment logs to an MLflow server: open {uri} (experiment {experiment_name(config)!r})")
+    if is_server(uri):
+        _out(f"this experiment logs to an MLflow server: {ui_hint(uri)}, experiment {experiment_name(config)!r}")
         return
     if not _is_loopback(host):
         _out(f"warning: listening on {host}: anyone who can reach this machine can read (and delete) these runs")
@@ -266,20 +270,28 @@ def main(argv: Optional[List[str]] = None) -> None:
         code = app(args=argv, standalone_mode=False)  # click returns typer.Exit's code here
     except AutomcError as exc:
         print(f"error: {mask_secrets(str(exc))}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         print("interrupted: completed trials are saved; run the same command again to resume", file=sys.stderr)
         sys.exit(130)
+    except typer.TyperException as exc:  # click's usage errors (typer's public root of them)
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()  # usage line, "Try 'automc COMMAND --help'", the error; or the help for `automc` alone
+        else:
+            print(f"error: {exc.format_message()}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+        fault = storage_fault(exc)
+        if fault is not None:  # the machine refused a write: what and where, not a traceback
+            where = f": {fault.path}" if fault.path else ""
+            print(mask_secrets(f"error: {fault.said}{where} ({type(exc).__name__}); {fault.fix} and run the same "
+                               "command again"), file=sys.stderr)
             sys.exit(1)
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
         import traceback
 
         print(mask_secrets(traceback.format_exc()), file=sys.stderr, end="")  # a bug: full trace, no secrets

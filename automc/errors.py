@@ -4,7 +4,10 @@ from __future__ import annotations
 
 
 class AutomcError(Exception):
-    """Base class of every error automc raises on purpose."""
+    """Base class of every error automc raises on purpose. The command line prints it as one line
+    and exits with ``exit_code``: 2 for a problem found before any work (bad input), 1 after."""
+
+    exit_code = 2
 
 
 class ConfigError(AutomcError):
@@ -21,3 +24,12 @@ class TrialFailed(AutomcError):
 
 class DeployError(AutomcError):
     """Export or a parity check of a deployment artifact failed."""
+
+
+class StorageError(AutomcError):
+    """The machine refused a file or database write (disk full, read-only, permission denied, a
+    file vanished). The message names the path, what is kept and how to continue."""
+
+    def __init__(self, message: str, *, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -1,4 +1,5 @@
 import os
+import tempfile
 
 os.environ.setdefault("GLOG_v", "3")  # MindSpore C++ logs: errors only
 
@@ -14,6 +15,24 @@ def _pynative():
     ms.set_seed(0)
     np.random.seed(0)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _one_ray_at_a_time(request):
+    """Tests that start or join Ray hold a machine-wide lock while they run: besides the xdist
+    group that keeps them on one worker, this keeps a second test session on this machine (or a
+    worker that xdist handed a group to by mistake) from starting a Ray beside theirs."""
+    if request.node.get_closest_marker("ray") is None:
+        yield
+        return
+    import fcntl
+
+    with open(os.path.join(tempfile.gettempdir(), "automc-tests-ray.lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 #: files of independent end-to-end tests, spread test by test over the pytest-xdist workers; the

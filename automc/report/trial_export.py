@@ -65,7 +65,7 @@ def export_trial(config: ExperimentConfig, *, trial: int | None = None, formats:
     prepared = prepare(config, train_baseline=False)
     evaluator = Evaluator(prepared.context)
     try:
-        net = deploy_form(trial_network(config, record, evaluator=evaluator), evaluator)
+        net = deploy_form(trial_network(config, record, evaluator=evaluator, log=log), evaluator)
     except LookupError as exc:
         raise AutomcError(f"{exc}; was the output folder moved or cleaned?") from None
 

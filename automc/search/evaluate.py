@@ -8,6 +8,7 @@ baseline network a single time (``Evaluator`` caches it per process).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from automc._files import write_text_atomic
+from automc._files import read_or_set_aside, write_text_atomic
 from automc.algorithms import build_compressors
 from automc.analysis.layer_table import LayerTable
 from automc.config import ExperimentConfig
@@ -60,26 +61,43 @@ def load_weights(net, weights: dict[str, np.ndarray]) -> None:
         p.set_data(ms.Tensor(weights[p.name]))
 
 
-def load_cached(net, ckpt: Path) -> dict[str, float] | None:
+def load_cached(net, ckpt: Path, log: Callable[[str], None] = lambda s: None) -> dict[str, float] | None:
     """Load the weights cached at ``ckpt`` into ``net`` and return the metrics saved beside them
-    (``ckpt`` with suffix ``.json``); None when either file is missing."""
+    (``ckpt`` with suffix ``.json``); None when either file is missing, or cannot be read (a
+    truncated copy: set aside with a notice, so the caller trains again)."""
     import mindspore as ms
 
     meta = ckpt.with_suffix(".json")
-    if not (ckpt.is_file() and meta.is_file()):
+    if not meta.is_file():
         return None
-    ms.load_param_into_net(net, ms.load_checkpoint(str(ckpt)), strict_load=True)
-    return json.loads(meta.read_text())
+
+    def read(path: Path) -> dict[str, float]:
+        metrics = json.loads(meta.read_text())
+        ms.load_param_into_net(net, ms.load_checkpoint(str(path)), strict_load=True)
+        return metrics
+
+    return read_or_set_aside(ckpt, read, "cache", log)
+
+
+def save_weights(net, path: Path) -> None:
+    """``mindspore.save_checkpoint`` of ``net`` to ``path``, written aside and renamed into place.
+    MindSpore logs a failed save at CRITICAL, then raises; automc reports the raised error (one
+    line for a full disk), so that log is held back for the save's duration."""
+    import mindspore as ms
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.ckpt")
+    logging.disable(logging.CRITICAL)
+    try:
+        ms.save_checkpoint(net, str(tmp))
+    finally:
+        logging.disable(logging.NOTSET)
+    os.replace(tmp, path)
 
 
 def save_cached(net, ckpt: Path, metrics: dict[str, float]) -> None:
-    """Cache ``net``'s weights at ``ckpt`` (written aside, renamed into place) and ``metrics`` beside them."""
-    import mindspore as ms
-
-    ckpt.parent.mkdir(parents=True, exist_ok=True)
-    tmp = ckpt.with_suffix(".tmp.ckpt")
-    ms.save_checkpoint(net, str(tmp))
-    os.replace(tmp, ckpt)
+    """Cache ``net``'s weights at ``ckpt`` and ``metrics`` beside them (both written aside, renamed into place)."""
+    save_weights(net, ckpt)
     write_text_atomic(ckpt.with_suffix(".json"), json.dumps(metrics))
 
 

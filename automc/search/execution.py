@@ -14,13 +14,13 @@ from typing import Any
 from automc.errors import AutomcError, ConfigError, TrialFailed
 from automc.policy import Policy
 from automc.search import accelerator
-from automc.search.evaluate import Evaluator, TrialContext
+from automc.search.evaluate import Evaluator, TrialContext, save_weights
 
 
-def _run_trial(evaluator: Evaluator, number: int, policy: Policy, ckpt_dir: Path, *, report=None,
-               time_limit_s: float | None = None) -> dict[str, Any]:
-    import mindspore as ms
-
+def run_trial(evaluator: Evaluator, number: int, policy: Policy, ckpt_dir: Path, *, report=None,
+              time_limit_s: float | None = None) -> dict[str, Any]:
+    """Evaluate trial ``number``'s policy (its seed: the experiment's + ``number``) and save the
+    fine-tuned weights to ``ckpt_dir/trial-NNNN.ckpt`` (written aside, renamed into place)."""
     start = time.perf_counter()
 
     def on_epoch(epoch: int, acc: float) -> None:
@@ -31,9 +31,8 @@ def _run_trial(evaluator: Evaluator, number: int, policy: Policy, ckpt_dir: Path
 
     result = evaluator.evaluate(policy, seed=evaluator.ctx.config.seed + number,
                                 report=on_epoch if report is not None or time_limit_s is not None else None)
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
     path = ckpt_dir / f"trial-{number:04d}.ckpt"
-    ms.save_checkpoint(result.network, str(path))
+    save_weights(result.network, path)
     return {"accuracy": result.accuracy, "checkpoint": str(path.resolve()),
             "epoch_accuracies": result.epoch_accuracies, "seconds": result.seconds, "epochs": result.epochs,
             "node": _node_id(), **accelerator.current()}
@@ -79,8 +78,8 @@ class LocalExecutor:
         number, policy, trial, band_cost = self._pending.pop(0)
         report = _reporter(self.evaluator.ctx.config, trial, band_cost)
         try:
-            return [(number, _run_trial(self.evaluator, number, policy, self.ckpt_dir, report=report,
-                                        time_limit_s=self.time_limit_s))]
+            return [(number, run_trial(self.evaluator, number, policy, self.ckpt_dir, report=report,
+                                       time_limit_s=self.time_limit_s))]
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # the trial fails, the search goes on
@@ -121,8 +120,8 @@ class _RayWorker:
     def evaluate(self, number: int, trial_id: int, policy_json: str, band_cost: float | None) -> dict[str, Any]:
         cfg = self.evaluator.ctx.config
         report = _reporter(cfg, self._trial(trial_id), band_cost) if cfg.search.pruner != "none" else None
-        return _run_trial(self.evaluator, number, Policy.from_json(policy_json), self.ckpt_dir, report=report,
-                          time_limit_s=self.time_limit_s)
+        return run_trial(self.evaluator, number, Policy.from_json(policy_json), self.ckpt_dir, report=report,
+                         time_limit_s=self.time_limit_s)
 
 
 def check_cluster_devices(ex) -> None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Callable
 
 from automc._files import folder_lock, write_text_atomic
 from automc.errors import AutomcError, TrialFailed
-from automc.search.evaluate import Evaluator, settings_from
+from automc.search.evaluate import Evaluator, save_weights, settings_from
 from automc.search.result import FINAL_CHECKPOINT, SearchResult, trial_network
 from automc.training import accuracy, train
 
@@ -74,8 +73,6 @@ def final_finetune(net, evaluator: Evaluator, path: Path) -> float:
     """Fine-tune the winner's ``net`` in place on the train split as ``export.final_finetune`` says
     (distilled from the baseline when ``distill_weight`` > 0), save its weights atomically to
     ``path``, and return its validation accuracy (%)."""
-    import mindspore as ms
-
     config, data = evaluator.ctx.config, evaluator.ctx.data
     cfg = config.export.final_finetune
     teacher = evaluator.baseline if cfg.distill_weight > 0 else None
@@ -84,9 +81,7 @@ def final_finetune(net, evaluator: Evaluator, path: Path) -> float:
     except TrialFailed as exc:
         raise AutomcError(f"the final fine-tune of the winner failed ({exc}); lower export.final_finetune.lr "
                           "and run the search again (its trials are kept, only the export reruns)") from None
-    tmp = path.with_suffix(".tmp.ckpt")
-    ms.save_checkpoint(net, str(tmp))
-    os.replace(tmp, path)
+    save_weights(net, path)
     return accuracy(net, data.val.x, data.val.y)
 
 
@@ -176,7 +171,7 @@ def _export(result: SearchResult, prepared, fingerprint: dict, log: Callable[[st
     sample = data.test.x[:1]
     check_x = data.test.x[:256]
 
-    trained = trial_network(config, best, evaluator=evaluator)
+    trained = trial_network(config, best, evaluator=evaluator, log=log)
     net = deploy_form(trained, evaluator)
     best_test = accuracy(net, data.test.x, data.test.y)
     result.baseline.setdefault("test_accuracy", accuracy(evaluator.baseline, data.test.x, data.test.y))

@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from automc._files import write_text_atomic
+from automc._files import read_or_set_aside, write_text_atomic
 from automc.algorithms._base import Decision
 from automc.search.sensitivity import decision_grid
 from automc.search.space import policy_from_values
@@ -145,8 +145,8 @@ def load_or_measure(prepared, *, seed: int, log: Log = lambda s: None) -> ProxyT
     blob = json.dumps({"baseline": prepared.baseline_checkpoint.name, "grid": grid, "n": n, "samples": samples,
                        "seed": seed, "data": ctx.data.fingerprint()}, sort_keys=True, default=str)
     path = cfg.out_path / "cache" / f"proxy-{hashlib.sha256(blob.encode()).hexdigest()[:16]}.json"
-    if path.is_file():
-        table = ProxyTable.from_dict(json.loads(path.read_text()))
+    table = read_or_set_aside(path, lambda p: ProxyTable.from_dict(json.loads(p.read_text())), "proxy", log)
+    if table is not None:
         log(f"proxy: reusing {path} ({len(table.accuracies)} sub-networks)")
         return table
     rng = np.random.default_rng(seed)

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from automc._files import read_or_set_aside
 from automc.config import ExperimentConfig
 from automc.policy import Policy
 
 FINAL_CHECKPOINT = "best_final.ckpt"  # in <out>/export: the winner after export.final_finetune
+
+
+def _notice(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
 @dataclass(frozen=True)
@@ -63,33 +69,64 @@ class SearchResult:
     def out_dir(self) -> Path:
         return self.config.out_path
 
-    def best_network(self):
+    def best_network(self, log: Callable[[str], None] = _notice):
         """The winner as a ``mindspore.nn.Cell`` in inference mode: with the weights of its final
         fine-tune (``export/best_final.ckpt``, when ``export.final_finetune`` ran for this winner),
         else with its trial's fine-tuned weights."""
         if self.best is None:
             raise LookupError("the search has no completed trial yet")
         final = final_checkpoint(self.config, self.best)
-        return trial_network(self.config, replace(self.best, checkpoint=str(final)) if final else self.best)
+        if final is not None:
+            import mindspore as ms
+
+            evaluator = _evaluator(self.config)
+            weights = read_or_set_aside(final, lambda p: ms.load_checkpoint(str(p)), "the winner's final fine-tune",
+                                        log, then="this network has the trial's own weights; the next `automc "
+                                        "search` fine-tunes the winner again")
+            if weights is not None:
+                return _loaded(evaluator.compress(self.best.policy), weights)
+        return trial_network(self.config, self.best, log=log)
 
     def summary_rows(self) -> list[dict[str, Any]]:
         return [{"trial": t.number, "state": t.state, **t.metrics} for t in self.trials]
 
 
-def trial_network(config: ExperimentConfig, trial: TrialRecord, *, evaluator=None):
-    """Rebuild a trial's network: its policy on the cached baseline, then its saved weights."""
-    import mindspore as ms
-
+def _evaluator(config: ExperimentConfig):
     from automc.search.evaluate import Evaluator
     from automc.search.runner import prepare
 
-    if not trial.checkpoint or not Path(trial.checkpoint).is_file():
-        raise LookupError(f"trial {trial.number} has no saved weights ({trial.checkpoint or 'none recorded'})")
-    evaluator = evaluator or Evaluator(prepare(config, train_baseline=False).context)
-    net = evaluator.compress(trial.policy)
-    ms.load_param_into_net(net, ms.load_checkpoint(trial.checkpoint), strict_load=True)
+    return Evaluator(prepare(config, train_baseline=False).context)
+
+
+def _loaded(net, weights):
+    import mindspore as ms
+
+    ms.load_param_into_net(net, weights, strict_load=True)
     net.set_train(False)
     return net
+
+
+def trial_network(config: ExperimentConfig, trial: TrialRecord, *, evaluator=None,
+                  log: Callable[[str], None] = _notice):
+    """Rebuild a trial's network: its policy on the cached baseline, then its saved weights. A
+    checkpoint that cannot be read (truncated) is set aside and rebuilt: the trial's policy
+    fine-tuned again with the trial's own seed, as the search did."""
+    import mindspore as ms
+
+    from automc.search.execution import run_trial
+
+    if not trial.checkpoint or not Path(trial.checkpoint).is_file():
+        raise LookupError(f"trial {trial.number} has no saved weights ({trial.checkpoint or 'none recorded'})")
+    evaluator = evaluator or _evaluator(config)
+    path = Path(trial.checkpoint)
+    weights = read_or_set_aside(path, lambda p: ms.load_checkpoint(str(p)), f"trial {trial.number}'s checkpoint", log)
+    if weights is None:
+        epochs = config.finetune.epochs
+        log(f"trial {trial.number}: fine-tuning its policy again ({epochs:g} epoch{'s' * (epochs != 1)}, seed "
+            f"{config.seed + trial.number}) to rebuild {path.name}")
+        run_trial(evaluator, trial.number, trial.policy, path.parent)
+        weights = ms.load_checkpoint(str(path))
+    return _loaded(evaluator.compress(trial.policy), weights)
 
 
 def final_checkpoint(config: ExperimentConfig, trial: TrialRecord) -> Path | None:

@@ -20,10 +20,11 @@ from typing import Any, Callable
 import numpy as np
 
 from automc import __version__
+from automc._files import Fault, check_writable, storage_fault
 from automc.algorithms import build_compressors
 from automc.analysis import build_layer_table
 from automc.config import ExperimentConfig, mask_secrets
-from automc.errors import AutomcError
+from automc.errors import AutomcError, StorageError
 from automc.policy import Policy
 from automc.search import interrupt
 from automc.search.fidelity import Stopped, band_metric
@@ -72,8 +73,8 @@ def prepare(config: ExperimentConfig, *, train_baseline: bool = True, log: Log =
     from automc.training import accuracy, train
 
     out = config.out_path
-    out.mkdir(parents=True, exist_ok=True)
     if train_baseline:  # a search (or sensitivity run) trains here; reading results back runs anywhere
+        check_writable(out, "output_dir")  # before any work: one line, exit code 2
         from automc.search.accelerator import use
 
         used = use(config.execution.accelerator, config.execution.device_id)
@@ -85,7 +86,7 @@ def prepare(config: ExperimentConfig, *, train_baseline: bool = True, log: Log =
     key = _stable_hash({"model": config.model.model_dump(), "data": data.fingerprint(),
                         "train": config.train.model_dump(), "seed": config.seed, "automc": __version__})
     ckpt = out / "cache" / f"baseline-{key}.ckpt"
-    metrics = load_cached(net, ckpt)
+    metrics = load_cached(net, ckpt, log)
     if metrics is not None:
         log(f"baseline: reusing {ckpt} (val accuracy {metrics['accuracy']:.2f}%)")
     elif not train_baseline:
@@ -129,14 +130,41 @@ def run_search(
     progress: Progress | None = None,
 ) -> SearchResult:
     """Run (or resume) the study until it holds ``n_trials`` finished trials; export the winner.
-    ``progress`` (e.g. ``automc.search.progress.LiveProgress()``) is told each change of state."""
+    ``progress`` (e.g. ``automc.search.progress.LiveProgress()``) is told each change of state.
+    When the machine refuses a write (disk full, read-only), the search stops with a
+    ``StorageError`` that says what is kept; the same call continues the study."""
+    n_trials = n_trials or config.search.n_trials
+    prepared = prepare(config, log=log)
+    try:
+        return _search(config, prepared, n_trials=n_trials, resume=resume, log=log, progress=progress)
+    except Exception as exc:
+        fault = storage_fault(exc)
+        if fault is None:
+            raise
+        raise _storage_stopped(config, fault) from None
+
+
+def _storage_stopped(config: ExperimentConfig, fault: Fault) -> StorageError:
+    """The one line a search that the machine stopped (disk full, read-only) ends with: what, where,
+    what is kept, and that the same command continues."""
+    import optuna
+
+    where = fault.path or f"output_dir {str(config.out_path)!r}"
+    try:
+        kept = f"{finished(optuna.load_study(study_name=config.name, storage=storage_url(config)))} finished trials are kept"
+    except Exception:  # the study itself cannot be read: say what is known
+        kept = "the finished trials are kept"
+    return StorageError(f"{fault.said}: {where}; the search stopped and {kept} in {mask_secrets(storage_url(config))}; "
+                        f"{fault.fix} and run the same command again to continue")
+
+
+def _search(config: ExperimentConfig, prepared: Prepared, *, n_trials: int, resume: bool, log: Log,
+            progress: Progress | None) -> SearchResult:
     import optuna
 
     from automc.search.tracking import Tracker, default_tracking_uri
 
-    n_trials = n_trials or config.search.n_trials
     out = config.out_path
-    prepared = prepare(config, log=log)
     ctx, space = prepared.context, prepared.space
     # here, not in prepare: reading a finished study back (status, report, export) never refuses;
     # after the baseline is cached, so a rerun with a new budget reuses it
@@ -184,14 +212,20 @@ def run_search(
         status = "KILLED"
         log(f"interrupted: {finished(study)} trials are saved; run the same command again to resume")
         raise
+    except Exception:
+        status = "FAILED"
+        raise
     finally:
         if progress is not None and hasattr(progress, "close"):
             progress.close()
         executor.close()
-        if status != "FINISHED":
-            tracker.end_search(status)
-        else:
+        if status == "FINISHED":
             tracker.flush()
+        else:
+            try:
+                tracker.end_search(status)
+            except Exception:  # e.g. a full disk refuses this write too: the error being raised says why
+                pass
 
     result = collect_result(config, study, prepared)
     tracker.log_metrics(tracker.parent_id, {"finetune_epochs_total": sum(t.metrics.get("finetune_epochs", 0.0)
@@ -252,17 +286,26 @@ def _drive(study, prepared: Prepared, executor, tracker, n_trials: int, log: Log
             if interrupt.stop_requested():  # a stop the trial's code swallowed: its trial is in flight still
                 raise KeyboardInterrupt("stop requested")
             for number, outcome in finished_now:
-                trial, policy, costs, t0 = in_flight.pop(number)
+                if isinstance(outcome, BaseException) and storage_fault(outcome) is not None:
+                    raise outcome  # not the policy's fault: its trial is re-queued below, like the others in flight
+                trial, policy, costs, t0 = in_flight[number]
                 trials = _tell(study, trial, policy, costs, outcome, prepared, tracker, time.perf_counter() - t0,
                                n_trials, log)
+                del in_flight[number]  # after the tell: a tell the storage refused leaves it to re-queue
                 heartbeat.remove(trial)
                 if progress is not None:
                     progress(_progress_state(study, trials, prepared, n_trials))
-    except KeyboardInterrupt:  # the trials in flight, and one asked but not yet submitted
+    except BaseException as exc:  # Ctrl-C or a refused write: the trials in flight, and one asked but not yet submitted
+        if not isinstance(exc, KeyboardInterrupt) and storage_fault(exc) is None:
+            raise
         interrupted = [trial for trial, *_ in in_flight.values()] + ([asking] if asking is not None else [])
         for trial in interrupted:
             heartbeat.remove(trial)
-        release_interrupted(study, interrupted, log)
+        try:
+            release_interrupted(study, interrupted, log)
+        except Exception:  # the storage refuses this too: their heartbeats stop, the next run fails them
+            if isinstance(exc, KeyboardInterrupt):
+                raise
         raise
     finally:
         heartbeat.stop()

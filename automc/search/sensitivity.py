@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from automc._files import write_text_atomic
+from automc._files import read_or_set_aside, write_text_atomic
 from automc.algorithms._base import Decision
 from automc.policy import FLOAT_BITS
 from automc.search.space import policy_from_values
@@ -205,8 +205,8 @@ def load_or_analyse(prepared, *, log: Log = lambda s: None) -> Sensitivity:
     key = cache_key(prepared.baseline_checkpoint, prepared.space.decisions, samples=samples, seed=cfg.seed,
                     data_fingerprint=ctx.data.fingerprint())
     path = cfg.out_path / "cache" / f"sensitivity-{key}.json"
-    if path.is_file():
-        result = Sensitivity.from_dict(json.loads(path.read_text()))
+    result = read_or_set_aside(path, lambda p: Sensitivity.from_dict(json.loads(p.read_text())), "sensitivity", log)
+    if result is not None:
         log(f"sensitivity: reusing {path} ({len(result.curves)} decisions)")
     else:
         n = len(scored_decisions(prepared.space.decisions))

@@ -7,6 +7,7 @@ from collections import Counter
 from automc.config import mask_secrets
 from automc.search.reference import read_reference
 from automc.search.result import SearchResult
+from automc.search.tracking import ui_hint
 
 
 def _fmt_count(v: float | None) -> str:
@@ -67,7 +68,7 @@ def summary_text(result: SearchResult) -> str:
     uri = result.artifacts.get("tracking_uri", "")
     if uri:
         lines.append(f"\nMLflow: {mask_secrets(uri)}")
-        lines.append(f"  open the UI:  automc ui <experiment.yaml>   (or: mlflow ui --backend-store-uri {mask_secrets(uri)})")
+        lines.append(f"  open the UI:  {ui_hint(uri)}")
     return "\n".join(lines)
 
 

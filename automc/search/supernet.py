@@ -47,7 +47,7 @@ def load_or_train(config, net, table, data, baseline_ckpt: Path, *, train: bool 
     key = hashlib.sha256(json.dumps({"baseline": baseline_ckpt.name, "supernet": sn.model_dump(), "choices": choices,
                                      "importance": nas.importance}, sort_keys=True, default=str).encode()).hexdigest()[:16]
     ckpt = baseline_ckpt.parent / f"supernet-{key}.ckpt"
-    metrics = load_cached(net, ckpt)
+    metrics = load_cached(net, ckpt, log)
     if metrics is not None:
         log(f"supernet: reusing {ckpt} (largest {metrics['supernet_largest_accuracy']:.2f}%, smallest "
             f"{metrics['supernet_smallest_accuracy']:.2f}% val accuracy before fine-tuning)")

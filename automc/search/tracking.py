@@ -33,6 +33,21 @@ def default_tracking_uri(out_dir: Path) -> str:
     return f"sqlite:///{(out_dir / 'mlflow.db').resolve()}"
 
 
+def is_server(tracking_uri: str) -> bool:
+    """A tracking server (or Databricks) serves its own UI; other URIs are stores ``mlflow ui`` opens."""
+    return tracking_uri.lower().startswith(("http://", "https://", "databricks"))
+
+
+def ui_hint(tracking_uri: str) -> str:
+    """How to open the MLflow UI on the runs logged to ``tracking_uri`` (secrets masked)."""
+    uri = mask_secrets(tracking_uri)
+    if tracking_uri.lower().startswith("databricks"):
+        return "open the experiment in your Databricks workspace"
+    if is_server(tracking_uri):
+        return f"open {uri} (the tracking server serves the UI)"
+    return f"automc ui <experiment.yaml>   (or: mlflow ui --backend-store-uri {uri})"
+
+
 def seed_sqlite_store(tracking_uri: str) -> None:
     """Start a new SQLite MLflow store as a copy of an empty one this MLflow version already
     created: creating one runs each of MLflow's schema migrations, once per machine (kept in

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,6 +39,37 @@ def test_a_bad_experiment_is_one_line_and_exit_code_2(tmp_path, content, expecte
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], proc.stderr
         assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def _installed_automc() -> str:
+    """The ``automc`` script that ``pip install`` put beside this Python (what a user types)."""
+    script = Path(sys.executable).parent / "automc"
+    assert script.is_file(), f"{script} missing: run `pip install -e .`"
+    return str(script)
+
+
+@pytest.mark.parametrize("args, usage, error", [
+    (["nosuchcommand"], "Usage: automc [OPTIONS] COMMAND [ARGS]...", "No such command 'nosuchcommand'"),
+    (["search"], "Usage: automc search [OPTIONS]", "Missing argument"),
+    (["search", "--bogus", "x.yaml"], "Usage: automc search [OPTIONS]", "No such option: --bogus"),
+    (["search", "x.yaml", "--trials", "many"], "Usage: automc search [OPTIONS]", "Invalid value for '--trials'"),
+    (["ui", "x.yaml", "--port", "notaport"], "Usage: automc ui [OPTIONS]", "Invalid value for '--port'"),
+    (["status"], "Usage: automc status [OPTIONS]", "Missing argument"),
+])
+def test_a_mistyped_command_line_prints_clicks_usage_and_exits_2(tmp_path, args, usage, error):
+    proc = subprocess.run([_installed_automc(), *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    command = args[0] if args[0] != "nosuchcommand" else ""
+    assert usage in proc.stderr and f"Try 'automc {command} --help'".replace("  ", " ") in proc.stderr
+    assert f"Error: {error}" in proc.stderr, proc.stderr
+
+
+def test_automc_alone_prints_the_command_list():
+    proc = subprocess.run([_installed_automc()], capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in proc.stdout + proc.stderr
+    for name in COMMANDS:
+        assert f"  {name} " in proc.stdout + proc.stderr
 
 
 def test_init_writes_a_commented_template_that_passes_the_dry_run(tmp_path, cli, monkeypatch):

@@ -4,11 +4,14 @@ node's raylet is killed mid-search its trial fails while the search completes on
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import psutil
@@ -28,14 +31,48 @@ def _ray(*args: str) -> None:
                    env={**os.environ, **RAY_ENV}, timeout=180)
 
 
-def _raylets() -> dict[bool, list[psutil.Process]]:
-    """Raylet processes of this machine, by whether they are the head's."""
-    out: dict[bool, list[psutil.Process]] = {True: [], False: []}
+def _own(temp_dir: str) -> list[psutil.Process]:
+    """The processes of the cluster whose session lives in ``temp_dir``: those naming it on their
+    command line (GCS, raylets, monitors, dashboard) and everything they started (workers,
+    agents). Never another test's or user's Ray."""
+    roots = []
     for p in psutil.process_iter(["cmdline"]):
-        cmd = p.info["cmdline"] or []
+        if any(temp_dir in arg for arg in p.info["cmdline"] or []):
+            roots.append(p)
+    found = {p.pid: p for p in roots}
+    for p in roots:
+        try:
+            found.update({c.pid: c for c in p.children(recursive=True)})
+        except psutil.NoSuchProcess:
+            pass
+    return list(found.values())
+
+
+def _raylets(temp_dir: str) -> dict[bool, list[psutil.Process]]:
+    """The raylets of this test's cluster, by whether they are the head's."""
+    out: dict[bool, list[psutil.Process]] = {True: [], False: []}
+    for p in _own(temp_dir):
+        try:
+            cmd = p.cmdline()
+        except psutil.NoSuchProcess:
+            continue
         if cmd and cmd[0].endswith("/raylet"):
             out["--head" in cmd].append(p)
     return out
+
+
+def _stop(temp_dir: str) -> list[psutil.Process]:
+    """Stop this test's cluster only (SIGTERM, then SIGKILL); returns what is still alive."""
+    procs = _own(temp_dir)
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=10)
+    for p in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    _, alive = psutil.wait_procs(alive, timeout=10)
+    return alive + _own(temp_dir)
 
 
 def _node_id(process: psutil.Process) -> str:
@@ -44,22 +81,26 @@ def _node_id(process: psutil.Process) -> str:
 
 @pytest.fixture
 def two_nodes(monkeypatch):
-    """Head and one more node, 1 CPU each; stopped (both) afterwards."""
+    """Head and one more node, 1 CPU each, in a session folder of their own; yields (head node id,
+    the other node's raylet, the head's address). Only these two nodes are stopped afterwards,
+    also when starting them failed; no process of theirs is left."""
     for key, value in RAY_ENV.items():
         monkeypatch.setenv(key, value)
-    _ray("stop", "--force")
+    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths live under it
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     common = ["--num-cpus=1", "--object-store-memory=300000000", "--disable-usage-stats"]
-    _ray("start", "--head", f"--port={port}", "--include-dashboard=false", *common)
-    _ray("start", f"--address=127.0.0.1:{port}", *common)
-    raylets = _raylets()
-    assert len(raylets[True]) == 1 and len(raylets[False]) == 1, raylets
     try:
-        yield _node_id(raylets[True][0]), raylets[False][0]
+        _ray("start", "--head", f"--port={port}", f"--temp-dir={temp_dir}", "--include-dashboard=false", *common)
+        _ray("start", f"--address=127.0.0.1:{port}", *common)
+        raylets = _raylets(temp_dir)
+        assert len(raylets[True]) == 1 and len(raylets[False]) == 1, raylets
+        yield _node_id(raylets[True][0]), raylets[False][0], f"127.0.0.1:{port}"
     finally:
-        _ray("stop", "--force")
+        left = _stop(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        assert not left, f"processes of the test's Ray cluster still running: {left}"
 
 
 def test_a_search_on_two_ray_nodes_survives_losing_one(tmp_path, two_nodes):
@@ -67,7 +108,7 @@ def test_a_search_on_two_ray_nodes_survives_losing_one(tmp_path, two_nodes):
 
     from automc.config import load_config
 
-    head_id, other_raylet = two_nodes
+    head_id, other_raylet, address = two_nodes
     other_id = _node_id(other_raylet)
     path = tmp_path / "cluster.yaml"
     path.write_text(yaml.safe_dump({
@@ -75,7 +116,7 @@ def test_a_search_on_two_ray_nodes_survives_losing_one(tmp_path, two_nodes):
         "model": {"name": "lenet"}, "data": {"name": "digits"},
         "train": {"epochs": 2, "lr": 0.05}, "finetune": {"epochs": 4, "lr": 0.02},
         "compress": {"pruning": {"max_ratio": 0.6}}, "objectives": ["accuracy", "macs"],
-        "execution": {"backend": "ray", "ray_address": "auto", "workers": 2, "cpus_per_trial": 1},
+        "execution": {"backend": "ray", "ray_address": address, "workers": 2, "cpus_per_trial": 1},
         "search": {"strategy": "random", "n_trials": 8, "pruner": "none", "heartbeat_s": 1.0},
         "export": {"formats": [], "max_accuracy_drop": 100.0, "compare_uniform": False},
     }))
