@@ -9,6 +9,7 @@ the same kept channel indices, then swaps the new cells into a deep copy of the 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -147,6 +148,40 @@ def prune(net, table: LayerTable, policy: Policy, *, importance: str = "l1", rea
     rename_parameters(pruned)
     pruned.set_train(False)
     return pruned
+
+
+def refuse_breaking_groups(net, table: LayerTable, input_shape: Sequence[int], *, ratio: float = 0.5) -> LayerTable:
+    """``table`` with every prunable group whose pruning breaks ``net`` (its forward pass fails:
+    a coupling the analysis did not see, e.g. an element-wise op between channels it thought
+    independent) marked not prunable, with the error as the reason. The groups are pruned at
+    ``ratio`` all at once first (one forward pass when nothing breaks); only when that fails are
+    they added one by one, each kept when the network still runs with it and the ones kept before."""
+    import mindspore as ms
+
+    names = [g.name for g in table.prunable_groups]
+    x = ms.Tensor(np.zeros((1, *input_shape), np.float32))
+
+    def breaks(chosen: Sequence[str]) -> str:
+        try:
+            prune(net, table, Policy(prune={n: ratio for n in chosen}))(x)
+        except Exception as exc:  # whatever MindSpore raises for mismatched shapes
+            return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ''}"
+        return ""
+
+    if not names or not breaks(names):
+        return table
+    kept: list[str] = []
+    refused: dict[str, str] = {}
+    for name in names:
+        why = breaks([*kept, name])
+        if why:
+            refused[name] = why
+        else:
+            kept.append(name)
+    coupling = tuple(dataclasses.replace(g, prunable=False, blocked_by=("breaks the network",),
+                                         reason=f"pruning it breaks the network ({refused[g.name]})")
+                     if g.name in refused else g for g in table.coupling)
+    return dataclasses.replace(table, coupling=coupling)
 
 
 class ChannelPruning(Compressor):

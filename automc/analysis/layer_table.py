@@ -28,6 +28,8 @@ layer's bias at deployment, so it adds a bias where the layer had none.
 
 from __future__ import annotations
 
+import collections
+
 from dataclasses import asdict, dataclass, field, fields, replace
 from itertools import chain, repeat
 from operator import itemgetter
@@ -81,8 +83,9 @@ class CouplingGroup:
 
     ``producers`` write the channels (their output channels), ``consumers`` read them (their
     input channels; a dense layer after a flatten reads ``in_factor`` features per channel),
-    ``followers`` are channel-wise layers indexed by them (batch-norm, depthwise convs).
-    Producers joined by a residual add share one group.
+    ``followers`` are channel-wise layers with weights indexed by them (batch-norm, depthwise
+    convs; activations and pooling have nothing to slice and are not listed). Producers joined by
+    a residual add share one group.
     """
 
     name: str
@@ -92,6 +95,44 @@ class CouplingGroup:
     followers: tuple[str, ...] = ()
     prunable: bool = True
     reason: str = ""
+    #: what keeps the group from being pruned, as kinds (``BLOCKED_BY``), in the order of ``reason``
+    blocked_by: tuple[str, ...] = ()
+
+
+#: why a coupling group is not prunable: its channels are the network's outputs (a classifier),
+#: re-indexed on the way (concat, slice, shuffle), read by a layer with shared weights or a grouped
+#: conv, by a layer that cannot be sliced, its producers' widths differ, or pruning it was tried
+#: and the network no longer ran (``automc.algorithms.pruning.refuse_breaking_groups``)
+BLOCKED_BY = ("output", "re-indexed", "shared weights", "grouped conv", "cannot be sliced", "widths differ",
+              "breaks the network")
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """The MACs channel pruning reaches (``LayerTable.coverage``). ``output_macs``: layers whose
+    output channels are the network's outputs (the classifier), never prunable and left out of
+    ``share``; ``ungrouped_macs``: layers whose outputs no group holds; ``blocked``: reason kind ->
+    (groups, MACs) of the other groups."""
+
+    prunable_macs: int
+    total_macs: int
+    output_macs: int
+    ungrouped_macs: int
+    blocked: dict[str, tuple[int, int]]
+
+    @property
+    def share(self) -> float:
+        """Prunable MACs over all MACs but the classifier's."""
+        return self.prunable_macs / max(self.total_macs - self.output_macs, 1)
+
+    def to_text(self) -> str:
+        rest = self.total_macs - self.output_macs
+        parts = [f"{kind} {n} group{'s' * (n != 1)} ({m / max(rest, 1):.1%})"
+                 for kind, (n, m) in sorted(self.blocked.items(), key=lambda kv: -kv[1][1])]
+        if self.ungrouped_macs:
+            parts.append(f"in no group ({self.ungrouped_macs / max(rest, 1):.1%})")
+        text = f"prunable: {self.share:.1%} of the MACs (the classifier aside) are in layers whose output channels can be pruned"
+        return text + (f"; the rest: {', '.join(parts)}" if parts else "")
 
 
 @dataclass(frozen=True)
@@ -275,6 +316,30 @@ class LayerTable:
     def totals(self, policy: Policy | None = None) -> dict[str, int]:
         shapes = self.resolve(policy or Policy())
         return {"macs": int(shapes.macs.sum()), "params": int(shapes.params.sum())}
+
+    def coverage(self) -> "Coverage":
+        """How much of the compute channel pruning can reach: the MACs of layers whose output
+        channels are in a prunable group, and what keeps the rest (by each group's first reason;
+        a group feeding the network output is the classifier, counted apart)."""
+        macs = self.resolve(Policy()).macs[0]
+        by_group = collections.Counter()
+        for i, g in enumerate(self.out_group):
+            by_group[int(g)] += int(macs[i])
+        blocked: dict[str, list[int]] = {}
+        output = 0
+        for gi, group in enumerate(self.coupling):
+            if group.prunable:
+                continue
+            if "output" in group.blocked_by:  # the classifier: its outputs are the classes
+                output += by_group[gi]
+                continue
+            kind = group.blocked_by[0] if group.blocked_by else "cannot be sliced"
+            entry = blocked.setdefault(kind, [0, 0])
+            entry[0] += 1
+            entry[1] += by_group[gi]
+        prunable = sum(by_group[gi] for gi, g in enumerate(self.coupling) if g.prunable)
+        return Coverage(prunable_macs=prunable, total_macs=int(macs.sum()), output_macs=output,
+                        ungrouped_macs=by_group[-1], blocked={k: (n, m) for k, (n, m) in blocked.items()})
 
     def to_text(self) -> str:
         """A fixed-width table for the console."""

@@ -47,6 +47,10 @@ _CLAMPS = frozenset({"ReLU", "ReLU6"})
 
 @dataclass
 class _Leaf:
+    """One node of the trace: a leaf cell, or one call of a parameterless leaf cell (``name:k``
+    for its k-th call after the first: an activation or pooling cell that ``construct`` calls
+    twice is a function applied twice, not a shared layer)."""
+
     name: str
     cell: Any
     calls: int = 0
@@ -211,8 +215,21 @@ def trace_network(net, input_shape: Sequence[int], *, seed: int = 0) -> NetworkT
     for name, cell in net.cells_and_names():
         if name and not cell.name_cells():
             leaves[id(cell)] = _Leaf(name, cell)
+    weightless = {k for k, leaf in leaves.items() if not list(leaf.cell.get_parameters(expand=False))}
+    later_calls: dict[tuple[int, int], _Leaf] = {}  # (cell, k): the k-th call of a parameterless cell, k >= 1
     mixing = {"conv", "dense", "groupconv", "other"}
-    state: dict[str, Any] = {"probing": False, "order": 0, "by_leaf": {}, "n": 0}
+    state: dict[str, Any] = {"probing": False, "order": 0, "by_leaf": {}, "n": 0, "calls": {}}
+
+    def node_of(cell) -> _Leaf:
+        """The node this call of ``cell`` runs as (calls are counted per forward pass, which
+        runs the same calls in the same order every time)."""
+        k = state["calls"].get(id(cell), 0)
+        state["calls"][id(cell)] = k + 1
+        if k == 0 or id(cell) not in weightless:  # a cell with parameters is one node: shared weights
+            return leaves[id(cell)]
+        if (id(cell), k) not in later_calls:
+            later_calls[(id(cell), k)] = _Leaf(f"{leaves[id(cell)].name}:{k}", cell)
+        return later_calls[(id(cell), k)]
 
     ops_seen: list = []
 
@@ -225,7 +242,7 @@ def trace_network(net, input_shape: Sequence[int], *, seed: int = 0) -> NetworkT
 
     def hook(cell, inputs, output):
         del ops_seen[state.get("mark", len(ops_seen)):]
-        leaf = leaves[id(cell)]
+        leaf = node_of(cell)
         x_np = inputs[0].asnumpy() if inputs and hasattr(inputs[0], "asnumpy") else None
         if state["probing"]:
             leaf.probe_x = x_np
@@ -264,7 +281,8 @@ def trace_network(net, input_shape: Sequence[int], *, seed: int = 0) -> NetworkT
             base_out = net(ms.Tensor(x)).asnumpy()
         finally:
             _restore_primitives(patched)
-        executed = sorted((l for l in leaves.values() if l.calls > 0), key=lambda l: l.order)
+        nodes = [*leaves.values(), *later_calls.values()]
+        executed = sorted((l for l in nodes if l.calls > 0), key=lambda l: l.order)
         producers = [l for l in executed if _kind_of(l.cell) in ("conv", "dense") and l.y is not None]
         probes = [(p, int(k), sign) for p in producers
                   for k in rng.choice(p.y.shape[1], size=min(PROBES_PER_PRODUCER, p.y.shape[1]), replace=False)
@@ -278,7 +296,7 @@ def trace_network(net, input_shape: Sequence[int], *, seed: int = 0) -> NetworkT
             state["by_leaf"] = {}
             for b, (p, k, sign) in enumerate(chunk):
                 state["by_leaf"].setdefault(p.name, []).append((b, k, sign))
-            state["probing"], state["n"] = True, len(chunk)
+            state["probing"], state["n"], state["calls"] = True, len(chunk), {}
             out = net(ms.Tensor(np.repeat(x, len(chunk), axis=0))).asnumpy()
             state["probing"] = False
             _relate(trace, executed, chunk, base_out, out)
@@ -325,27 +343,30 @@ def coupling_groups(trace: NetworkTrace) -> list[CouplingGroup]:
     groups = []
     for producers in members.values():
         producers.sort(key=order.get)
-        consumers, followers, reasons = set(), set(), []
+        consumers, followers = set(), set()
+        reasons: list[tuple[str, str]] = []  # (kind, text); kinds: BLOCKED_BY
         for p in producers:
             for leaf_name, r in trace.relations[p].items():
                 if r.remapped:
-                    reasons.append(f"channels of {p} are re-indexed or mixed by a non-layer op before {leaf_name} (concat/slice/shuffle)")
+                    reasons.append(("re-indexed", f"channels of {p} are re-indexed or mixed by a non-layer op before "
+                                                  f"{leaf_name} (concat/slice/shuffle)"))
                 if r.consumer:
                     consumers.add(leaf_name)
-                elif r.follower:
-                    followers.add(leaf_name)
+                elif r.follower and _kind_of(leaf_by_name[leaf_name].cell) not in ("paramless", "pool"):
+                    followers.add(leaf_name)  # activations and pooling have nothing to slice
             if p in trace.output_aligned:
-                reasons.append(f"{p} feeds the network output")
+                reasons.append(("output", f"{p} feeds the network output"))
         channels = {leaf_by_name[p].cell.weight.shape[0] for p in producers}
         if len(channels) != 1:
-            reasons.append(f"producers disagree on channel count {sorted(channels)}")
+            reasons.append(("widths differ", f"producers disagree on channel count {sorted(channels)}"))
         for name in sorted(consumers | followers | set(producers)):
             leaf = leaf_by_name[name]
             kind = _kind_of(leaf.cell)
             if leaf.calls > 1:
-                reasons.append(f"{name} is called {leaf.calls} times (shared weights)")
+                reasons.append(("shared weights", f"{name} is called {leaf.calls} times (shared weights)"))
             if kind in ("groupconv", "other"):
-                reasons.append(f"{name} ({type(leaf.cell).__name__}) cannot be sliced by channel")
+                reasons.append(("grouped conv" if kind == "groupconv" else "cannot be sliced",
+                                f"{name} ({type(leaf.cell).__name__}) cannot be sliced by channel"))
         groups.append(
             CouplingGroup(
                 name=producers[0],
@@ -354,7 +375,8 @@ def coupling_groups(trace: NetworkTrace) -> list[CouplingGroup]:
                 consumers=tuple(sorted(consumers, key=order.get)),
                 followers=tuple(sorted(followers, key=order.get)),
                 prunable=not reasons,
-                reason="; ".join(dict.fromkeys(reasons)),
+                reason="; ".join(dict.fromkeys(text for _, text in reasons)),
+                blocked_by=tuple(dict.fromkeys(kind for kind, _ in reasons)),
             )
         )
     groups.sort(key=lambda g: order[g.producers[0]])
@@ -551,8 +573,12 @@ def build_layer_table(net, input_shape: Sequence[int], *, seed: int = 0) -> Laye
         row: dict[str, Any] = {"name": leaf.name, "in_group": in_group, "in_factor": in_factor}
         nxt = executed[idx + 1] if idx + 1 < len(executed) else None
         if kind == "dense":
+            # nn.Dense multiplies the last axis: on (N, H, W, C) maps (ConvNeXt, MLP blocks) it runs
+            # once per position, a 1x1 conv over H x W; on (N, L, C) once per token
+            positions = tuple(int(d) for d in x.shape[1:-1]) if x is not None and x.ndim > 2 else ()
+            h, w = positions if len(positions) == 2 else (int(np.prod(positions, dtype=np.int64)), 1)
             row.update(kind="dense", cin=cell.in_channels, cout=cell.out_channels, has_bias=bool(cell.has_bias),
-                       out_group=group_of_producer.get(leaf.name, -1))
+                       h_in=h, w_in=w, h_out=h, w_out=w, out_group=group_of_producer.get(leaf.name, -1))
         elif kind == "pool":
             k = cell.kernel_size if isinstance(cell.kernel_size, int) else cell.kernel_size[-1]
             s = cell.stride if isinstance(cell.stride, int) else cell.stride[-1]
@@ -578,8 +604,11 @@ def build_layer_table(net, input_shape: Sequence[int], *, seed: int = 0) -> Laye
         row["has_act"] = act in _CLAMPS or act in SMOOTH_ACTIVATIONS
         rows.append(row)
         if act in SMOOTH_ACTIVATIONS and y is not None:  # one element-wise pass where the runtime does not fuse it
-            h, w = tuple(y.shape[2:]) if y.ndim == 4 else (1, 1)
-            rows.append(_map_row(f"{leaf.name}.act", "act", y.shape[1], h, w, row["out_group"]))
+            if kind == "dense":  # channels on the last axis, once per position
+                c, h, w = row["cout"], row["h_out"], row["w_out"]
+            else:
+                c, (h, w) = y.shape[1], (tuple(y.shape[2:]) if y.ndim == 4 else (1, 1))
+            rows.append(_map_row(f"{leaf.name}.act", "act", c, h, w, row["out_group"]))
         if gated is not None:  # squeeze-and-excite: the pooled map times this conv's per-channel output
             h, w, g = gated
             del pooled[y.shape[1]]

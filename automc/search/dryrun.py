@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from automc.algorithms import build_compressors
-from automc.analysis import build_layer_table
 from automc.config import ExperimentConfig
 from automc.policy import Policy
 from automc.search.objectives import cost_metrics, parse_constraint, parse_objective, resolve_constraints
@@ -14,11 +13,11 @@ from automc.search.space import SearchSpace
 def _analyse(config: ExperimentConfig):
     """The data, the untrained network's layer table and the search space (nothing trained)."""
     from automc.search.evaluate import build_baseline
-    from automc.search.runner import load_data
+    from automc.search.runner import analyse, load_data
 
     data = load_data(config)
     net = build_baseline(config, data.num_classes, data.input_shape)
-    table = build_layer_table(net, data.input_shape, seed=config.seed)
+    table = analyse(config, net, data.input_shape)
     return data, table, SearchSpace(table, build_compressors(config))
 
 
@@ -39,7 +38,8 @@ def dry_run(config: ExperimentConfig) -> str:
         f"data: {data.name}, {len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test samples, "
         f"input {data.input_shape}, {data.num_classes} classes",
         f"model: {config.model.name or config.model.factory}: {len(table)} layers, "
-        f"{len(table.prunable_groups)} prunable channel groups",
+        f"{len(table.prunable_groups)} prunable channel groups of {len(table.coupling)}",
+        table.coverage().to_text(),
         f"accelerator: {where}" + (" (auto)" if ex.accelerator == "auto" and where != "auto" else "")
         + (f", device {ex.device_id}" if where in ("gpu", "ascend") and ex.backend == "local" else "")
         + (f"; per trial {ex.gpus_per_trial:g} GPU" if ex.gpus_per_trial else "")

@@ -112,7 +112,7 @@ def _reusable(out: Path, fingerprint: dict) -> dict | None:
         summary = json.loads((out / "summary.json").read_text())
     except (OSError, ValueError):
         return None
-    files = [v for k, v in summary.get("artifacts", {}).items() if not k.endswith(("_max_abs_diff", "_error"))]
+    files = [v for k, v in summary.get("artifacts", {}).items() if not k.endswith(("_diff", "_error"))]
     if summary.get("fingerprint") != fingerprint or not all(Path(f).exists() for f in files):
         return None
     return summary
@@ -208,6 +208,7 @@ def _export(result: SearchResult, prepared, fingerprint: dict, log: Callable[[st
         if outcome.ok:
             artifacts[fmt] = str(outcome.path)
             artifacts[f"{fmt}_max_abs_diff"] = f"{outcome.report.max_abs_diff:.3g}"
+            artifacts[f"{fmt}_relative_diff"] = f"{outcome.report.relative_diff:.3g}"
         else:
             artifacts[f"{fmt}_error"] = outcome.error
     if outcomes.get("mindir") and outcomes["mindir"].ok:

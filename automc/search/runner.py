@@ -22,7 +22,8 @@ import numpy as np
 from automc import __version__
 from automc._files import Fault, check_writable, storage_fault
 from automc.algorithms import build_compressors
-from automc.analysis import build_layer_table
+from automc.algorithms.pruning import refuse_breaking_groups
+from automc.analysis import LayerTable, build_layer_table
 from automc.config import ExperimentConfig, mask_secrets
 from automc.errors import AutomcError, StorageError
 from automc.policy import Policy
@@ -66,6 +67,15 @@ def load_data(config: ExperimentConfig):
                         resize=d.resize, channels=d.channels, max_samples=d.max_samples, **d.kwargs)
 
 
+def analyse(config: ExperimentConfig, net, input_shape) -> LayerTable:
+    """``net``'s layer table; with channel pruning in the experiment, a group whose pruning breaks
+    the network is refused (``refuse_breaking_groups``), so no trial is spent on it."""
+    table = build_layer_table(net, input_shape, seed=config.seed)
+    if config.compress.pruning is not None:
+        table = refuse_breaking_groups(net, table, input_shape)
+    return table
+
+
 def prepare(config: ExperimentConfig, *, train_baseline: bool = True, log: Log = lambda s: None) -> Prepared:
     """Load the data, train (or load the cached) baseline, build the layer table and search space."""
     import mindspore as ms
@@ -102,7 +112,7 @@ def prepare(config: ExperimentConfig, *, train_baseline: bool = True, log: Log =
         save_cached(net, ckpt, metrics)
         log(f"baseline: val accuracy {metrics['accuracy']:.2f}%, test accuracy {metrics['test_accuracy']:.2f}%")
     net.set_train(False)
-    table = build_layer_table(net, data.input_shape, seed=config.seed)
+    table = analyse(config, net, data.input_shape)
     if config.compress.nas is not None and config.compress.nas.supernet is not None:
         from automc.search import supernet
 

@@ -53,3 +53,18 @@ def test_report_str_and_ok():
     assert "\n" not in text and "onnx" in text and "8 samples" in text
     assert not ParityReport(0.0, 0.0, 0.75, 4, "ms").ok()  # top-1 disagreement fails
     assert not ParityReport(float("nan"), 0.0, 1.0, 4, "ms").ok()
+
+
+def test_parity_is_relative_to_the_output_scale():
+    """Float32 rounding grows with the outputs: logits of ~1e3 (an untrained DenseNet) that differ by
+    1e-3 are a relative 1e-6 (parity), the same 1e-3 on logits of ~1 is not."""
+    from automc.deploy import compare_outputs
+
+    rng = np.random.default_rng(0)
+    big = rng.standard_normal((8, 10)) * 1e3
+    report = compare_outputs(big, big + 1e-3, fmt="mindir")
+    assert report.max_abs_output == pytest.approx(np.abs(big).max())
+    assert report.relative_diff == pytest.approx(1e-3 / np.abs(big).max()) and report.ok()
+    assert "relative" in str(report)
+    small = big / 1e3
+    assert not compare_outputs(small, small + 1e-3, fmt="mindir").ok()

@@ -224,8 +224,8 @@ class ElasticResolver:
             return next((b for b in removed if path == b or path.startswith(b + ".")), None)
 
         def followers(paths: Sequence[str]) -> tuple[str, ...]:
-            # a removed block's nn.Identity passes the channels on: it replaces its cells as a follower
-            return tuple(dict.fromkeys(removed_block(f) or f for f in paths))
+            # a removed block's cells are gone; the nn.Identity in its place has nothing to slice
+            return tuple(f for f in paths if removed_block(f) is None)
 
         channels = self.group_channels(pol)[0]
         new_index: dict[int, int] = {}
