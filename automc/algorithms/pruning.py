@@ -150,20 +150,22 @@ def prune(net, table: LayerTable, policy: Policy, *, importance: str = "l1", rea
     return pruned
 
 
-def refuse_breaking_groups(net, table: LayerTable, input_shape: Sequence[int], *, ratio: float = 0.5) -> LayerTable:
+def refuse_breaking_groups(net, table: LayerTable, input_shape: Sequence[int]) -> LayerTable:
     """``table`` with every prunable group whose pruning breaks ``net`` (its forward pass fails:
     a coupling the analysis did not see, e.g. an element-wise op between channels it thought
-    independent) marked not prunable, with the error as the reason. The groups are pruned at
-    ``ratio`` all at once first (one forward pass when nothing breaks); only when that fails are
-    they added one by one, each kept when the network still runs with it and the ones kept before."""
+    independent) marked not prunable, with the error as the reason. Each group loses one channel,
+    which any missed coupling already breaks and no network's own limits on its widths do; all
+    groups at once first (one forward pass when nothing breaks), and only when that fails one by
+    one, each kept when the network still runs with it and the ones kept before."""
     import mindspore as ms
 
-    names = [g.name for g in table.prunable_groups]
+    one_less = {g.name: 1.0 / g.channels for g in table.prunable_groups if g.channels > 1}
+    names = list(one_less)
     x = ms.Tensor(np.zeros((1, *input_shape), np.float32))
 
     def breaks(chosen: Sequence[str]) -> str:
         try:
-            prune(net, table, Policy(prune={n: ratio for n in chosen}))(x)
+            prune(net, table, Policy(prune={n: one_less[n] for n in chosen}))(x)
         except Exception as exc:  # whatever MindSpore raises for mismatched shapes
             return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ''}"
         return ""

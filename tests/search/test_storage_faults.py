@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from search_helpers import study_trials, write_experiment
 from services import read_only, tmpfs
