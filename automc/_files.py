@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple, TypeVar
 
-from automc.errors import StorageError
+from automc.errors import StorageError, first_line
 
 T = TypeVar("T")
 
@@ -142,6 +142,5 @@ def read_or_set_aside(path: str | Path, read: Callable[[Path], T], what: str,
         if storage_fault(exc) is not None:  # the machine refused (permission denied): not the file's fault
             raise
         aside = set_aside(path)
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        log(f"{what}: {path} cannot be read ({reason}); moved aside to {aside.name}; {then}")
+        log(f"{what}: {path} cannot be read ({first_line(exc)}); moved aside to {aside.name}; {then}")
         return None

@@ -10,6 +10,13 @@ class AutomcError(Exception):
     exit_code = 2
 
 
+def first_line(exc: BaseException, limit: int = 160) -> str:
+    """An exception's first line of text (at most ``limit`` characters), or its type's name: how
+    a caught third-party error is quoted inside one of automc's one-line messages."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
 class ConfigError(AutomcError):
     """The experiment YAML (or a config object) is invalid; the message names the field."""
 

@@ -17,7 +17,7 @@ import numpy as np
 from automc.algorithms._base import Compressor, Decision
 from automc.algorithms._surgery import find_cell, rename_parameters, replace_cell
 from automc.analysis.layer_table import LayerTable, kept_channels
-from automc.errors import CompressionError, ConfigError
+from automc.errors import CompressionError, ConfigError, first_line
 from automc.policy import Policy
 from automc.registry import Registry
 
@@ -167,7 +167,7 @@ def refuse_breaking_groups(net, table: LayerTable, input_shape: Sequence[int]) -
         try:
             prune(net, table, Policy(prune={n: one_less[n] for n in chosen}))(x)
         except Exception as exc:  # whatever MindSpore raises for mismatched shapes
-            return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ''}"
+            return f"{type(exc).__name__}: {first_line(exc)}"
         return ""
 
     if not names or not breaks(names):

@@ -29,7 +29,6 @@ layer's bias at deployment, so it adds a bias where the layer had none.
 from __future__ import annotations
 
 import collections
-
 from dataclasses import asdict, dataclass, field, fields, replace
 from itertools import chain, repeat
 from operator import itemgetter
