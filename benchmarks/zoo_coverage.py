@@ -5,7 +5,8 @@ Per network it prints: the trace time, rows and groups, the share of MACs in lay
 channels are prunable (the classifier aside) and the counted reasons for the rest; then, pruned:
 whether it builds and runs, params and MACs before and after, whether its re-trace equals the
 table's prediction, the table's MACs against an independent count from hooks on every
-Conv2d/Dense, and MindIR parity (relative max |d| / max |y|, argmax agreement).
+Conv2d/Dense, and MindIR parity (relative max |d| / max |y|, argmax agreement), and for LITE_NETWORKS the same for the .ms
+converted by MindSpore Lite 2.0's converter and run in its runtime.
 
 Targets (issue 33): >= 90 % of the MACs prunable on every network; no prunable group that breaks a
 network; table MACs within 1 % of the hook count everywhere; trace under 60 s.
@@ -35,6 +36,8 @@ NETWORKS = (
     ("mobilenet_v3_large_100", 64), ("efficientnet_b0", 64), ("mnasnet_100", 64), ("vgg11", 224),
 )
 RATIO = 0.5
+#: networks also converted to MindSpore Lite (.ms) and run in its runtime, pruned (issue 33)
+LITE_NETWORKS = ("resnet18", "densenet121", "shufflenet_v2_x1_0", "ghostnet_100")
 
 
 def hook_macs(net, shape) -> int:
@@ -110,7 +113,19 @@ def measure(arch: str, size: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         path = export_mindir(pruned, x[:1], Path(tmp) / f"{arch}.mindir")
         report = check_mindir_parity(pruned, path, x)
-    row["mindir_relative"], row["mindir_argmax"] = report.relative_diff, report.argmax_agreement
+        row["mindir_relative"], row["mindir_argmax"] = report.relative_diff, report.argmax_agreement
+        if arch in LITE_NETWORKS:
+            from automc.deploy.lite import check_ms_parity, convert_to_ms
+
+            try:
+                # exported at the batch it is checked with: a network whose construct reshapes by
+                # a shape it computes (ShuffleNet's channel shuffle) bakes the batch into the .ms
+                batch_path = export_mindir(pruned, x, Path(tmp) / f"{arch}-batch.mindir")
+                ms_path = convert_to_ms(batch_path, Path(tmp) / f"{arch}.ms")
+                ms = check_ms_parity(pruned, ms_path, x, repeats=3)
+                row["ms"] = f"{ms.relative_diff:.1g} / {100 * ms.argmax_agreement:.0f}%"
+            except Exception as exc:  # the row says what failed
+                row["ms"] = f"FAILED ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
     return row
 
 
@@ -138,7 +153,8 @@ def main(argv=None) -> None:
     out(f"command: python {' '.join([Path(sys.argv[0]).as_posix()] + (argv if argv is not None else sys.argv[1:]))}")
     out()
     header = ("network", "input", "trace s", "check s", "rows", "groups", "prunable", "refused by the check",
-              "MACs prunable", "runs", "params", "MACs (table/hooks)", "re-trace", "MindIR rel / argmax")
+              "MACs prunable", "runs", "params", "MACs (table/hooks)", "re-trace", "MindIR rel / argmax",
+              ".ms (Lite) rel / argmax")
     out("  ".join(header))
     results, reasons = [], []
     for arch, size in NETWORKS:
@@ -160,7 +176,7 @@ def main(argv=None) -> None:
                      f"{r['params'] / 1e6:.2f}M -> {r['params_pruned'] / 1e6:.2f}M",
                      f"{r['table_macs'] / r['hook_macs']:.3f}x -> {r['macs_pruned_predicted'] / r['hook_macs_pruned']:.3f}x",
                      "equal" if r["retrace_equal"] else "DIFFERS",
-                     f"{r['mindir_relative']:.1g} / {100 * r['mindir_argmax']:.0f}%")
+                     f"{r['mindir_relative']:.1g} / {100 * r['mindir_argmax']:.0f}%", r.get("ms", "-"))
         out("  ".join(cells))
     out()
     out("MACs (table/hooks): the table's MACs over an independent count from hooks on every Conv2d/Dense, before -> "

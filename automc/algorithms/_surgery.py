@@ -13,15 +13,27 @@ def find_cell(net, path: str):
 
 
 def replace_cell(net, path: str, new_cell) -> None:
-    """Put ``new_cell`` where the cell named ``path`` is."""
+    """Put ``new_cell`` wherever the cell named ``path`` is: a cell held twice (mindcv's SqueezeNet
+    keeps its ``final_conv`` as an attribute and inside its classifier) is replaced in both places."""
     from mindspore import nn
 
-    parent_path, _, key = path.rpartition(".")
-    parent = find_cell(net, parent_path) if parent_path else net
-    if isinstance(parent, (nn.SequentialCell, nn.CellList)):
-        parent[list(parent._cells.keys()).index(key)] = new_cell
-    else:
-        setattr(parent, key, new_cell)
+    old = find_cell(net, path)
+    holders, stack, seen = [], [net], set()
+    while stack:
+        parent = stack.pop()
+        if id(parent) in seen:
+            continue
+        seen.add(id(parent))
+        for key, child in parent._cells.items():
+            if child is old:
+                holders.append((parent, key))
+            elif child is not None:
+                stack.append(child)
+    for parent, key in holders:
+        if isinstance(parent, (nn.SequentialCell, nn.CellList)):
+            parent[list(parent._cells.keys()).index(key)] = new_cell
+        else:
+            setattr(parent, key, new_cell)
 
 
 def rename_parameters(net) -> None:

@@ -16,7 +16,8 @@ import numpy as np
 
 from automc.algorithms._base import Compressor, Decision
 from automc.algorithms._surgery import find_cell, rename_parameters, replace_cell
-from automc.analysis.layer_table import LayerTable, kept_channels
+from automc.analysis.coupling import expand
+from automc.analysis.layer_table import CouplingGroup, LayerTable, kept_channels
 from automc.errors import CompressionError, ConfigError, first_line
 from automc.policy import Policy
 from automc.registry import Registry
@@ -54,15 +55,23 @@ def _tensor(a: np.ndarray):
 
 def _sliced_cell(cell, out_idx: np.ndarray | None, in_idx: np.ndarray | None):
     """A new cell like ``cell`` keeping output channels ``out_idx`` and inputs ``in_idx``."""
-    from mindspore import nn
+    from mindspore import Parameter, nn
 
     if isinstance(cell, nn.Conv2d):
         w = cell.weight.asnumpy()
         depthwise = cell.group > 1 and cell.group == cell.in_channels == cell.out_channels
+        out_group = np.arange(w.shape[0]) // (w.shape[0] // cell.group)  # each output channel's conv group
         if out_idx is not None:
-            w = w[out_idx]
+            w, out_group = w[out_idx], out_group[out_idx]
         if in_idx is not None and not depthwise:
-            w = w[:, in_idx]
+            if cell.group == 1:
+                w = w[:, in_idx]
+            else:  # each conv group keeps its own inputs (the same number in every group)
+                per_group = w.shape[1]
+                local = [in_idx[in_idx // per_group == j] - j * per_group for j in range(cell.group)]
+                if len({len(x) for x in local}) != 1:
+                    raise CompressionError("the groups of a grouped conv would keep different numbers of inputs")
+                w = np.stack([w[o, local[out_group[o]]] for o in range(w.shape[0])])
         cout = w.shape[0]
         cin = cout if depthwise else w.shape[1] * cell.group
         bias = cell.bias.asnumpy()[out_idx if out_idx is not None else slice(None)] if cell.has_bias else None
@@ -88,15 +97,76 @@ def _sliced_cell(cell, out_idx: np.ndarray | None, in_idx: np.ndarray | None):
                    moving_mean_init=_tensor(cell.moving_mean.asnumpy()[idx]),
                    moving_var_init=_tensor(cell.moving_variance.asnumpy()[idx]),
                    use_batch_statistics=cell.use_batch_statistics)
-    raise CompressionError(f"cannot slice a {type(cell).__name__}; only Conv2d, Dense and BatchNorm are supported")
+    if isinstance(cell, nn.LayerNorm):  # mindcv's channels-first subclass too: its own settings, fewer channels
+        idx = out_idx if out_idx is not None else in_idx
+        new = copy.deepcopy(cell)
+        new.gamma = Parameter(_tensor(cell.gamma.asnumpy()[idx]), name="gamma")
+        new.beta = Parameter(_tensor(cell.beta.asnumpy()[idx]), name="beta")
+        new.normalized_shape = (len(idx),)
+        return new
+    raise CompressionError(f"cannot slice a {type(cell).__name__}; only Conv2d, Dense, BatchNorm and LayerNorm are "
+                           "supported")
+
+
+def _slice_layer_scales(net, producers: Sequence[str], masks: Mapping[tuple[str, str], np.ndarray]) -> None:
+    """A cell's own 1-D parameter as long as the output of the one producer inside it keeps that
+    producer's channels: ConvNeXt's layer scale (``self.gamma_ * x`` in ``construct``, after the
+    block's last dense layer). Called before the producers are sliced."""
+    for (path, side), mask in masks.items():
+        if side != "out" or path not in producers or "." not in path:
+            continue
+        parent_path = path.rpartition(".")[0]
+        inside = [q for q in producers if q.startswith(parent_path + ".")
+                  and _width(find_cell(net, q), "out") == len(mask)]
+        if inside != [path]:
+            continue
+        from mindspore import Parameter
+
+        parent = find_cell(net, parent_path)
+        for name, param in list(parent.parameters_and_names(expand=False)):
+            if tuple(param.shape) == (len(mask),):
+                setattr(parent, name.rpartition(".")[2], Parameter(_tensor(param.asnumpy()[mask]), name=param.name))
+
+
+def _width(cell, side: str) -> int:
+    """A conv's, dense layer's or norm's output or input channels."""
+    from mindspore import nn
+
+    if isinstance(cell, (nn.Conv2d, nn.Dense)):
+        return cell.out_channels if side == "out" else cell.in_channels
+    return int(cell.gamma.shape[0])
+
+
+def _classes(group: CouplingGroup, layer: str, side: str, width: int) -> np.ndarray:
+    """The group's class at each of ``layer``'s ``width`` output or input channels (-1: none of its
+    classes): its map where the group lists one, else the classes in order, each repeated
+    ``width / channels`` times (a dense layer after a flatten)."""
+    runs = group.map_of(layer, side)
+    if runs is not None:
+        return expand(runs, width)
+    return np.repeat(np.arange(group.channels), max(width // group.channels, 1))[:width]
+
+
+def _kept_classes(scores: np.ndarray, n_keep: int, divisions: int) -> np.ndarray:
+    """Bool over classes: the ``n_keep`` best by ``scores``, the same number in each of the
+    ``divisions`` contiguous blocks (ties keep the lower index)."""
+    keep = np.zeros(len(scores), dtype=bool)
+    size = len(scores) // divisions
+    for start in range(0, len(scores), size):
+        order = np.argsort(-scores[start : start + size], kind="stable")
+        keep[start + order[: n_keep // divisions]] = True
+    return keep
 
 
 def prune(net, table: LayerTable, policy: Policy, *, importance: str = "l1", reads: Mapping[str, str] | None = None):
     """A pruned deep copy of ``net``: each group in ``policy.prune`` loses that share of channels.
 
-    ``reads`` (group -> group) makes the consumers of a group read another group's kept channels:
-    NAS uses it when a dropped block passes its input group straight to its output group's readers."""
-    IMPORTANCE.get(importance)  # fail early on an unknown name
+    Each group's classes are scored by ``importance`` over its producers' filters, the best kept;
+    every producer, consumer and follower then keeps the channels (or input positions) of the
+    kept classes, where the group's maps place them. ``reads`` (group -> group) makes the
+    consumers of a group read another group's kept channels: NAS uses it when a dropped block
+    passes its input group straight to its output group's readers."""
+    scorer = IMPORTANCE.get(importance)  # fail early on an unknown name
     groups = {g.name: g for g in table.coupling}
     for name, ratio in policy.prune.items():
         if name not in groups:
@@ -110,41 +180,55 @@ def prune(net, table: LayerTable, policy: Policy, *, importance: str = "l1", rea
     keep: dict[str, np.ndarray] = {}
     for name, ratio in policy.prune.items():
         group = groups[name]
-        n_keep = int(kept_channels(group.channels, ratio))
+        n_keep = int(kept_channels(group.channels, ratio, group.divisions))
         if n_keep == group.channels:
             continue
-        order = channel_order([find_cell(pruned, p).weight.asnumpy() for p in group.producers], importance)
-        keep[name] = np.sort(order[:n_keep])
+        scores = np.zeros(group.channels)
+        for p in group.producers:
+            w = find_cell(pruned, p).weight.asnumpy()
+            cls = _classes(group, p, "out", w.shape[0])
+            scores += np.bincount(cls, weights=scorer([w]), minlength=group.channels)
+        keep[name] = _kept_classes(scores, n_keep, group.divisions)
 
     if not keep:
         return pruned
-    out_idx: dict[str, np.ndarray] = {}
-    in_idx: dict[str, np.ndarray] = {}
-    for name, idx in keep.items():
-        group = groups[name]
-        for p in group.producers:
-            out_idx[p] = idx
-        for f in group.followers:
-            out_idx[f] = idx
+    read_keep = dict(keep)
     for name, source in (reads or {}).items():
         if source in keep:
-            keep[name] = keep[source]
+            read_keep[name] = keep[source]
         else:
-            keep.pop(name, None)
-    for name, idx in keep.items():
+            read_keep.pop(name, None)
+    masks: dict[tuple[str, str], np.ndarray] = {}  # (layer, "out" | "in") -> channels kept
+
+    def mark(group: CouplingGroup, layer: str, side: str, kept: np.ndarray) -> None:
+        width = _width(find_cell(pruned, layer), side)
+        cls = _classes(group, layer, side, width)
+        mask = masks.setdefault((layer, side), np.ones(width, dtype=bool))
+        mask[cls >= 0] &= kept[cls[cls >= 0]]
+
+    for name, kept in keep.items():
         group = groups[name]
-        for c in group.consumers:
-            row = table.index(c) if c in table.names else None
-            factor = int(table.in_factor[row]) if row is not None else 1
-            in_idx[c] = (idx[:, None] * factor + np.arange(factor)[None, :]).ravel()
+        for p in group.producers:
+            mark(group, p, "out", kept)
+        for f in group.followers:  # channel-wise: one axis, read where the group's map puts it
+            mark(group, f, "in", kept)
+    for name, kept in read_keep.items():
+        for c in groups[name].consumers:
+            mark(groups[name], c, "in", kept)
 
     from mindspore import nn
 
-    for path in sorted(set(out_idx) | set(in_idx)):
+    _slice_layer_scales(pruned, [p for g in table.coupling for p in g.producers], masks)
+    followers = {f for g in table.coupling for f in g.followers}
+    for path in sorted({layer for layer, _ in masks}):
         cell = find_cell(pruned, path)
-        if not isinstance(cell, (nn.Conv2d, nn.Dense, nn.BatchNorm2d, nn.BatchNorm1d)):
+        if not isinstance(cell, (nn.Conv2d, nn.Dense, nn.BatchNorm2d, nn.BatchNorm1d, nn.LayerNorm)):
             continue  # channel-wise cells without weights (pooling, activations) adapt by themselves
-        replace_cell(pruned, path, _sliced_cell(cell, out_idx.get(path), in_idx.get(path)))
+        out_mask, in_mask = masks.get((path, "out")), masks.get((path, "in"))
+        if path in followers and out_mask is None:  # a follower's channels are its inputs
+            out_mask, in_mask = in_mask, None
+        replace_cell(pruned, path, _sliced_cell(cell, None if out_mask is None else np.nonzero(out_mask)[0],
+                                                None if in_mask is None else np.nonzero(in_mask)[0]))
     rename_parameters(pruned)
     pruned.set_train(False)
     return pruned

@@ -2,7 +2,9 @@
 
 from automc.analysis.layer_table import (BLOCKED_BY, COMPUTE_KINDS, KINDS, CouplingGroup, Coverage, LayerShapes,
                                          LayerTable, kept_channels)
-from automc.analysis.trace import build_layer_table, coupling_groups, trace_network
+from automc.analysis.build import build_layer_table
+from automc.analysis.coupling import Coupling, couple
+from automc.analysis.probe import NetworkTrace, trace_network
 
 __all__ = [
     "BLOCKED_BY",
@@ -13,7 +15,9 @@ __all__ = [
     "LayerShapes",
     "LayerTable",
     "build_layer_table",
-    "coupling_groups",
+    "Coupling",
+    "couple",
+    "NetworkTrace",
     "kept_channels",
     "trace_network",
 ]

@@ -7,7 +7,7 @@ shape ``(n_policies, n_layers)`` in a few vectorised numpy operations.
 
 Row kinds
 ---------
-``conv``    dense 2-D convolution (``groups`` may be > 1 only when not prunable)
+``conv``    2-D convolution (a grouped one keeps its ``groups``; its coupling groups have ``divisions``)
 ``dwconv``  depthwise convolution: ``cin == cout == groups``; follows its input's channel group
 ``dense``   fully connected layer (``kh = kw = h = w = 1``)
 ``pool``    max/avg pooling, global pooling included (no weights)
@@ -29,6 +29,7 @@ layer's bias at deployment, so it adds a bias where the layer had none.
 from __future__ import annotations
 
 import collections
+import functools
 from dataclasses import asdict, dataclass, field, fields, replace
 from itertools import chain, repeat
 from operator import itemgetter
@@ -42,14 +43,22 @@ KINDS = ("conv", "dwconv", "dense", "pool", "add", "concat", "shuffle", "mul", "
 COMPUTE_KINDS = ("conv", "dwconv", "dense")
 
 
-def kept_channels(channels: np.ndarray | int, ratio: np.ndarray | float) -> np.ndarray:
-    """Channels left after removing ``ratio`` of ``channels``: round to nearest, at least one.
+def kept_channels(channels: np.ndarray | int, ratio: np.ndarray | float, divisions: np.ndarray | int = 1) -> np.ndarray:
+    """Channels left after removing ``ratio`` of ``channels``: round to nearest, at least one;
+    with ``divisions`` (a grouped conv's blocks) the same number in each block.
 
     The single rounding rule shared by the pruner (which builds the network) and the layer
     table (which predicts its shapes), so both always agree.
     """
-    kept = np.floor(np.asarray(channels, dtype=np.float64) * (1.0 - np.asarray(ratio, dtype=np.float64)) + 0.5)
-    return np.maximum(kept, 1).astype(np.int64)
+    divisions = np.asarray(divisions, dtype=np.int64)
+    per_block = np.asarray(channels, dtype=np.float64) / divisions
+    kept = np.floor(per_block * (1.0 - np.asarray(ratio, dtype=np.float64)) + 0.5)
+    return (np.maximum(kept, 1) * divisions).astype(np.int64)
+
+
+def _tuples(value: Any) -> Any:
+    """JSON's nested lists back as the nested tuples a ``CouplingGroup`` holds."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 def _matrix(mappings: Sequence[Any], keys: Sequence[str], default: float, dtype: Any = np.float64) -> np.ndarray:
@@ -85,6 +94,14 @@ class CouplingGroup:
     ``followers`` are channel-wise layers with weights indexed by them (batch-norm, depthwise
     convs; activations and pooling have nothing to slice and are not listed). Producers joined by
     a residual add share one group.
+
+    ``channels`` counts the group's *classes*: channels kept or removed together (a producer may
+    write several per class, a reader read several). ``maps`` lists the layers whose channels are
+    not simply the classes in order, as ``(layer, "out" | "in", runs)`` with runs ``(position,
+    first class, classes, positions per class)`` (``automc.analysis.coupling.runs``): a DenseNet
+    layer reads an earlier layer's classes at an offset of its concat input. ``divisions`` > 1:
+    a grouped conv reads or writes the classes in that many contiguous blocks, each of which
+    keeps the same number.
     """
 
     name: str
@@ -96,6 +113,13 @@ class CouplingGroup:
     reason: str = ""
     #: what keeps the group from being pruned, as kinds (``BLOCKED_BY``), in the order of ``reason``
     blocked_by: tuple[str, ...] = ()
+    divisions: int = 1
+    maps: tuple[tuple[str, str, tuple[tuple[int, int, int, int], ...]], ...] = ()
+
+    def map_of(self, layer: str, side: str) -> tuple[tuple[int, int, int, int], ...] | None:
+        """The runs of ``layer``'s output (``"out"``) or input (``"in"``) channels, or None where they
+        are the classes in order."""
+        return next((r for name, s, r in self.maps if name == layer and s == side), None)
 
 
 #: why a coupling group is not prunable: its channels are the network's outputs (a classifier),
@@ -192,7 +216,11 @@ class LayerTable:
 
     Per-row arrays all have length ``L``. ``in_group``/``out_group`` index ``coupling`` (or are
     -1 when the channel count is fixed); ``in_factor`` is the number of input features per
-    channel of ``in_group`` (``h*w`` for a dense layer after a flatten, otherwise 1).
+    channel of ``in_group`` (``h*w`` for a dense layer after a flatten, otherwise 1),
+    ``out_factor`` the output channels per channel of ``out_group``. A row whose channels come
+    from several groups (a layer reading a concat) has ``extra`` terms ``(row, "in" | "out",
+    group, factor)``, and ``in_fixed``/``out_fixed`` channels no group holds: its input is
+    ``in_fixed + sum(kept[group] * factor)`` over its terms.
     """
 
     names: tuple[str, ...]
@@ -213,7 +241,11 @@ class LayerTable:
     in_group: np.ndarray
     out_group: np.ndarray
     in_factor: np.ndarray
+    out_factor: np.ndarray
+    in_fixed: np.ndarray
+    out_fixed: np.ndarray
     coupling: tuple[CouplingGroup, ...] = ()
+    extra: tuple[tuple[int, str, int, int], ...] = ()
     input_shape: tuple[int, ...] = ()
     # Hook for NAS: maps (shape arrays dict, policies) -> shape arrays dict; set by elastic networks.
     elastic: Callable[[dict[str, np.ndarray], Sequence[Policy]], dict[str, np.ndarray]] | None = field(
@@ -230,9 +262,18 @@ class LayerTable:
     ) -> "LayerTable":
         """Build from dict rows with keys ``name, kind, cin, cout`` and optional ``kh, kw, stride,
         groups, h_in, w_in, h_out, w_out, has_bias, has_bn, has_act, in_group, out_group,
-        in_factor`` (group entries are names of ``coupling`` groups or indices)."""
+        in_factor, out_factor, in_fixed, out_fixed`` (group entries are names of ``coupling``
+        groups or indices), or ``in_terms``/``out_terms``: ``[(group, factor), ...]`` for a row
+        whose channels several groups make up."""
         rows = list(rows)
         group_index = {g.name: i for i, g in enumerate(coupling)}
+        extra = []
+        for i, r in enumerate(rows):
+            for side in ("in", "out"):
+                terms = [(group_index[g] if isinstance(g, str) else int(g), int(f)) for g, f in r.get(f"{side}_terms", ())]
+                if terms:
+                    r = rows[i] = {**r, f"{side}_group": terms[0][0], f"{side}_factor": terms[0][1]}
+                    extra += [(i, side, g, f) for g, f in terms[1:]]
 
         def col(key: str, default: Any, dtype: Any) -> np.ndarray:
             return np.array([r.get(key, default) for r in rows], dtype=dtype)
@@ -267,7 +308,11 @@ class LayerTable:
             in_group=group_col("in_group"),
             out_group=group_col("out_group"),
             in_factor=col("in_factor", 1, np.int64),
+            out_factor=col("out_factor", 1, np.int64),
+            in_fixed=col("in_fixed", 0, np.int64),
+            out_fixed=col("out_fixed", 0, np.int64),
             coupling=tuple(coupling),
+            extra=tuple(extra),
             input_shape=tuple(input_shape),
         )
 
@@ -357,23 +402,46 @@ class LayerTable:
         ``channels`` (``(G,)`` or ``(P, G)``) overrides the groups' channel counts before pruning,
         as a NAS width choice does; the one rounding rule is ``kept_channels``.
         """
-        n_p, n_l = len(policies), len(self.names)
+        n_p = len(policies)
         ratios = _matrix([pol.prune for pol in policies], [g.name for g in self.coupling], 0.0)
         if channels is None:
             channels = np.array([g.channels for g in self.coupling], dtype=np.int64)
-        kept = kept_channels(np.broadcast_to(channels, ratios.shape), ratios) if self.coupling else np.zeros((n_p, 0), np.int64)
-
-        def grouped(base: np.ndarray, group: np.ndarray, factor: np.ndarray | int = 1) -> np.ndarray:
-            out = np.broadcast_to(base, (n_p, n_l)).copy()
-            has = group >= 0
-            if has.any():
-                out[:, has] = kept[:, group[has]] * (factor[has] if isinstance(factor, np.ndarray) else factor)
-            return out
-
-        cin = grouped(self.cin, self.in_group, self.in_factor)
-        cout = grouped(self.cout, self.out_group)
-        groups = np.where((self.kind == "dwconv")[None, :], cin, np.broadcast_to(self.groups, (n_p, n_l)))
+        divisions = np.array([g.divisions for g in self.coupling], dtype=np.int64)
+        kept = (kept_channels(np.broadcast_to(channels, ratios.shape), ratios, divisions) if self.coupling
+                else np.zeros((n_p, 0), np.int64)).astype(np.float64)
+        (in_fixed, in_coef), (out_fixed, out_coef) = self._terms
+        cin = np.rint(in_fixed + kept @ in_coef).astype(np.int64)
+        cout = np.rint(out_fixed + kept @ out_coef).astype(np.int64)
+        groups = np.where((self.kind == "dwconv")[None, :], cin, np.broadcast_to(self.groups, cin.shape))
         return cin, cout, groups
+
+    @functools.cached_property
+    def _terms(self) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """Per side: ``(fixed (L,), coefficients (G, L))`` with channels = fixed + kept @ coefficients."""
+        n_g, n_l = len(self.coupling), len(self.names)
+        out = []
+        for side, base, group, factor, fixed in (("in", self.cin, self.in_group, self.in_factor, self.in_fixed),
+                                                 ("out", self.cout, self.out_group, self.out_factor, self.out_fixed)):
+            has = group >= 0
+            coef = np.zeros((n_g, n_l))
+            coef[group[has], np.nonzero(has)[0]] = factor[has]
+            for row, s, g, f in self.extra:
+                if s == side:
+                    coef[g, row] += f
+            out.append((np.where(has, fixed, base).astype(np.float64), coef))
+        return out[0], out[1]
+
+    def groups_of(self, row: int, side: str | None = None) -> tuple[int, ...]:
+        """Every group whose pruning changes row ``row``'s channels: its input's (``side="in"``),
+        its output's (``"out"``) or either (None)."""
+        (_, in_coef), (_, out_coef) = self._terms
+        coef = {"in": in_coef, "out": out_coef, None: in_coef + out_coef}[side]
+        return tuple(np.nonzero(coef[:, row])[0].tolist())
+
+    def rows_of(self, group: int) -> np.ndarray:
+        """``(L,)`` bool: the rows whose channels (input or output) group ``group`` changes."""
+        (_, in_coef), (_, out_coef) = self._terms
+        return (in_coef[group] + out_coef[group]) > 0
 
     def resolve(self, policies: Policy | Sequence[Policy]) -> LayerShapes:
         """Shapes of every layer under each policy, as ``(P, L)`` arrays."""
@@ -409,21 +477,22 @@ class LayerTable:
         return LayerShapes(**arrays)
 
     _COLUMNS = ("kind", "cin", "cout", "kh", "kw", "stride", "groups", "h_in", "w_in", "h_out", "w_out",
-                "has_bias", "has_bn", "has_act", "in_group", "out_group", "in_factor")
+                "has_bias", "has_bn", "has_act", "in_group", "out_group", "in_factor", "out_factor", "in_fixed",
+                "out_fixed")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form (without the NAS ``elastic`` hook); ``from_dict`` reads it back."""
         return {"names": list(self.names), "input_shape": list(self.input_shape),
                 "columns": {c: getattr(self, c).tolist() for c in self._COLUMNS},
-                "coupling": [asdict(g) for g in self.coupling]}
+                "coupling": [asdict(g) for g in self.coupling], "extra": [list(e) for e in self.extra]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "LayerTable":
         cols = data["columns"]
-        rows = [{"name": n, **{c: cols[c][i] for c in cls._COLUMNS}} for i, n in enumerate(data["names"])]
-        coupling = [CouplingGroup(**{k: tuple(v) if isinstance(v, list) else v for k, v in g.items()})
-                    for g in data.get("coupling", [])]
-        return cls.from_rows(rows, coupling, data.get("input_shape", ()))
+        rows = [{"name": n, **{c: cols[c][i] for c in cls._COLUMNS if c in cols}} for i, n in enumerate(data["names"])]
+        coupling = [CouplingGroup(**{k: _tuples(v) for k, v in g.items()}) for g in data.get("coupling", [])]
+        table = cls.from_rows(rows, coupling, data.get("input_shape", ()))
+        return replace(table, extra=tuple(tuple(e) for e in data.get("extra", ())))
 
     def with_rows(self, **columns: np.ndarray) -> "LayerTable":
         """A copy with some columns replaced (used by builders and tests)."""

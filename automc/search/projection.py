@@ -75,8 +75,7 @@ def _group_shares(table: LayerTable, policy: Policy, constraint: Constraint) -> 
         per_layer = shapes.macs[0]
     shares = np.zeros(len(table.coupling))
     for g in range(len(table.coupling)):
-        touches = (table.out_group == g) | (table.in_group == g)
-        shares[g] = per_layer[touches].sum()
+        shares[g] = per_layer[table.rows_of(g)].sum()
     return shares
 
 

@@ -17,6 +17,7 @@ each solution is re-checked with the cost model on the whole policy.
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from dataclasses import dataclass
 from typing import Sequence
@@ -81,19 +82,36 @@ class BudgetSolver:
         self._build_layer_terms()
 
     # -- the cost side: one cost-model call over every combination of every layer
-    def _layer_vars(self, row: int) -> list[int]:
+    def _layer_vars(self, row: int) -> tuple[list[int], list[int]]:
+        """The decisions changing row ``row``'s cost: ``(anchor, inputs)``; ``inputs`` are the
+        pruning ratios of groups only its input reads (every group, for a channel-wise row),
+        ``anchor`` the rest (a conv's or dense layer's output group, its bit-widths)."""
         name, t = self.table.names[row], self.table
-        wanted = []
-        for g in (t.in_group[row], t.out_group[row]):
-            if g >= 0:
-                wanted.append(f"prune.{t.coupling[g].name}")
-        wanted += [f"w_bits.{name}", f"a_bits.{name}"]
         index = {v.param_name: i for i, v in enumerate(self.vars)}
-        return sorted({index[w] for w in wanted if w in index})
+        # a channel-wise row (pooling, depthwise conv, concat, add, ...): its cost grows with its
+        # channels, which every group adds to alike; the anchor is its bit-widths
+        out_groups = set() if t.kind[row] not in ("conv", "dense") else set(t.groups_of(row, "out"))
+        anchor = [f"prune.{t.coupling[g].name}" for g in out_groups] + [f"w_bits.{name}", f"a_bits.{name}"]
+        inputs = [f"prune.{t.coupling[g].name}" for g in t.groups_of(row, "in") if g not in out_groups]
+        return (sorted({index[w] for w in anchor if w in index}), sorted({index[w] for w in inputs if w in index}))
+
+    def _pieces(self, row: int) -> list[tuple[list[int], bool]]:
+        """How row ``row``'s cost enters the program: ``(decisions, relative)`` pieces whose costs
+        add up to it. A layer reading one group: one piece over all its decisions. A layer reading
+        several (a DenseNet layer reads every earlier layer of its block: the joint of all would
+        have ~5**30 combinations): its anchor, plus one piece per input group over the anchor and
+        that group, relative to the anchor alone (others unpruned). Exact where a layer's cost is
+        linear in its input channels given its output (MACs, params, BitOPs, size); a first-order
+        split otherwise (latency's roofline), which every solution's re-check with the cost
+        model on the whole policy guards."""
+        anchor, inputs = self._layer_vars(row)
+        if len(inputs) <= 1:
+            return [(sorted(anchor + inputs), False)]
+        return [(anchor, False)] + [(anchor + [i], True) for i in inputs]
 
     def _joint_vars(self) -> int:
-        sizes = ([len(self.vars[i].values) for i in self._layer_vars(row)] for row in range(len(self.table)))
-        return sum(int(np.prod(n)) for n in sizes if len(n) > 1)
+        sizes = ([len(self.vars[i].values) for i in vs] for row in range(len(self.table)) for vs, _ in self._pieces(row))
+        return sum(math.prod(n) for n in sizes if len(n) > 1)
 
     def _policy(self, assignment: dict[int, int]) -> Policy:
         chosen = [self.vars[i] for i in assignment]
@@ -101,23 +119,34 @@ class BudgetSolver:
                                   {v.param_name: v.values[o] for v, o in zip(chosen, assignment.values())})
 
     def _build_layer_terms(self) -> None:
-        layers = []  # (row, var indices, combos)
+        pieces = []  # (row, var indices, combos, first policy, index of the anchor piece it is relative to)
         policies = [Policy()]
         for row in range(len(self.table)):
-            vs = self._layer_vars(row)
-            combos = list(itertools.product(*[range(len(self.vars[i].values)) for i in vs])) if vs else []
-            layers.append((row, vs, combos, len(policies)))
-            policies += [self._policy(dict(zip(vs, c))) for c in combos]
+            anchor_piece = None
+            for vs, relative in self._pieces(row):
+                combos = list(itertools.product(*[range(len(self.vars[i].values)) for i in vs])) if vs else []
+                pieces.append((row, vs, combos, len(policies), anchor_piece if relative else None))
+                if not relative:
+                    anchor_piece = len(pieces) - 1
+                policies += [self._policy(dict(zip(vs, c))) for c in combos]
         costs = layer_costs(self.table, policies, self.metrics)
-        self.constant = {m: float(c) + float(per_layer[0, [r for r, vs, _, _ in layers if not vs]].sum())
-                         for m, (per_layer, c) in costs.items()}
-        # x-coefficients (layers with one decision) and y-blocks (layers with several)
+        self.constant = {m: float(c) for m, (_, c) in costs.items()}
+        # x-coefficients (pieces with one decision) and y-blocks (pieces with several)
         self.x_cost = {m: np.zeros(self.n_x) for m in costs}
         self.blocks = []  # (var indices, combos array (C, k), {metric: (C,) costs})
-        for row, vs, combos, start in layers:
-            if not vs:
+        for row, vs, combos, start, anchor in pieces:
+            if not vs:  # nothing changes it (or a relative piece's anchor): the unpruned cost
+                for m, (per_layer, _) in costs.items():
+                    self.constant[m] += float(per_layer[0, row])
                 continue
-            per = {m: per_layer[start:start + len(combos), row] for m, (per_layer, _) in costs.items()}
+            per = {m: per_layer[start:start + len(combos), row].astype(float) for m, (per_layer, _) in costs.items()}
+            if anchor is not None:  # minus the anchor's cost at the same anchor values
+                anchor_vs, anchor_start = pieces[anchor][1], pieces[anchor][3]
+                at = (np.ravel_multi_index(np.array(combos)[:, :len(anchor_vs)].T,
+                                           [len(self.vars[i].values) for i in anchor_vs]) + anchor_start
+                      if anchor_vs else np.zeros(len(combos), dtype=np.int64))
+                for m, (per_layer, _) in costs.items():
+                    per[m] -= per_layer[at, row]
             if len(vs) == 1:
                 v = self.vars[vs[0]]
                 for m in per:

@@ -161,8 +161,10 @@ def test_kept_channels_rounds_and_keeps_one():
     assert kept_channels(3, 0.99) == 1
 
 
-def test_concat_makes_group_unprunable():
+def test_producers_into_one_concat_are_groups_of_their_own_read_at_their_offsets():
     from mindspore import nn, ops
+
+    from automc.policy import Policy
 
     class Cat(nn.Cell):
         def __init__(self):
@@ -175,8 +177,10 @@ def test_concat_makes_group_unprunable():
             return self.c(ops.concat((self.a(x), self.b(x)), axis=1)).mean((2, 3))
 
     table = build_layer_table(Cat(), (3, 8, 8))
-    assert not table.group("a").prunable and not table.group("b").prunable
-    assert "re-indexed" in table.group("b").reason
+    assert table.group("a").prunable and table.group("b").prunable
+    assert table.group("b").map_of("c", "in") == ((8, 0, 8, 1),)  # b's channels sit at 8..15 of c's input
+    shapes = table.resolve(Policy(prune={"a": 0.5, "b": 0.25}))
+    assert shapes.cin[0, table.index("c")] == 4 + 6 and shapes.cout[0, table.index("c.concat")] == 10
     # the concat copies both outputs: a row of its own (memory traffic, no MACs) before its reader
     assert table.names == ("a", "b", "c.concat", "c")
     concat = _row(table, "c.concat")
@@ -306,7 +310,7 @@ def test_a_concat_no_primitive_shows_is_still_found_by_the_probe():
             y = ops.stack((self.a(x), self.b(x)), axis=1)  # (n, 2, 8, h, w): a's channels, then b's
             return self.c(ops.reshape(y, (y.shape[0], 16, y.shape[3], y.shape[4]))).mean((2, 3))
 
-    from automc.analysis.trace import trace_network
+    from automc.analysis.probe import trace_network
 
     assert trace_network(Stack(), (3, 8, 8)).ops == []  # no concat primitive ran
     table = build_layer_table(Stack(), (3, 8, 8))

@@ -203,12 +203,189 @@ class _GhostSE(nn.Cell):
         return self.fc(y.mean((2, 3)))
 
 
-def test_no_group_the_table_calls_prunable_breaks_a_ghost_bottleneck_with_squeeze_excite():
-    """Every group left prunable prunes and runs (a group whose coupling the trace misses is refused
-    by trying it, with the error as its reason), and at least the stem's group survives."""
+def test_a_ghost_bottleneck_with_squeeze_excite_couples_gate_shortcut_and_ghost_features():
+    """Every group prunes and runs; none is refused by trying it (GhostNet's 13 were)."""
     net = _GhostSE()
     table = _prunes_runs_and_retraces(net, (3, 16, 16))
-    for g in table.coupling:
-        if "breaks the network" in g.blocked_by:
-            assert g.reason.startswith("pruning it breaks the network (")
-    assert table.prunable_groups
+    assert not [g.name for g in table.coupling if "breaks the network" in g.blocked_by]
+    # the excite gate multiplies ghost1's concat: its channel k scales both copies of ghost1's k
+    assert table.group("ghost1.primary").producers == ("ghost1.primary", "expand")
+    assert table.group("ghost1.primary").map_of("expand", "out") == ((0, 0, 16, 1), (16, 0, 16, 1))
+    # the shortcut is added to ghost2's concat: two of its channels per class of ghost2's primary conv
+    assert table.group("ghost2.primary").producers == ("ghost2.primary", "shortcut")
+    assert table.coverage().share == 1.0
+
+
+class _DenseChain(nn.Cell):
+    """A DenseNet block: each layer reads the concat of the stem and every earlier layer (through
+    a batch-norm over the whole concat), and adds its own channels to it; a transition after."""
+
+    def __init__(self, c=8, growth=4, layers=3):
+        super().__init__()
+        self.stem = nn.Conv2d(3, c, 3, pad_mode="same")
+        self.norms = nn.CellList([nn.BatchNorm2d(c + i * growth) for i in range(layers)])
+        self.convs = nn.CellList([nn.Conv2d(c + i * growth, growth, 3, pad_mode="same") for i in range(layers)])
+        self.transition = nn.Conv2d(c + layers * growth, 8, 1)
+        self.fc = nn.Dense(8, 10)
+
+    def construct(self, x):
+        x = self.stem(x)
+        for norm, conv in zip(self.norms, self.convs):
+            x = ops.concat((x, conv(ops.relu(norm(x)))), 1)
+        return self.fc(self.transition(x).mean((2, 3)))
+
+
+def test_a_densenet_concat_chain_prunes_each_layer_where_every_later_layer_reads_it():
+    net = _DenseChain()
+    table = _prunes_runs_and_retraces(net, (3, 8, 8))
+    assert {"stem", "convs.0", "convs.1", "convs.2", "transition"} <= {g.name for g in table.prunable_groups}
+    # convs.0's channels sit after the stem's in every later reader: batch-norms, convs, the transition
+    assert table.group("convs.0").map_of("convs.2", "in") == ((8, 0, 4, 1),)
+    assert set(table.group("convs.0").followers) == {"norms.1", "norms.2"}
+    assert table.coverage().share == 1.0
+
+
+class _Fire(nn.Cell):
+    """SqueezeNet's fire module: a squeeze conv, two expand convs concatenated."""
+
+    def __init__(self, cin, squeeze, expand):
+        super().__init__()
+        self.squeeze = nn.Conv2d(cin, squeeze, 1)
+        self.e1 = nn.Conv2d(squeeze, expand, 1)
+        self.e3 = nn.Conv2d(squeeze, expand, 3, pad_mode="same")
+
+    def construct(self, x):
+        x = ops.relu(self.squeeze(x))
+        return ops.concat((ops.relu(self.e1(x)), ops.relu(self.e3(x))), 1)
+
+
+class _Squeeze(nn.Cell):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, pad_mode="same")
+        self.fire1 = _Fire(16, 4, 8)
+        self.fire2 = _Fire(16, 6, 12)
+        self.head = nn.Conv2d(24, 10, 1)
+
+    def construct(self, x):
+        return self.head(self.fire2(self.fire1(self.stem(x)))).mean((2, 3))
+
+
+def test_fire_modules_prune_each_expand_conv_of_the_concat_on_its_own():
+    table = _prunes_runs_and_retraces(_Squeeze(), (3, 8, 8))
+    prunable = {g.name for g in table.prunable_groups}
+    assert {"fire1.e1", "fire1.e3", "fire2.e1", "fire2.e3", "fire1.squeeze"} <= prunable
+    assert table.group("fire1.e3").map_of("fire2.squeeze", "in") == ((8, 0, 8, 1),)
+
+
+class _Shuffle(nn.Cell):
+    """ShuffleNet v2's unit: split in halves, one branch through convs, concat, channel shuffle."""
+
+    def __init__(self, c=8):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 2 * c, 3, pad_mode="same")
+        self.conv1 = nn.Conv2d(c, c, 1)
+        self.dw = nn.Conv2d(c, c, 3, pad_mode="same", group=c)
+        self.conv2 = nn.Conv2d(c, c, 1)
+        self.head = nn.Conv2d(2 * c, 10, 1)
+
+    def construct(self, x):
+        x = self.stem(x)
+        c = x.shape[1] // 2
+        y = ops.concat((x[:, :c], self.conv2(self.dw(ops.relu(self.conv1(x[:, c:]))))), 1)
+        n, _, h, w = y.shape
+        y = ops.transpose(y.reshape(n, 2, c, h, w), (0, 2, 1, 3, 4)).reshape(n, 2 * c, h, w)
+        return self.head(y).mean((2, 3))
+
+
+def test_a_split_and_channel_shuffle_keep_the_branch_prunable_and_refuse_what_they_move():
+    """The branch's inner channels are prunable; the stem's halves are read unevenly (a split) and
+    the branch output is moved by the shuffle: refused, with the reason, and nothing breaks."""
+    table = _prunes_runs_and_retraces(_Shuffle(), (3, 8, 8))
+    assert table.group("conv1").prunable
+    stem = table.group("stem")
+    assert not stem.prunable and "unevenly" in stem.reason and stem.blocked_by == ("re-indexed",)
+
+
+class _GroupedBlock(nn.Cell):
+    """RegNet-X's block: 1x1 conv, 3x3 grouped conv (group width 4), 1x1 conv, residual add."""
+
+    def __init__(self, c=16, groups=4):
+        super().__init__()
+        self.stem = nn.Conv2d(3, c, 3, pad_mode="same")
+        self.conv1 = nn.Conv2d(c, c, 1)
+        self.grouped = nn.Conv2d(c, c, 3, pad_mode="same", group=groups)
+        self.conv3 = nn.Conv2d(c, c, 1)
+        self.fc = nn.Dense(c, 10)
+
+    def construct(self, x):
+        x = self.stem(x)
+        x = x + self.conv3(ops.relu(self.grouped(ops.relu(self.conv1(x)))))
+        return self.fc(x.mean((2, 3)))
+
+
+def test_a_grouped_conv_keeps_the_same_number_of_channels_in_every_conv_group():
+    net = _GroupedBlock()
+    table = _prunes_runs_and_retraces(net, (3, 8, 8))
+    assert table.group("conv1").divisions == 4 and table.group("grouped").divisions == 4
+    assert {"conv1", "grouped", "stem"} <= {g.name for g in table.prunable_groups}
+    from automc.policy import Policy
+
+    row = table.index("grouped")
+    shapes = table.resolve(Policy(prune={"conv1": 0.3, "grouped": 0.6}))
+    # 4 per group: 0.3 keeps 3 in each (12), 0.6 keeps 2 in each (8); the conv keeps its 4 groups
+    assert (shapes.cin[0, row], shapes.cout[0, row], shapes.groups[0, row]) == (12, 8, 4)
+    pruned = prune(net, table, Policy(prune={"conv1": 0.3, "grouped": 0.6}))
+    assert pruned.grouped.group == 4 and pruned.grouped.weight.shape == (8, 3, 3, 3)
+
+
+class _ConvNeXtBlock(nn.Cell):
+    """ConvNeXt's block as mindcv writes it: depthwise conv, permute to channels-last, LayerNorm,
+    Dense / GELU / Dense, a layer scale (the block's own parameter), permute back, residual add."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.dw = nn.Conv2d(c, c, 7, pad_mode="same", group=c)
+        self.norm = nn.LayerNorm((c,), epsilon=1e-6)
+        self.pw1 = nn.Dense(c, 4 * c)
+        self.act = nn.GELU()
+        self.pw2 = nn.Dense(4 * c, c)
+        self.gamma_ = ms.Parameter(ms.Tensor(np.full(c, 1e-6, np.float32)))
+
+    def construct(self, x):
+        y = ops.transpose(self.dw(x), (0, 2, 3, 1))
+        y = self.gamma_ * self.pw2(self.act(self.pw1(self.norm(y))))
+        return x + ops.transpose(y, (0, 3, 1, 2))
+
+
+class _ConvNeXt(nn.Cell):
+    """A stem whose LayerNorm is channels-first (mindcv's ``ConvNextLayerNorm``), two blocks, a head."""
+
+    def __init__(self, c=8):
+        super().__init__()
+        from mindcv.models.convnext import ConvNextLayerNorm
+
+        self.stem = nn.Conv2d(3, c, 4, stride=4, pad_mode="valid")
+        self.stem_norm = ConvNextLayerNorm((c,), epsilon=1e-6, norm_axis=1)
+        self.blocks = nn.SequentialCell([_ConvNeXtBlock(c), _ConvNeXtBlock(c)])
+        self.head = nn.Dense(c, 10)
+
+    def construct(self, x):
+        return self.head(self.blocks(self.stem_norm(self.stem(x))).mean((2, 3)))
+
+
+def test_a_convnext_block_slices_its_layernorms_and_layer_scale_with_the_stream():
+    """The residual stream passes LayerNorms (channels-first and -last) and the layer scales
+    (1e-6, which leave a probe 1e-6 of the stream): one group, with the norms as followers, and
+    each MLP's hidden channels (Dense on a channels-last map) a group of their own."""
+    net = _ConvNeXt()
+    table = _prunes_runs_and_retraces(net, (3, 32, 32))
+    stream = table.group("stem")
+    assert stream.prunable and stream.producers == ("stem", "blocks.0.pw2", "blocks.1.pw2")
+    assert set(stream.followers) == {"stem_norm", "blocks.0.dw", "blocks.0.norm", "blocks.1.dw", "blocks.1.norm"}
+    assert table.group("blocks.0.pw1").prunable and table.coverage().share == 1.0
+    from automc.policy import Policy
+
+    pruned = prune(net, table, Policy(prune={"stem": 0.5}))
+    block = pruned.blocks[1]
+    assert block.gamma_.shape == (4,) and block.norm.gamma.shape == (4,) and pruned.stem_norm.beta.shape == (4,)

@@ -231,3 +231,37 @@ def test_sensitivity_search_seeds_the_study_with_solver_solutions(tmp_path):
     result2 = automc.search(cfg, log=again.append)
     assert any("sensitivity: reusing" in s for s in again) and not any("enqueued" in s for s in again)
     assert len([t for t in result2.trials if t.proposal.get("source") == "solver"]) == len(seeded)
+
+
+def test_solver_splits_a_layer_reading_many_groups_and_stays_optimal_under_macs():
+    """A DenseNet block: each layer reads the concat of every earlier one, so a reader's cost
+    depends on up to four groups (DenseNet-121's last layers read 30: a joint of ~5**30
+    combinations). The solver splits such a layer into one piece per input group, exact for MACs
+    (linear in the input channels): its optimum equals brute force over every combination."""
+    from mindspore import nn, ops
+
+    class Dense(nn.Cell):
+        def __init__(self, c=8, growth=4, layers=3):
+            super().__init__()
+            self.stem = nn.Conv2d(1, c, 3, pad_mode="same")
+            self.convs = nn.CellList([nn.Conv2d(c + i * growth, growth, 3, pad_mode="same") for i in range(layers)])
+            self.transition = nn.Conv2d(c + layers * growth, 8, 1)
+            self.fc = nn.Dense(8, 10)
+
+        def construct(self, x):
+            x = self.stem(x)
+            for conv in self.convs:
+                x = ops.concat((x, conv(x)), 1)
+            return self.fc(self.transition(x).mean((2, 3)))
+
+    table = build_layer_table(Dense(), (1, 8, 8))
+    decisions = ChannelPruning(max_ratio=0.5, step=0.25).decisions(table)
+    assert len(decisions) == 5 and max(len(table.groups_of(r, "in")) for r in range(len(table))) == 4
+    sens = _fake_sensitivity(decisions, seed=3)
+    macs = parse_objective("macs")
+    budgets = {macs: 0.55 * cost_metrics(table, Policy(), [macs])["macs"][0]}
+    solver = BudgetSolver(table, sens, decisions, [macs])
+    assert max(len(vs) for vs, _, _ in solver.blocks) == 2  # (output group, one input group)
+    brute = _brute_force(table, sens, decisions, budgets)
+    best = solver.solve(budgets)[0]
+    assert best.damage == pytest.approx(brute[0][0], rel=1e-6) and best.costs["macs"] <= budgets[macs]

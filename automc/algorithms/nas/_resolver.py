@@ -241,11 +241,15 @@ class ElasticResolver:
         # index -1 (no group) maps to the trailing -1
         remap = np.array([new_index.get(i, -1) for i in range(len(t.coupling))] + [-1], dtype=np.int64)
         columns = {f: getattr(t, f)[keep] for f in ("kind", "stride", "h_in", "w_in", "h_out", "w_out",
-                                                     "has_bias", "has_bn", "has_act", "in_factor")}
+                                                     "has_bias", "has_bn", "has_act", "in_factor", "out_factor",
+                                                     "in_fixed", "out_fixed")}
         for f in ("cin", "cout", "kh", "kw", "groups"):
             columns[f] = np.asarray(arrays[f][0])[keep].astype(np.int64)
         columns["in_group"] = remap[t.in_group[keep]]
         columns["out_group"] = remap[t.out_group[keep]]
+        new_row = {int(r): i for i, r in enumerate(keep)}
+        columns["extra"] = tuple((new_row[r], side, int(remap[g]), f) for r, side, g, f in t.extra
+                                 if r in new_row and remap[g] >= 0)
         return replace(t, names=tuple(t.names[i] for i in keep), coupling=tuple(groups), elastic=None, **columns)
 
 
