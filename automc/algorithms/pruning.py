@@ -112,6 +112,8 @@ def _slice_layer_scales(net, producers: Sequence[str], masks: Mapping[tuple[str,
     """A cell's own 1-D parameter as long as the output of the one producer inside it keeps that
     producer's channels: ConvNeXt's layer scale (``self.gamma_ * x`` in ``construct``, after the
     block's last dense layer). Called before the producers are sliced."""
+    from mindspore import Parameter
+
     for (path, side), mask in masks.items():
         if side != "out" or path not in producers or "." not in path:
             continue
@@ -120,8 +122,6 @@ def _slice_layer_scales(net, producers: Sequence[str], masks: Mapping[tuple[str,
                   and _width(find_cell(net, q), "out") == len(mask)]
         if inside != [path]:
             continue
-        from mindspore import Parameter
-
         parent = find_cell(net, parent_path)
         for name, param in list(parent.parameters_and_names(expand=False)):
             if tuple(param.shape) == (len(mask),):
