@@ -5,7 +5,9 @@ The probe (``automc.analysis.probe``) gives, per (producer, leaf), the producer 
 of the leaf's input positions. Channels that meet at one position (a residual add, a squeeze-excite
 gate times its map, a ghost module's features summed with a shortcut) are one *class*: they are
 kept or removed together. Producers whose channels share classes form one *coupling group*;
-the group's decision is how many of its classes to keep.
+the group's decision is how many of its classes to keep. A LayerNorm mixes channels (the probe
+stops there) but keeps their index: its output channel i joins its input position i's class,
+and it follows the group (its scale and shift are sliced with it).
 
 For every layer the group is regular or refused with the reason:
 

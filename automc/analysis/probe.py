@@ -7,19 +7,22 @@ network run instead (PyNative forward hooks on the leaf cells):
 
 1. one clean forward pass records every leaf cell's input and output (and the calls of the
    concat and transpose primitives between leaf cells, for the layer table's rows);
-2. every *producer* (a conv or a dense layer; and a LayerNorm, which mixes channels) is probed in three samples of a batched
-   pass: all its output channels shifted by ``d`` (which reaches), channel ``k`` shifted by
-   ``d * (1 + k / C)`` and by ``d * (2 - k / C)`` (which channel);
-3. at every leaf's input, position ``i`` that changed carries producer channel
-   ``k = C * (r - 1)``, where ``r`` is the second sample's change over the first's. The ops
-   between layers are linear per channel while tracing (batch-norm in inference, pooling of a
-   shift, depthwise convs, element-wise adds and gates; activation cells act as the identity),
-   so ``r`` is exact there; the third sample checks it (``r + r' = 3``). A position two channels
-   reach, or a non-linear op in ``construct``, fails the check and is marked mixed.
+2. every *producer* (a conv or a dense layer; and a LayerNorm, which mixes channels) is probed
+   in three samples of a batched pass, other channel-mixing layers replaying their clean
+   outputs: all its output channels shifted by ``d`` (which positions it reaches), channel
+   ``k`` shifted by ``d * (1 + k / C)`` and by ``d * (2 - k / C)`` (which channel);
+3. at every leaf's input, with ``d1``, ``d2`` the coded samples' changes minus the first's,
+   position ``i`` carries producer channel ``k = C * d1 / (d1 + d2)``. The ops between layers
+   are affine in the shift while tracing (batch-norm in inference, pooling of a shift,
+   depthwise convs, element-wise adds and gates, a ReLU past its kink; activation cells act as
+   the identity), so ``k`` is exact there, and the same at every element of the map. A
+   position two channels reach, or a non-linear op in ``construct`` (``ops.sigmoid``), breaks
+   that; such a producer is probed again bit by bit (one sample per bit of ``k``, read as
+   reached or not), and what still names no channel is marked mixed.
 
 The result is a *channel index map* per (producer, leaf): ``src[i]`` is the producer channel at
-the leaf's input position ``i`` (the leaf's channel axis: 1, or the last for ``nn.Dense`` and
-``nn.LayerNorm``), ``UNREACHED`` or ``MIXED``. Concats, slices, channel shuffles, flattens and
+the leaf's input position ``i`` (along the leaf's channel axis: ``channel_axis``), ``UNREACHED``
+or ``MIXED``. Concats, slices, channel shuffles, flattens and
 ghost modules all show up as maps, with no op special-cased. ``automc.analysis.coupling`` turns
 the maps into coupling groups.
 """
