@@ -202,8 +202,11 @@ def _group(trace: NetworkTrace, nodes, order, producers: list[str], root: np.nda
     def per_class(roots: np.ndarray, who: str, what: str) -> tuple[int, np.ndarray]:
         cls = np.array([index.get(int(r), -1) if r >= 0 else -1 for r in roots], dtype=np.int64)
         counts = np.bincount(cls[cls >= 0], minlength=n)
-        if (counts != counts[0]).any():
-            reasons.append(("re-indexed", f"{who} {what} {producers[0]}'s channels unevenly (a slice, split or "
+        if (counts != counts[0]).any() and what == "writes":
+            reasons.append(("widths differ", f"{who} writes {producers[0]}'s channels unevenly (its channels and the "
+                                             "ones they meet at element-wise ops do not pair up)"))
+        elif (counts != counts[0]).any():
+            reasons.append(("re-indexed", f"{who} reads {producers[0]}'s channels unevenly (a slice, split or "
                                           "shuffle between layers)"))
         return int(counts[0]), cls
 

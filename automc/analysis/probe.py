@@ -29,15 +29,15 @@ the maps into coupling groups.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 
-#: three samples per producer (reach, code, check code); probes per batched pass bound memory
-#: (every leaf keeps its probe input)
-SAMPLES_PER_PRODUCER = 3
+#: samples per batched pass (a producer's samples stay in one pass): bounds memory, every leaf
+#: keeps its probe input
 PROBE_CHUNK = 33
 UNREACHED, MIXED = -1, -2
 #: a change this small relative to a channel's clean magnitude is a reach: a batched pass with no
@@ -145,8 +145,12 @@ class NetworkTrace:
     #: shapes, output shape), op "concat" or "transpose"
     ops: list[tuple[int, str, tuple[tuple[int, ...], ...], tuple[int, ...]]] = field(default_factory=list)
 
+    @functools.cached_property
+    def _by_name(self) -> dict[str, Node]:
+        return {n.name: n for n in self.nodes}
+
     def node(self, name: str) -> Node:
-        return next(n for n in self.nodes if n.name == name)
+        return self._by_name[name]
 
 
 #: (module, primitive class, op) whose calls the clean pass records: ``ops.concat``/``ops.cat``
@@ -205,6 +209,11 @@ def _per_channel(delta: np.ndarray, axis: int, sign: np.ndarray | None = None) -
     return (moved * np.moveaxis(sign, axis, 1).reshape(moved.shape)).sum(-1)
 
 
+def _samples(channels: int, mode: str) -> int:
+    """How many samples ``_patterns`` gives a producer of ``channels`` channels."""
+    return 3 if mode == "codes" else 1 + max(int(channels - 1).bit_length(), 1)
+
+
 def _patterns(channels: int, d: float, mode: str) -> list[np.ndarray]:
     """The per-channel shifts of one producer's samples: ``codes``: all by ``d``, channel k by
     ``d * (1 + k / C)`` and by ``d * (2 - k / C)``; ``bits``: all, then channel k by ``d`` where
@@ -214,7 +223,7 @@ def _patterns(channels: int, d: float, mode: str) -> list[np.ndarray]:
         return [np.full(channels, d, np.float32), d * (1 + code), d * (2 - code)]
     k = np.arange(channels)
     return [np.full(channels, d, np.float32)] + [
-        np.where((k >> j) & 1, d, 0).astype(np.float32) for j in range(max(int(channels - 1).bit_length(), 1))]
+        np.where((k >> j) & 1, d, 0).astype(np.float32) for j in range(_samples(channels, mode) - 1)]
 
 
 def _decode(delta: np.ndarray, axis: int, base: np.ndarray, channels: int, mode: str) -> np.ndarray:
@@ -367,11 +376,13 @@ def trace_network(net, input_shape: Sequence[int], *, seed: int = 0) -> NetworkT
                 todo = [p for p in producers if any((by.get(p.name, np.zeros(0)) == MIXED).any()
                                                     for by in trace.reads.values())]
             batch: list[Node] = []
+            samples = 0
             for p in todo:
                 batch.append(p)
-                if sum(len(_patterns(q.out_channels, 1.0, mode)) for q in batch) >= PROBE_CHUNK or p is todo[-1]:
+                samples += _samples(p.out_channels, mode)
+                if samples >= PROBE_CHUNK or p is todo[-1]:
                     _probe_pass(net, x, base_out, batch, executed, trace, state, mode)
-                    batch = []
+                    batch, samples = [], 0
     finally:
         state["probing"] = False
         for handle in handles:
