@@ -11,16 +11,16 @@ accuracy and on hardware cost models, logs everything to MLflow, and exports the
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+# Importing ``automc.search.pipeline`` here also binds the ``automc.search`` subpackage as an
+# attribute of this package before the ``automc.search()`` function below replaces it (Python binds
+# a subpackage to its parent when it is first imported, so a later first import would undo it).
+from automc._version import __version__
 from automc.config import ExperimentConfig, config_from_dict, load_config
 from automc.errors import AutomcError, CompressionError, ConfigError, DeployError, TrialFailed
 from automc.policy import Policy
-
-# Import the ``automc.search`` subpackage now, so that its first import cannot later replace
-# the ``automc.search()`` function below with the module object (Python binds a subpackage as
-# an attribute of its parent when it is first imported).
-import automc.search as _search_package  # noqa: E402,F401
+from automc.report import report_search
+from automc.search.pipeline import load_result as _load_result
+from automc.search.pipeline import run_search
 
 __all__ = [
     "AutomcError",
@@ -50,15 +50,14 @@ def search(config, *, n_trials: int | None = None, resume: bool = True, log=prin
 
     Returns a ``SearchResult``: ``.best_network()`` (a ``mindspore.nn.Cell``), ``.pareto_front``,
     ``.trials``, ``.baseline`` and ``.artifacts``. ``progress``: a callable told each change of
-    state, e.g. ``automc.search.progress.LiveProgress()`` for a live bar in a terminal.
+    state, e.g. ``automc.search.progress.LiveProgress()`` for a live bar in a terminal. The report
+    (``<output_dir>/report/report.html``, also in the search's MLflow run) is written after it.
     """
-    from automc.search.runner import run_search
-
-    return run_search(_as_config(config), n_trials=n_trials, resume=resume, log=log, progress=progress)
+    result = run_search(_as_config(config), n_trials=n_trials, resume=resume, log=log, progress=progress)
+    report_search(result, log=log)
+    return result
 
 
 def load_result(config):
     """The result of an earlier search, read back from its study storage (no training)."""
-    from automc.search.runner import load_result as _load
-
-    return _load(_as_config(config))
+    return _load_result(_as_config(config))

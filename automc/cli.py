@@ -16,9 +16,20 @@ from typing import List, Optional
 
 import typer
 
+from automc import report
 from automc._files import storage_fault
-from automc.config import mask_secrets
-from automc.errors import AutomcError
+from automc._version import __version__
+from automc.config import load_config as _load
+from automc.errors import AutomcError, mask_secrets
+from automc.search.baseline import prepare
+from automc.search.dryrun import dry_run as dry_run_text
+from automc.search.dryrun import sensitivity_plan
+from automc.search.interrupt import request_stop
+from automc.search.pipeline import run_search
+from automc.search.progress import live_progress
+from automc.search.strategies.sensitivity import load_or_analyse
+from automc.search.study import storage_url
+from automc.search.tracking import is_server, ui_hint
 
 app = typer.Typer(
     add_completion=False,
@@ -57,8 +68,6 @@ def _stop_cleanly_on_signals() -> None:
     MindSpore's runtime installs its own SIGINT handler, which turns SIGINT into SIGTERM."""
     import signal
 
-    from automc.search.interrupt import request_stop
-
     def stop(signum, frame):
         request_stop()  # in case MindSpore's compiler swallows the exception (see automc.search.interrupt)
         raise KeyboardInterrupt(signal.Signals(signum).name)
@@ -67,16 +76,8 @@ def _stop_cleanly_on_signals() -> None:
         signal.signal(sig, stop)
 
 
-def _load(path: Path):
-    from automc.config import load_config
-
-    return load_config(path)
-
-
 def _version(value: bool) -> None:
     if value:
-        from automc import __version__
-
         print(f"automc {__version__}")
         raise typer.Exit()
 
@@ -97,19 +98,13 @@ def search(
     """Run (or resume) a compression search."""
     config = _load(experiment)
     if dry_run:
-        from automc.search.dryrun import dry_run as _dry
-
-        _out(_dry(config))
+        _out(dry_run_text(config))
         _out(_where(config))
         return
-    from automc.search.runner import run_search
-    from automc.search.summary import summary_text
-
-    from automc.search.progress import live_progress
-
     _stop_cleanly_on_signals()
     result = run_search(config, n_trials=trials, resume=resume, log=_out, progress=live_progress(sys.stdout))
-    _out(summary_text(result))
+    report.report_search(result, log=_out)
+    _out(report.summary_text(result))
     _out(f"\nnext: automc report {experiment}  |  automc export {experiment} --trial N --format mindir,onnx")
 
 
@@ -124,13 +119,8 @@ def sensitivity(
     cached and reused by `search.strategy: sensitivity` / `solver` and `search.warm_start`."""
     config = _load(experiment)
     if dry_run:
-        from automc.search.dryrun import sensitivity_plan
-
         _out(sensitivity_plan(config))
         return
-    from automc.search.runner import prepare
-    from automc.search.sensitivity import load_or_analyse
-
     result = load_or_analyse(prepare(config, log=_out), log=_out)
     _out(result.to_text())
     _out(f"\nsaved: {config.out_path / 'sensitivity.json'}")
@@ -138,39 +128,31 @@ def sensitivity(
 
 def _where(config) -> str:
     """Where a search would run and write, as the dry-run shows it (nothing is contacted)."""
-    from automc.report._mlflow import tracking_uri
-    from automc.report._store import storage_url
-
     ex = config.execution
     storage = storage_url(config)
     runs_on = f"ray at {ex.ray_address or 'a local Ray'}" if ex.backend == "ray" else "this process"
-    return (f"\nstudy storage: {storage}\nMLflow tracking: {tracking_uri(config)}\n"
+    return (f"\nstudy storage: {storage}\nMLflow tracking: {report.tracking_uri(config)}\n"
             f"trials run on: {runs_on}, {ex.workers} at a time\n(--dry-run contacts none of these)")
 
 
 @app.command(short_help="Progress, best so far, latest trials, failures.")
 def status(experiment: Path = _EXPERIMENT) -> None:
     """Progress of a search: trials by state, best so far (overall and per device), latest trials, failures."""
-    from automc.report.status import status_text
-
-    _out(status_text(_load(experiment), experiment_file=str(experiment)))
+    _out(report.status_text(_load(experiment), experiment_file=str(experiment)))
 
 
-@app.command(short_help="Pareto table, best per device, per-layer breakdown, plots.")
-def report(
+@app.command("report", short_help="Pareto table, best per device, per-layer breakdown, plots.")
+def report_command(
     experiment: Path = _EXPERIMENT,
     fmt: str = typer.Option("html", "--format", "-f", help="html (plots embedded) or md (plots linked)"),
     log_mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="log the plots and the report to the search's MLflow parent run"),
 ) -> None:
     """Pareto table, best policy per device, per-layer breakdown and plots; writes <output_dir>/report/report.html."""
-    from automc.report._store import load
-    from automc.report._writer import build, to_text, write_report
-
     if fmt not in ("html", "md"):
         raise AutomcError(f"--format {fmt!r}: use html or md")
-    result = load(_load(experiment))
-    _out(to_text(build(result)))
-    path = write_report(result, fmt=fmt, mlflow=log_mlflow)
+    result = report.load(_load(experiment))
+    _out(report.to_text(report.build(result)))
+    path = report.write_report(result, fmt=fmt, mlflow=log_mlflow)
     plots = sorted(p.name for p in path.parent.glob("*.png"))
     _out(f"\nplots: {', '.join(plots) or 'none (no completed trial yet)'} in {path.parent}")
     if log_mlflow:
@@ -187,10 +169,8 @@ def export(
     log_mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="log the files to the search's MLflow parent run"),
 ) -> None:
     """Re-export a logged trial from its saved checkpoint, check parity, log the files to MLflow."""
-    from automc.report.trial_export import export_trial, parse_formats
-
-    fmts = parse_formats(formats)  # bad formats fail before anything loads
-    done = export_trial(_load(experiment), trial=trial, formats=fmts, out_dir=out, mlflow=log_mlflow, log=_out)
+    fmts = report.parse_formats(formats)  # bad formats fail before anything loads
+    done = report.export_trial(_load(experiment), trial=trial, formats=fmts, out_dir=out, mlflow=log_mlflow, log=_out)
     for key, path in done.files.items():
         _out(f"{key:>7}: {path}")
     if done.mlflow_run:
@@ -204,9 +184,7 @@ def export(
 @app.command(short_help="Known devices and their key figures.")
 def devices() -> None:
     """List the known devices and their key figures (sources: automc/hw_cost/devices/<device>.yaml)."""
-    from automc.search.summary import devices_text
-
-    _out(devices_text())
+    _out(report.devices_text())
 
 
 def _is_loopback(host: str) -> bool:
@@ -221,25 +199,22 @@ def ui(
 ) -> None:
     """Start the MLflow UI on the experiment's tracking store and print the link to its trials.
     SIGINT, SIGTERM or SIGHUP stop the server and its workers."""
-    from automc.report._mlflow import experiment_name, find_experiment_id, serve, tracking_uri, trials_page
-    from automc.search.tracking import is_server, ui_hint
-
     config = _load(experiment)
-    uri = tracking_uri(config)
-    exp_id = find_experiment_id(config)
+    uri = report.tracking_uri(config)
+    exp_id = report.find_experiment_id(config)
     if is_server(uri):
-        _out(f"this experiment logs to an MLflow server: {ui_hint(uri)}, experiment {experiment_name(config)!r}")
+        _out(f"this experiment logs to an MLflow server: {ui_hint(uri)}, experiment {report.experiment_name(config)!r}")
         return
     if not _is_loopback(host):
         _out(f"warning: listening on {host}: anyone who can reach this machine can read (and delete) these runs")
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     _out(f"MLflow UI for {uri}")
     if exp_id is None:
-        _out(f"open {url}/#/experiments  (no search has logged to experiment {experiment_name(config)!r} yet; "
+        _out(f"open {url}/#/experiments  (no search has logged to experiment {report.experiment_name(config)!r} yet; "
              "Ctrl-C to stop)")
     else:
-        _out(f"open {trials_page(url, exp_id)}")
-        _out(f"  (the trials of experiment {experiment_name(config)!r}, as charts of their metrics; the table "
+        _out(f"open {report.trials_page(url, exp_id)}")
+        _out(f"  (the trials of experiment {report.experiment_name(config)!r}, as charts of their metrics; the table "
              "view is one click left; Ctrl-C to stop)")
     artifacts = (config.out_path / "mlartifacts").resolve()
     # one local reader: one server worker, and none of MLflow 3's GenAI job runners (each of these
@@ -247,7 +222,7 @@ def ui(
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--default-artifact-root",
            artifacts.as_uri(), "--host", host, "--port", str(port), "--workers", "1"]
     sys.stdout.flush()
-    raise typer.Exit(serve(cmd, env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}))
+    raise typer.Exit(report.serve(cmd, env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}))
 
 
 @app.command(short_help="Write a commented starter experiment YAML.")

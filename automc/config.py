@@ -8,14 +8,18 @@ the field (``search.n_trials``) and says what to do.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from automc.algorithms.quantization import check_bits
 from automc.errors import ConfigError
+from automc.models import MODELS
+from automc.objectives import parse_constraint, parse_objective
+from automc.registry import import_object
+from automc.search.strategies import STRATEGIES, WARM_STARTS
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -33,13 +37,9 @@ class ModelConfig(_Section):
         if (self.name is None) == (self.factory is None):
             raise ValueError("give exactly one of 'name' (a zoo network) or 'factory' ('pkg.module:function')")
         if self.name is not None:
-            from automc.models import MODELS
-
             if self.name not in MODELS:
                 raise ValueError(f"unknown model {self.name!r}; valid names: {', '.join(MODELS.names())}")
         if self.factory is not None:
-            from automc.registry import import_object
-
             try:
                 import_object(self.factory, what="factory")
             except ConfigError as exc:
@@ -95,8 +95,6 @@ class QuantizationConfig(_Section):
     @field_validator("w_bits", "a_bits", mode="before")
     @classmethod
     def _bits(cls, v: Any) -> list[int]:
-        from automc.algorithms.quantization._bits import check_bits
-
         if not isinstance(v, (list, tuple)) or not v:
             raise ValueError("give a non-empty list of bit-widths, e.g. [4, 8, 32]")
         try:
@@ -114,6 +112,14 @@ class SupernetConfig(_Section):
     temperature: float = Field(1.0, gt=0, description="in-place distillation temperature (largest -> the others)")
 
 
+#: NAS choice list -> (what a valid choice is, the fix for the first invalid one)
+_NAS_CHOICES = {
+    "width": (lambda w: 0 < w <= 1, "width multiplier {} is outside (0, 1]; e.g. width: [0.5, 0.75, 1.0]"),
+    "depth": (lambda d: d >= 0, "depth {} is negative; a depth is the number of blocks a stage keeps"),
+    "kernel": (lambda k: k >= 1 and k % 2 == 1, "kernel size {} is invalid; use odd sizes such as [3, 5, 7]"),
+}
+
+
 class NasConfig(_Section):
     """Choice lists of the elastic dimensions the network declares (see ``automc.algorithms.nas``)."""
 
@@ -125,28 +131,13 @@ class NasConfig(_Section):
         None, description="train the baseline elastically (once, cached) so sub-networks work before fine-tuning; "
                           "needed for search.strategy evolution and greedy to rank them well")
 
-    @field_validator("width")
+    @field_validator("width", "depth", "kernel")
     @classmethod
-    def _width(cls, v: list[float]) -> list[float]:
-        bad = [w for w in v if not 0 < w <= 1]
+    def _choices(cls, v: list, info: ValidationInfo) -> list:
+        valid, fix = _NAS_CHOICES[info.field_name]
+        bad = [c for c in v if not valid(c)]
         if bad:
-            raise ValueError(f"width multiplier {bad[0]} is outside (0, 1]; e.g. width: [0.5, 0.75, 1.0]")
-        return v
-
-    @field_validator("depth")
-    @classmethod
-    def _depth(cls, v: list[int]) -> list[int]:
-        bad = [d for d in v if d < 0]
-        if bad:
-            raise ValueError(f"depth {bad[0]} is negative; a depth is the number of blocks a stage keeps")
-        return v
-
-    @field_validator("kernel")
-    @classmethod
-    def _kernel(cls, v: list[int]) -> list[int]:
-        bad = [k for k in v if k < 1 or k % 2 == 0]
-        if bad:
-            raise ValueError(f"kernel size {bad[0]} is invalid; use odd sizes such as [3, 5, 7]")
+            raise ValueError(fix.format(bad[0]))
         return v
 
 
@@ -163,14 +154,15 @@ class CompressConfig(_Section):
 
 
 class SearchConfig(_Section):
-    strategy: Literal["tpe", "nsga2", "cmaes", "random", "gp", "sensitivity", "solver", "uniform", "evolution",
-                      "greedy"] = Field(
-        "tpe", description="tpe/nsga2/cmaes/random/gp: Optuna samplers; sensitivity: the budget solver's solutions "
+    strategy: str = Field(
+        "tpe", json_schema_extra={"registry": STRATEGIES.names()},
+        description="tpe/nsga2/cmaes/random/gp: Optuna samplers; sensitivity: the budget solver's solutions "
         "seed TPE; solver: the solver's optimum and policies it predicts 10 %, 20 %, ... worse, alone; uniform: "
         "one ratio/bit-width for all layers; evolution: an accuracy predictor over measured proxies scores "
         "candidates (Once-for-All); greedy: one-step shrinks by proxy accuracy per cost saved (NetAdapt)")
-    warm_start: Optional[Literal["sensitivity"]] = Field(
-        None, description="seed any strategy with the budget solver's solutions over the baseline's sensitivity")
+    warm_start: Optional[str] = Field(
+        None, json_schema_extra={"registry": WARM_STARTS.names()},
+        description="seed any strategy with the budget solver's solutions over the baseline's sensitivity")
     sensitivity_samples: int = Field(2000, gt=0, description="validation samples per sensitivity entry "
                                      "(2000: ~0.7-point standard error at 90 % accuracy)")
     proxy_subnets: int = Field(100, ge=10, description="evolution: candidates measured (proxy accuracy, no "
@@ -190,6 +182,20 @@ class SearchConfig(_Section):
     storage: Optional[str] = Field(None, description="Optuna storage URL (default: sqlite file in output_dir)")
     retry_failed: int = Field(0, ge=0, description="re-run a trial whose process died up to this many times")
     heartbeat_s: float = Field(10.0, gt=0, description="trial heartbeat interval; a trial silent for 3 intervals is failed")
+
+    @field_validator("strategy")
+    @classmethod
+    def _strategy(cls, v: str) -> str:
+        if v not in STRATEGIES:
+            raise ValueError(f"unknown strategy {v!r}; valid names: {', '.join(STRATEGIES.names())}")
+        return v
+
+    @field_validator("warm_start")
+    @classmethod
+    def _warm_start(cls, v: str | None) -> str | None:
+        if v is not None and v not in WARM_STARTS:
+            raise ValueError(f"unknown warm start {v!r}; valid names: {', '.join(WARM_STARTS.names())}")
+        return v
 
     @field_validator("pruner", mode="before")
     @classmethod
@@ -260,8 +266,6 @@ class ExperimentConfig(_Section):
 
     @model_validator(mode="after")
     def _objectives(self) -> "ExperimentConfig":
-        from automc.search.objectives import parse_constraint, parse_objective
-
         if "accuracy" not in self.objectives:
             raise ValueError("objectives must include 'accuracy'")
         for o in self.objectives:
@@ -326,11 +330,3 @@ def load_config(path: str | os.PathLike) -> ExperimentConfig:
         where = f" line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{p}:{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
     return config_from_dict(data or {}, source=str(p))
-
-
-_SECRET = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]+):(?P<pw>[^@/\s]+)@")
-
-
-def mask_secrets(text: str) -> str:
-    """Hide passwords in URLs (``postgresql://user:***@host/db``) wherever automc prints or logs."""
-    return _SECRET.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)

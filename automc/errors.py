@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class AutomcError(Exception):
     """Base class of every error automc raises on purpose. The command line prints it as one line
@@ -17,8 +19,9 @@ def first_line(exc: BaseException, limit: int = 160) -> str:
     return text.splitlines()[0][:limit] if text else type(exc).__name__
 
 
-class ConfigError(AutomcError):
-    """The experiment YAML (or a config object) is invalid; the message names the field."""
+class ConfigError(AutomcError, ValueError):
+    """The experiment YAML (or a config object) is invalid; the message names the field. A
+    ``ValueError`` too, so the schema's validators report it with the field it belongs to."""
 
 
 class CompressionError(AutomcError):
@@ -40,3 +43,11 @@ class StorageError(AutomcError):
     def __init__(self, message: str, *, exit_code: int = 1):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+_SECRET = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]+):(?P<pw>[^@/\s]+)@")
+
+
+def mask_secrets(text: str) -> str:
+    """Hide passwords in URLs (``postgresql://user:***@host/db``) wherever automc prints or logs."""
+    return _SECRET.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)

@@ -21,8 +21,7 @@ import numpy as np
 from automc.policy import Policy
 from scipy.stats import spearmanr
 
-from automc.hw_cost import load_device, save_profile
-from automc.hw_cost.calibration import apply_profile
+from automc.hw_cost import apply_profile, load_device, save_profile
 from automc.hw_cost.model import DeviceParams, layer_terms, network_seconds
 from automc.hw_cost.nb201 import (fit_nb201_profile, live_edges, load_nb201_measurements, measurement_view,
                                   nb201_table, parse_arch)

@@ -32,10 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
-from automc.hw_cost.calibration import apply_profile
+from automc.hw_cost import Sample, apply_profile, estimate, load_device, save_profile, series_profile
 from automc.hw_cost.published import (BITS, FAMILY, KERNELS, NETWORKS, TABLES, TOLERANCE, agreement, fit,
                                       in_reference_series, kernel_table, leave_one_network_out, load_tables, predict,
                                       profile_for, read_published, reference_points, series_label)
+from _results import save
 
 PROFILES = Path(__file__).resolve().parents[1] / "automc" / "hw_cost" / "profiles"
 #: a fit ships when this much larger a share of held-out points is within 25 %, or within 2x, than the
@@ -48,8 +49,6 @@ def small_inputs(rows, device: str, profile, out) -> None:
     pin down the fixed cost per op that 224x224 networks leave loose) against the fit and the
     datasheet, and the fixed cost per kernel they imply (the intercept of their latency over MACs,
     fitted on relative errors)."""
-    from automc.hw_cost.model import estimate
-
     kernels = [m for m in rows if profile_for(m) == device and m.network in KERNELS]
     if not kernels:
         return
@@ -204,9 +203,7 @@ def main(argv: list[str] | None = None) -> None:
         f"fitted to every row: {sum(insample_hits)}; held-out misses the fit to every row misses too: "
         f"{sum(not h and not i for h, i in zip(speedup_hits, insample_hits))}")
     if args.save:
-        path = Path(__file__).parent / "results" / f"hw_cost_published-{datetime.date.today().isoformat()}.txt"
-        path.write_text("\n".join(lines + ([f"other load: {args.note}"] if args.note else [])) + "\n")
-        print(f"saved {path}")
+        save("hw_cost_published", lines, args.note)
 
 
 def joint_a72(points, tables, alone_held: dict, out, *, n_calib: int = 20, seed: int = 0) -> None:
@@ -215,7 +212,6 @@ def joint_a72(points, tables, alone_held: dict, out, *, n_calib: int = 20, seed:
     per-inference costs per series (a runtime's own). Its published rows held out network by
     network, the other NB201 architectures held out all at once, each beside the fit to its own
     series alone (``alone_held``: the ncnn rows' leave-one-network-out predictions)."""
-    from automc.hw_cost.calibration import Sample, series_profile
     from automc.hw_cost.model import DeviceParams, layer_terms, network_seconds
     from automc.hw_cost.nb201 import DEFAULT_CSV, fit_nb201_profile, load_nb201_measurements, measurement_view, nb201_table
     from automc.policy import Policy
@@ -263,8 +259,6 @@ def _pooled(parts: list[dict]) -> str:
 
 
 def device_datasheet(device: str):
-    from automc.hw_cost.specs import load_device
-
     return load_device(device, datasheet=True)
 
 
@@ -275,8 +269,6 @@ def write_profile(device: str, profile, heldout: dict, datasheet: dict, out) -> 
     from dataclasses import replace
 
     import yaml
-
-    from automc.hw_cost.calibration import save_profile
 
     yaml_path = PROFILES.parent / "devices" / f"{device}.yaml"
     text = yaml_path.read_text()

@@ -64,7 +64,7 @@ def experiment(args, network: str, seed: int, out: Path, constraint: str | None)
 def proxy_quality(prepared, n: int, seed: int) -> tuple[float, float, float]:
     """(median proxy of ``n`` uniformly sampled sub-networks, the largest's proxy, seconds per proxy)."""
     from automc.search.evaluate import Evaluator
-    from automc.search.proxy import proxy_accuracies, sample_values, value_grid
+    from automc.search.strategies.proxy import proxy_accuracies, sample_values, value_grid
 
     decisions = prepared.space.decisions
     grid = value_grid(decisions)
@@ -81,7 +81,7 @@ def run_network(args, network: str, root: Path) -> dict:
     from automc.config import config_from_dict
     from automc.hw_cost import estimate
     from automc.policy import Policy
-    from automc.search.runner import prepare
+    from automc.search.baseline import prepare
 
     first = root / f"{network}-s{args.seed_list[0]}"
     # 1. baseline + elastic training (and the same without elastic training, for the "before" figures)

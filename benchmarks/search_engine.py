@@ -146,8 +146,9 @@ def main() -> None:
             print(f"[3] {strategy}/random hypervolume {ratio.mean():.3f} +- {ratio.std(ddof=1):.3f} over {len(seeds)} seeds")
     if 4 in sections:
         from automc.search.evaluate import Evaluator
-        from automc.search.objectives import cost_metrics, parse_constraint
-        from automc.search.runner import prepare
+        from automc.objectives import parse_constraint
+        from automc.search.costs import cost_metrics
+        from automc.search.baseline import prepare
         from automc.training import accuracy
 
         budget = "latency@arm-a76 <= 0.06ms"  # ~60 % of the quickstart LeNet's latency on the fitted A76 model

@@ -220,7 +220,7 @@ class Runner:
     @staticmethod
     def _record(task: Task, result, method: str, budget: str, seed: int, wall: float, sens_s: float,
                 out_dir: Path) -> Run:
-        from automc.search.objectives import parse_constraint
+        from automc.objectives import parse_constraint
 
         constraint = parse_constraint(budget)
         metric = constraint.metric.name
@@ -276,10 +276,11 @@ def calibrate(task: Task, sizes: Sizes, root: Path) -> Speed:
     from automc.analysis import build_layer_table
     from automc.policy import Policy
     from automc.search.evaluate import Evaluator, TrialContext, build_baseline, network_weights
-    from automc.search.objectives import cost_metrics, parse_constraint, resolve_constraints
-    from automc.search.runner import load_data
+    from automc.objectives import parse_constraint, resolve_constraints
+    from automc.search.costs import cost_metrics
+    from automc.search.baseline import load_data
     from automc.search.space import SearchSpace
-    from automc.search.strategies._uniform import uniform_policies
+    from automc.search.strategies.uniform import uniform_policies
     from automc.training import TrainSettings, accuracy, train, use_host_blocking_run
 
     use_host_blocking_run()  # before the layer table's trace runs the first graph of this process

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _results import save
+
 #: (mindcv arch, input size): 64x64 inputs, VGG at 224 and Inception-v3 at 96 (their minimum sizes)
 NETWORKS = (
     ("resnet18", 64), ("resnet50", 64), ("densenet121", 64), ("googlenet", 64), ("inception_v3", 96),
@@ -86,7 +88,7 @@ def measure(arch: str, size: int) -> dict:
     traced = build_layer_table(net, shape)
     row["trace_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    table = refuse_breaking_groups(net, traced, shape)  # as a search builds its table (automc.search.runner.analyse)
+    table = refuse_breaking_groups(net, traced, shape)  # as a search builds its table (automc.search.baseline.analyse)
     row["check_s"] = time.perf_counter() - start
     row["refused"] = len(traced.prunable_groups) - len(table.prunable_groups)  # the tracer's missed couplings
     cov = table.coverage()
@@ -196,9 +198,7 @@ def main(argv=None) -> None:
         f"traces over 60 s: {', '.join(slow) or 'none'}; groups the tracer called prunable that broke the network "
         f"(refused by the check): {', '.join(missed) or 'none'}")
     if args.save:
-        path = Path(__file__).parent / "results" / f"zoo_coverage-{datetime.date.today().isoformat()}.txt"
-        path.write_text("\n".join(lines + ([f"other load: {args.note}"] if args.note else [])) + "\n")
-        print(f"saved {path}")
+        save("zoo_coverage", lines, args.note)
 
 
 if __name__ == "__main__":

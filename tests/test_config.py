@@ -7,7 +7,8 @@ import textwrap
 
 import pytest
 
-from automc.config import config_from_dict, load_config, mask_secrets
+from automc.config import config_from_dict, load_config
+from automc.errors import mask_secrets
 from automc.errors import ConfigError
 
 BASE = {"name": "t", "model": {"name": "lenet"}, "compress": {"pruning": {"max_ratio": 0.5}}}
@@ -49,7 +50,7 @@ def test_bad_input_names_the_field(changes, needle):
 
 
 def test_defaults_and_constraint_units():
-    from automc.search.objectives import parse_constraint
+    from automc.objectives import parse_constraint
 
     cfg = config_from_dict(_with(constraints=["latency@arm-a76 <= 20ms", "size <= 2MB", "accuracy_drop <= 1.0"]))
     assert cfg.search.n_trials == 20 and cfg.data.name == "digits" and cfg.out_path.as_posix() == "runs/t"

@@ -3,6 +3,8 @@ swap in a new one (SequentialCell/CellList by index, attributes by name), rename
 
 from __future__ import annotations
 
+import numpy as np
+
 
 def find_cell(net, path: str):
     """The cell named ``path`` (as in ``net.cells_and_names()``)."""
@@ -34,6 +36,13 @@ def replace_cell(net, path: str, new_cell) -> None:
             parent[list(parent._cells.keys()).index(key)] = new_cell
         else:
             setattr(parent, key, new_cell)
+
+
+def float_tensor(a: np.ndarray):
+    """``a`` as a float32 MindSpore tensor (the initial weights of a rebuilt cell)."""
+    import mindspore as ms
+
+    return ms.Tensor(np.ascontiguousarray(a, dtype=np.float32))
 
 
 def rename_parameters(net) -> None:

@@ -15,7 +15,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from automc.algorithms._base import Compressor, Decision
-from automc.algorithms._surgery import find_cell, rename_parameters, replace_cell
+from automc.algorithms._surgery import find_cell, float_tensor, rename_parameters, replace_cell
 from automc.analysis.coupling import expand
 from automc.analysis.layer_table import CouplingGroup, LayerTable, kept_channels
 from automc.errors import CompressionError, ConfigError, first_line
@@ -47,12 +47,6 @@ def channel_order(weights: Sequence[np.ndarray], importance: str = "l1") -> np.n
     return np.argsort(-IMPORTANCE.get(importance)(weights), kind="stable")
 
 
-def _tensor(a: np.ndarray):
-    import mindspore as ms
-
-    return ms.Tensor(np.ascontiguousarray(a, dtype=np.float32))
-
-
 def _sliced_cell(cell, out_idx: np.ndarray | None, in_idx: np.ndarray | None):
     """A new cell like ``cell`` keeping output channels ``out_idx`` and inputs ``in_idx``."""
     from mindspore import Parameter, nn
@@ -77,8 +71,8 @@ def _sliced_cell(cell, out_idx: np.ndarray | None, in_idx: np.ndarray | None):
         bias = cell.bias.asnumpy()[out_idx if out_idx is not None else slice(None)] if cell.has_bias else None
         return nn.Conv2d(cin, cout, cell.kernel_size, stride=cell.stride, pad_mode=cell.pad_mode,
                          padding=cell.padding, dilation=cell.dilation, group=cout if depthwise else cell.group,
-                         has_bias=cell.has_bias, weight_init=_tensor(w),
-                         bias_init=_tensor(bias) if bias is not None else None, data_format=cell.data_format)
+                         has_bias=cell.has_bias, weight_init=float_tensor(w),
+                         bias_init=float_tensor(bias) if bias is not None else None, data_format=cell.data_format)
     if isinstance(cell, nn.Dense):
         w = cell.weight.asnumpy()
         if out_idx is not None:
@@ -86,22 +80,23 @@ def _sliced_cell(cell, out_idx: np.ndarray | None, in_idx: np.ndarray | None):
         if in_idx is not None:
             w = w[:, in_idx]
         bias = cell.bias.asnumpy()[out_idx if out_idx is not None else slice(None)] if cell.has_bias else None
-        return nn.Dense(w.shape[1], w.shape[0], weight_init=_tensor(w),
-                        bias_init=_tensor(bias) if bias is not None else None, has_bias=cell.has_bias,
+        return nn.Dense(w.shape[1], w.shape[0], weight_init=float_tensor(w),
+                        bias_init=float_tensor(bias) if bias is not None else None, has_bias=cell.has_bias,
                         activation=cell.activation if cell.activation_flag else None)
     if isinstance(cell, (nn.BatchNorm2d, nn.BatchNorm1d)):
         idx = out_idx if out_idx is not None else in_idx
         cls = type(cell)
         return cls(len(idx), eps=cell.eps, momentum=1.0 - cell.momentum,  # stored as 1 - momentum
-                   gamma_init=_tensor(cell.gamma.asnumpy()[idx]), beta_init=_tensor(cell.beta.asnumpy()[idx]),
-                   moving_mean_init=_tensor(cell.moving_mean.asnumpy()[idx]),
-                   moving_var_init=_tensor(cell.moving_variance.asnumpy()[idx]),
+                   gamma_init=float_tensor(cell.gamma.asnumpy()[idx]),
+                   beta_init=float_tensor(cell.beta.asnumpy()[idx]),
+                   moving_mean_init=float_tensor(cell.moving_mean.asnumpy()[idx]),
+                   moving_var_init=float_tensor(cell.moving_variance.asnumpy()[idx]),
                    use_batch_statistics=cell.use_batch_statistics)
     if isinstance(cell, nn.LayerNorm):  # mindcv's channels-first subclass too: its own settings, fewer channels
         idx = out_idx if out_idx is not None else in_idx
         new = copy.deepcopy(cell)
-        new.gamma = Parameter(_tensor(cell.gamma.asnumpy()[idx]), name="gamma")
-        new.beta = Parameter(_tensor(cell.beta.asnumpy()[idx]), name="beta")
+        new.gamma = Parameter(float_tensor(cell.gamma.asnumpy()[idx]), name="gamma")
+        new.beta = Parameter(float_tensor(cell.beta.asnumpy()[idx]), name="beta")
         new.normalized_shape = (len(idx),)
         return new
     raise CompressionError(f"cannot slice a {type(cell).__name__}; only Conv2d, Dense, BatchNorm and LayerNorm are "
@@ -125,7 +120,8 @@ def _slice_layer_scales(net, producers: Sequence[str], masks: Mapping[tuple[str,
         parent = find_cell(net, parent_path)
         for name, param in list(parent.parameters_and_names(expand=False)):
             if tuple(param.shape) == (len(mask),):
-                setattr(parent, name.rpartition(".")[2], Parameter(_tensor(param.asnumpy()[mask]), name=param.name))
+                sliced = Parameter(float_tensor(param.asnumpy()[mask]), name=param.name)
+                setattr(parent, name.rpartition(".")[2], sliced)
 
 
 def _width(cell, side: str) -> int:

@@ -13,6 +13,7 @@ import numpy as np
 from automc.analysis.coupling import Coupling, couple
 from automc.analysis.layer_table import LayerTable
 from automc.analysis.probe import CLAMPS, SMOOTH_ACTIVATIONS, NetworkTrace, Node, kind_of, trace_network
+from automc.training import use_host_blocking_run
 
 
 def _remapped(trace: NetworkTrace, producer: str, leaf: str) -> tuple[bool, int]:
@@ -211,24 +212,13 @@ def _op_rows(before: str, ops: Sequence[tuple[int, str, int, int, int, Terms | N
 
 
 def build_layer_table(net, input_shape: Sequence[int], *, seed: int = 0) -> LayerTable:
-    """The layer table of ``net`` for inputs of shape ``input_shape`` (C, H, W).
-
-    A network with an ``elastic_space()`` method (see ``automc.algorithms.nas``) gets its NAS
-    resolver attached as ``table.elastic``.
-    """
-    from automc.training import use_host_blocking_run
-
+    """The layer table of ``net`` for inputs of shape ``input_shape`` (C, H, W). A network that
+    declares an elastic NAS space gets it from ``automc.algorithms.nas.attach_declared_space``."""
     use_host_blocking_run()  # MindSpore reads it at the first graph it runs, which may be this trace
     trace = trace_network(net, input_shape, seed=seed)
     coupling = couple(trace)
     rows = _rows(trace, coupling)
-    table = LayerTable.from_rows(rows, coupling.groups, input_shape=tuple(input_shape))
-    declared = getattr(net, "elastic_space", None)
-    if declared is not None:  # NAS: the network declares elastic width/depth/kernel
-        from automc.algorithms.nas import with_elastic_space
-
-        table = with_elastic_space(table, net, declared() if callable(declared) else declared)
-    return table
+    return LayerTable.from_rows(rows, coupling.groups, input_shape=tuple(input_shape))
 
 
 def _rows(trace: NetworkTrace, coupling: Coupling) -> list[dict[str, Any]]:

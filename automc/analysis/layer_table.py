@@ -159,10 +159,11 @@ class Coverage:
 
 
 @dataclass(frozen=True)
-class LayerShapes:
-    """Resolved per-layer shapes for a batch of policies: every array is ``(P, L)``."""
+class _Geometry:
+    """The per-layer columns ``LayerTable`` and ``LayerShapes`` share: ``(L,)`` arrays in the
+    table, ``(P, L)`` in resolved shapes (``kind`` is ``(L,)`` str in both)."""
 
-    kind: np.ndarray  # (L,) str
+    kind: np.ndarray
     cin: np.ndarray
     cout: np.ndarray
     kh: np.ndarray
@@ -174,6 +175,13 @@ class LayerShapes:
     h_out: np.ndarray
     w_out: np.ndarray
     has_bias: np.ndarray
+
+
+@dataclass(frozen=True)
+class LayerShapes(_Geometry):
+    """Resolved per-layer shapes for a batch of policies: every array but ``kind`` is ``(P, L)``;
+    ``has_bias`` includes the bias a folded batch-norm adds."""
+
     w_bits: np.ndarray
     a_bits: np.ndarray
     present: np.ndarray  # bool: False where a NAS depth choice removed the layer
@@ -211,7 +219,7 @@ class LayerShapes:
 
 
 @dataclass(frozen=True)
-class LayerTable:
+class LayerTable(_Geometry):
     """Static description of a network's costly ops and prunable channel groups.
 
     Per-row arrays all have length ``L``. ``in_group``/``out_group`` index ``coupling`` (or are
@@ -224,18 +232,6 @@ class LayerTable:
     """
 
     names: tuple[str, ...]
-    kind: np.ndarray
-    cin: np.ndarray
-    cout: np.ndarray
-    kh: np.ndarray
-    kw: np.ndarray
-    stride: np.ndarray
-    groups: np.ndarray
-    h_in: np.ndarray
-    w_in: np.ndarray
-    h_out: np.ndarray
-    w_out: np.ndarray
-    has_bias: np.ndarray
     has_bn: np.ndarray
     has_act: np.ndarray
     in_group: np.ndarray

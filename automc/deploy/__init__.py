@@ -15,24 +15,12 @@ from __future__ import annotations
 from automc._lazy import lazy_exports
 
 _EXPORTS = {
-    "ParityReport": "automc.deploy._parity",
-    "compare_outputs": "automc.deploy._parity",
-    "export_mindir": "automc.deploy.mindir",
-    "check_mindir_parity": "automc.deploy.mindir",
-    "load_mindir": "automc.deploy.mindir",
-    "export_onnx": "automc.deploy.onnx",
-    "check_onnx_parity": "automc.deploy.onnx",
-    "fold_batchnorm": "automc.deploy.fold",
-    "find_conv_bn_pairs": "automc.deploy.fold",
-    "LiteToolchain": "automc.deploy.lite",
-    "ensure_toolchain": "automc.deploy.lite",
-    "convert_to_ms": "automc.deploy.lite",
-    "run_ms": "automc.deploy.lite",
-    "bench_ms": "automc.deploy.lite",
-    "check_ms_parity": "automc.deploy.lite",
-    "ms_weight_bits": "automc.deploy.lite",
-    "read_ms": "automc.deploy.lite",
-    "downgrade_mindir": "automc.deploy.lite",
+    **dict.fromkeys(("ParityReport", "compare_outputs"), "._parity"),
+    **dict.fromkeys(("export_mindir", "check_mindir_parity", "load_mindir"), ".mindir"),
+    **dict.fromkeys(("export_onnx", "check_onnx_parity"), ".onnx"),
+    **dict.fromkeys(("fold_batchnorm", "find_conv_bn_pairs"), ".fold"),
+    **dict.fromkeys(("LiteToolchain", "ensure_toolchain", "convert_to_ms", "run_ms", "bench_ms", "check_ms_parity",
+                     "ms_weight_bits", "read_ms", "downgrade_mindir"), ".lite"),
 }
 
 __all__ = sorted(_EXPORTS)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from automc.algorithms._surgery import replace_cell
+from automc.algorithms import replace_cell
 from automc.deploy._parity import as_batch, first_output
 from automc.errors import DeployError
 

@@ -10,6 +10,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from automc.deploy._parity import ParityReport
+from automc.deploy.lite import check_ms_parity, convert_to_ms
+from automc.deploy.mindir import check_mindir_parity, export_mindir
+from automc.deploy.onnx import check_onnx_parity, export_onnx
 from automc.errors import AutomcError
 
 FORMATS = ("mindir", "onnx", "ms")
@@ -37,18 +40,8 @@ class FormatOutcome:
         return str(self.report)
 
 
-def _mindir(net, sample, stem: Path, check_x) -> tuple[Path, ParityReport]:
-    from automc.deploy.mindir import check_mindir_parity, export_mindir
-
-    path = export_mindir(net, sample, stem.with_suffix(".mindir"))
-    return path, check_mindir_parity(net, path, check_x)
-
-
-def _onnx(net, sample, stem: Path, check_x) -> tuple[Path, ParityReport]:
-    from automc.deploy.onnx import check_onnx_parity, export_onnx
-
-    path = export_onnx(net, sample, stem.with_suffix(".onnx"))
-    return path, check_onnx_parity(net, path, check_x)
+#: format -> (export, parity check) for the formats written from the network itself
+_FROM_NETWORK = {"mindir": (export_mindir, check_mindir_parity), "onnx": (export_onnx, check_onnx_parity)}
 
 
 def export_formats(net, formats: Sequence[str], stem: Path, sample: np.ndarray, check_x: np.ndarray, *,
@@ -61,17 +54,15 @@ def export_formats(net, formats: Sequence[str], stem: Path, sample: np.ndarray, 
     for fmt in wanted:
         path = stem.with_suffix(f".{fmt}")
         try:
-            if fmt == "mindir":
-                path, report = _mindir(net, sample, stem, check_x)
-            elif fmt == "onnx":
-                path, report = _onnx(net, sample, stem, check_x)
+            if fmt in _FROM_NETWORK:
+                export, check = _FROM_NETWORK[fmt]
+                path = export(net, sample, path)
+                report = check(net, path, check_x)
             else:
-                from automc.deploy import lite
-
                 if not out["mindir"].ok:
                     raise AutomcError("needs the MindIR export, which failed")
-                path = lite.convert_to_ms(out["mindir"].path, path)
-                report = lite.check_ms_parity(net, path, check_x)
+                path = convert_to_ms(out["mindir"].path, path)
+                report = check_ms_parity(net, path, check_x)
         except (AutomcError, ImportError) as exc:
             out[fmt] = FormatOutcome(fmt, path, error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         else:

@@ -2,46 +2,38 @@
 
 ``estimate(table, policies, "arm-a76")`` costs many policies at once from the layer table
 alone (no network is built). MindSpore is imported only by the host-timing functions.
+
+Modules, each importing only those before it: ``lut`` and ``specs`` (plain data), ``model``
+(the numpy cost model), ``calibration`` (fitting profiles), ``host`` (timing on this machine),
+``registry`` (device names, with fitted profiles applied), then ``published`` and ``nb201``
+(fits to published latencies).
 """
 
 from automc.hw_cost.calibration import (
     CalibrationProfile,
     Sample,
-    apply_profile,
-    calibrate,
+    device_profile,
     load_profile,
     save_profile,
     series_profile,
 )
+from automc.hw_cost.host import calibrate_host, measure_latency_ms
 from automc.hw_cost.lut import LatencyLUT, load_lut, save_lut
-from automc.hw_cost.model import CostEstimate, estimate, layer_size_bytes
-from automc.hw_cost.specs import (
-    COST_CLASSES,
-    DeviceSpec,
+from automc.hw_cost.model import CostEstimate, layer_size_bytes
+from automc.hw_cost.registry import (
+    apply_profile,
+    calibrate,
+    estimate,
     get_device,
     list_devices,
     load_device,
     register_device,
-    spec_from_dict,
 )
-
-
-def measure_latency_ms(net, input_shape, **kwargs):
-    """Median batch-1 latency of a MindSpore cell on this machine (see ``automc.hw_cost.host``)."""
-    from automc.hw_cost.host import measure_latency_ms as _measure
-
-    return _measure(net, input_shape, **kwargs)
-
-
-def calibrate_host(**kwargs):
-    """Calibrate and cache the ``host-cpu`` device from micro-benchmarks (see ``automc.hw_cost.host``)."""
-    from automc.hw_cost.host import calibrate_host as _calibrate_host
-
-    return _calibrate_host(**kwargs)
-
+from automc.hw_cost.specs import COST_CLASSES, DEVICES_DIR, DeviceSpec, spec_from_dict
 
 __all__ = [
     "COST_CLASSES",
+    "DEVICES_DIR",
     "CalibrationProfile",
     "CostEstimate",
     "DeviceSpec",
@@ -50,6 +42,7 @@ __all__ = [
     "apply_profile",
     "calibrate",
     "calibrate_host",
+    "device_profile",
     "estimate",
     "get_device",
     "layer_size_bytes",

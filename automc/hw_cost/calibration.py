@@ -27,7 +27,7 @@ import numpy as np
 from automc.analysis.layer_table import LayerTable
 from automc.errors import ConfigError
 from automc.hw_cost.model import DeviceParams, LayerTerms, layer_seconds, layer_terms, network_seconds
-from automc.hw_cost.specs import COST_CLASSES, PRECISION_BITS, DeviceSpec, get_device, precision_factor
+from automc.hw_cost.specs import COST_CLASSES, DEVICES_DIR, PRECISION_BITS, DeviceSpec, precision_factor, read_device
 from automc.policy import Policy
 
 PROFILE_FORMAT = 1
@@ -271,7 +271,7 @@ def _fit(
 
 
 def calibrate(
-    device: str | DeviceSpec,
+    spec: DeviceSpec,
     samples: Sequence[Sample] | Iterable[tuple[LayerTable, float]],
     *,
     prior_weight: float = 1e-3,
@@ -286,8 +286,8 @@ def calibrate(
     robust_scale: float = 0.0,
     source: str = "",
 ) -> CalibrationProfile:
-    """Fit efficiencies, per-class op overheads, memory efficiency, a network overhead, the
-    repack bandwidth and (``fit_precision``, when the samples run at more than one precision)
+    """Fit ``spec``'s efficiencies, per-class op overheads, memory efficiency, a network overhead,
+    the repack bandwidth and (``fit_precision``, when the samples run at more than one precision)
     the efficiency factor of each precision against the widest one measured, and
     (``fit_quantize``) the rate of INT8 layers' per-element conversions (``quantize_gelems``).
 
@@ -303,7 +303,6 @@ def calibrate(
     misses by more than that factor count less (published figures of one series taken on
     different software versions disagree with each other beyond any model).
     """
-    spec = get_device(device)
     recs = [s if isinstance(s, Sample) else Sample(s[0], float(s[1]), s[2] if len(s) > 2 else Policy()) for s in samples]
     if len(recs) < 2:
         raise ConfigError(f"calibrate({spec.name}): need at least 2 measured samples, got {len(recs)}")
@@ -490,9 +489,8 @@ def _search(err, low: float, top: float) -> float:
     return float(min(np.geomspace(max(f / 1.12, low), min(f * 1.12, top), 13), key=err))
 
 
-def apply_profile(device: str | DeviceSpec, profile: CalibrationProfile) -> DeviceSpec:
+def apply_profile(spec: DeviceSpec, profile: CalibrationProfile) -> DeviceSpec:
     """The device with the profile's fitted knobs (a new spec; the original is unchanged)."""
-    spec = get_device(device)
     return replace(
         spec,
         efficiency=dict(profile.efficiency),
@@ -518,15 +516,11 @@ def series_profile(profile: CalibrationProfile, name: str) -> CalibrationProfile
 
 def device_profile(name: str) -> CalibrationProfile | None:
     """The calibration profile a built-in device's YAML names (``profile:``), if any."""
-    import yaml
-
-    from automc.hw_cost.specs import DEVICES_DIR
-
     path = DEVICES_DIR / f"{name}.yaml"
     if not path.is_file():
         return None
-    ref = (yaml.safe_load(path.read_text()) or {}).get("profile")
-    return load_profile(path.parent / ref) if ref else None
+    _, profile = read_device(path)
+    return load_profile(profile) if profile is not None else None
 
 
 def save_profile(profile: CalibrationProfile, path: str | Path) -> Path:

@@ -24,7 +24,12 @@ import numpy as np
 
 from automc._files import cache_root
 from automc.analysis.layer_table import LayerTable
+from automc.deploy import bench_ms, convert_to_ms, ensure_toolchain, export_mindir
 from automc.errors import ConfigError
+from automc.hw_cost.calibration import apply_profile, calibrate, load_profile, save_profile
+from automc.hw_cost.specs import DEVICES_DIR, DeviceSpec, read_device
+from automc.policy import Policy
+from automc.training import use_host_blocking_run
 
 
 def _cpu_model() -> str:
@@ -57,13 +62,11 @@ def host_profile_path() -> Path:
     return cache_dir() / f"host-cpu-{machine_key()}.yaml"
 
 
-def cached_host_profile(base_spec):
+def cached_host_profile(base_spec: DeviceSpec) -> DeviceSpec | None:
     """The calibrated host spec if a profile for this machine is cached, else None."""
     path = host_profile_path()
     if not path.exists():
         return None
-    from automc.hw_cost.calibration import apply_profile, load_profile
-
     try:
         profile = load_profile(path)
     except ConfigError:
@@ -79,8 +82,6 @@ REFERENCE_OP = ("conv", 16, 16, 3, 1, 32)
 def _compiled(net: Any, shape: tuple[int, ...], seed: int):
     """A zero-argument callable running ``net`` compiled, in inference mode, to a host array."""
     import mindspore as ms
-
-    from automc.training import use_host_blocking_run
 
     use_host_blocking_run()
     x = ms.Tensor(np.random.default_rng(seed).standard_normal(shape).astype(np.float32))
@@ -194,8 +195,6 @@ def lite_latencies_ms(
     Measured repeatability on 2 shared cores: 1-6 % standard deviation per network.
     """
     from concurrent.futures import ThreadPoolExecutor
-
-    from automc.deploy import bench_ms, convert_to_ms, ensure_toolchain, export_mindir
 
     toolchain = ensure_toolchain()
     with tempfile.TemporaryDirectory(prefix="automc-host-") as tmp:
@@ -335,11 +334,10 @@ def micro_benchmarks() -> list[tuple[LayerTable, Any, tuple[int, ...]]]:
     return out
 
 
-def host_base_spec():
+def host_base_spec() -> DeviceSpec:
     """The uncalibrated ``host-cpu`` spec from its YAML."""
-    from automc.hw_cost.specs import DEVICES_DIR, load_device
-
-    return load_device(DEVICES_DIR / "host-cpu.yaml")
+    spec, _ = read_device(DEVICES_DIR / "host-cpu.yaml")
+    return spec
 
 
 #: The micro-benchmarks' total weight in ``fit_host``, relative to the whole networks together.
@@ -355,8 +353,6 @@ def fit_host(samples: Sequence[tuple], *, n_micro: int = 0, runtime: str = "lite
     not drown the networks that show how ops compose (held-out check, 34 calibration networks:
     91.7 % within 10 % for any micro weight from 0.03 to 0.5 of the networks, 89.6 % at 1).
     """
-    from automc.hw_cost.calibration import apply_profile, calibrate, save_profile
-
     base = host_base_spec()
     n_nets = len(samples) - n_micro
     weights = [MICRO_WEIGHT * n_nets / n_micro if n_micro and n_nets else 1.0] * n_micro + [1.0] * n_nets
@@ -379,8 +375,6 @@ def calibrate_host(*, force: bool = False, runtime: str = "lite", extra: Sequenc
         cached = cached_host_profile(host_base_spec())
         if cached is not None:
             return cached
-    from automc.policy import Policy
-
     items = [(t, n, s, Policy()) for t, n, s in micro_benchmarks()]
     items += [(t, n, s, rest[0] if rest else Policy()) for t, n, s, *rest in extra]
     latency = time_networks([(n, s) for _, n, s, _ in items], runtime=runtime, **timing)

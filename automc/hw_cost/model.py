@@ -31,7 +31,8 @@ from typing import Sequence
 import numpy as np
 
 from automc.analysis.layer_table import COMPUTE_KINDS, LayerShapes, LayerTable
-from automc.hw_cost.specs import COST_CLASSES, PRECISION_BITS, DeviceSpec, get_device
+from automc.hw_cost.lut import LatencyLUT
+from automc.hw_cost.specs import COST_CLASSES, PRECISION_BITS, DeviceSpec
 from automc.policy import Policy
 
 _CLASS_INDEX = {c: i for i, c in enumerate(COST_CLASSES)}
@@ -289,16 +290,15 @@ CHUNK = 512
 def estimate(
     table: LayerTable,
     policies: Policy | Sequence[Policy] | None,
-    device: str | DeviceSpec,
+    spec: DeviceSpec,
     *,
-    lut=None,
+    lut: LatencyLUT | None = None,
 ) -> CostEstimate:
-    """Latency, energy, size, MACs, BitOPs and params of each policy on ``device``.
+    """Latency, energy, size, MACs, BitOPs and params of each policy on the device ``spec``.
 
-    ``device`` is a registry name (``"arm-a76"``), a ``DeviceSpec`` or a device YAML path;
-    ``lut`` (a ``LatencyLUT``) overrides the device's own measured table, if any.
+    ``lut`` overrides the device's own measured table, if any. ``automc.hw_cost.estimate``
+    also takes a device name or YAML path.
     """
-    spec = get_device(device)
     pols = _as_policies(policies)
     if len(pols) <= CHUNK:
         return _estimate(table, pols, spec, lut)
@@ -311,7 +311,7 @@ def estimate(
     )
 
 
-def _estimate(table: LayerTable, policies: list[Policy], spec: DeviceSpec, lut) -> CostEstimate:
+def _estimate(table: LayerTable, policies: list[Policy], spec: DeviceSpec, lut: LatencyLUT | None) -> CostEstimate:
     shapes = table.resolve(policies)
     terms = layer_terms(table, shapes, spec)
     layer_ms = layer_seconds(terms, DeviceParams.of(spec)) * 1e3

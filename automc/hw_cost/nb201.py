@@ -24,6 +24,8 @@ import numpy as np
 
 from automc.analysis.layer_table import LayerTable
 from automc.errors import ConfigError
+from automc.hw_cost.calibration import Sample, calibrate
+from automc.hw_cost.registry import load_device
 
 NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 DEFAULT_CSV = Path("/work/shared/data/nb201_measured_latency.csv")
@@ -162,9 +164,6 @@ def fit_nb201_profile(column: str, device: str, *, n_calib: int = 20, seed: int 
     """Calibrate ``device`` (from its datasheet values) on ``n_calib`` random architectures of one
     measured column; returns ``(profile, calibration indices)`` so callers can hold the rest out.
     ``measurements`` is what ``load_nb201_measurements`` returned, when the caller has read it."""
-    from automc.hw_cost.calibration import Sample, calibrate
-    from automc.hw_cost.specs import load_device
-
     archs, measured = measurements if measurements is not None else load_nb201_measurements(path)
     y = measured[column]
     valid = np.flatnonzero(np.isfinite(y) & (y > 0))

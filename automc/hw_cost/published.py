@@ -27,7 +27,11 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from automc.analysis.layer_table import LayerTable
 from automc.errors import ConfigError
+from automc.hw_cost.calibration import Sample, apply_profile, calibrate
+from automc.hw_cost.registry import estimate, load_device
+from automc.policy import Policy
 
 DATA = Path(__file__).parent / "data" / "published_latency.csv"
 TABLES = DATA.with_name("published_tables.json")
@@ -133,8 +137,6 @@ KERNELS = {
 
 def kernel_table(name: str, size: int):
     """The one-layer table of published kernel ``name`` (``KERNELS``) on a ``size`` x ``size`` input."""
-    from automc.analysis.layer_table import LayerTable
-
     layer = KERNELS[name]
     out = -(-size // layer["stride"])
     return LayerTable.from_rows([dict(name=name, h_in=size, w_in=size, h_out=out, w_out=out, **layer)],
@@ -212,8 +214,6 @@ def reference_points(rows: list[Measurement] | None = None) -> dict[str, dict[tu
 
 def load_tables(path: Path = TABLES) -> dict:
     """The shipped layer tables of the published networks (name -> ``LayerTable``)."""
-    from automc.analysis.layer_table import LayerTable
-
     if not path.is_file():
         return {}
     return {k: LayerTable.from_dict(v) for k, v in json.loads(path.read_text()).items()}
@@ -221,8 +221,6 @@ def load_tables(path: Path = TABLES) -> dict:
 
 def precision_policy(table, precision: str):
     """Every layer at ``precision`` (fp32: the unchanged network)."""
-    from automc.policy import Policy
-
     bits = BITS[precision]
     names = table.compressible
     return Policy() if bits == 32 else Policy.from_dict({"w_bits": {n: bits for n in names},
@@ -231,8 +229,6 @@ def precision_policy(table, precision: str):
 
 def predict(device, tables: Mapping, keys) -> dict[tuple[str, str], float]:
     """Predicted ms per image of each ``(network, precision)`` on ``device`` (a name or spec)."""
-    from automc.hw_cost.model import estimate
-
     return {(n, p): float(estimate(tables[n], precision_policy(tables[n], p), device).latency_ms[0]) for n, p in keys}
 
 
@@ -242,9 +238,6 @@ def fit(profile: str, points: Mapping[str, Points], tables: Mapping, *, exclude:
     ``exclude``, everywhere), with its family's points when it has few networks, and ``extra``
     samples (``calibration.Sample``; with a ``series`` name for another runtime measured on the
     same hardware, which keeps its own per-op and per-inference costs)."""
-    from automc.hw_cost.calibration import Sample, calibrate
-    from automc.hw_cost.specs import load_device
-
     def samples(dev: str, weight: float, precisions=tuple(BITS)):
         spec = load_device(dev, datasheet=True)
         return [(Sample(tables[n], ms, precision_policy(tables[n], p), spec), weight)
@@ -282,9 +275,6 @@ def conversion_floor_gelems(spec) -> float:
 
 def leave_one_network_out(profile: str, points: Mapping[str, Points], tables: Mapping) -> dict[tuple[str, str], float]:
     """Each of the profile's reference points predicted by a fit that never saw its network."""
-    from automc.hw_cost.calibration import apply_profile
-    from automc.hw_cost.specs import load_device
-
     own = {k: v for k, v in points[profile].items() if k[0] in tables}
     out = {}
     for held in sorted({n for n, _ in own}):

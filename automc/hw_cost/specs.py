@@ -1,10 +1,11 @@
-"""Device specifications: the ``DeviceSpec`` record, its YAML form and the device registry.
+"""Device specifications: the ``DeviceSpec`` record and its YAML form (plain data).
 
 A device file lists peak throughput per precision, memory bandwidth, on-chip buffer size,
 per-op overheads, the tile/lane alignment of the compute units and the efficiency factors
 the roofline model uses; every published number cites its source under ``sources:``.
-Built-in devices live in ``automc/hw_cost/devices/<name>.yaml``; users load their own with
-``load_device(path)`` or register them with ``register_device``.
+Built-in devices live in ``automc/hw_cost/devices/<name>.yaml``. A file may name a fitted
+calibration profile (``profile:``); ``read_device`` returns its path, and the device registry
+(``automc.hw_cost.registry``) applies it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from automc.errors import ConfigError
+from automc.hw_cost.lut import LatencyLUT, load_lut
 
 DEVICES_DIR = Path(__file__).with_name("devices")
 
@@ -123,7 +125,7 @@ class DeviceSpec:
     repack_gbps: float | None = None
     quantize_gelems: float | None = None
     energy: EnergySpec = field(default_factory=EnergySpec)
-    lut: Any = None  # automc.hw_cost.lut.LatencyLUT or None
+    lut: LatencyLUT | None = None
     sources: Mapping[str, Any] = field(default_factory=dict, compare=False)
     notes: str = ""
     calibrated_from: str = ""
@@ -328,8 +330,6 @@ def spec_from_dict(data: Mapping[str, Any], *, where: str = "<dict>", base_dir: 
 
     lut = None
     if data.get("lut"):
-        from automc.hw_cost.lut import load_lut
-
         lut_path = Path(str(data["lut"])).expanduser()
         if not lut_path.is_absolute() and base_dir is not None:
             lut_path = base_dir / lut_path
@@ -361,81 +361,16 @@ def spec_from_dict(data: Mapping[str, Any], *, where: str = "<dict>", base_dir: 
     )
 
 
-def load_device(path_or_name: str | Path, *, datasheet: bool = False) -> DeviceSpec:
-    """A device from a YAML file path, or a registered name (see ``list_devices``).
-
-    A YAML may name a calibration ``profile`` (fitted to published measurements), which is
-    applied; ``datasheet=True`` returns the spec without it (the prior a new fit starts from).
-    """
-    text = str(path_or_name)
-    path = Path(text).expanduser()
-    if not path.exists():
-        _scan_builtin()
-        if datasheet and (DEVICES_DIR / f"{text}.yaml").exists():
-            return load_device(DEVICES_DIR / f"{text}.yaml", datasheet=True)
-        if text in _REGISTRY:
-            return get_device(text)
-        raise ConfigError(f"device file {path} does not exist; pass a YAML path or one of: {', '.join(list_devices())}")
+def read_device(path: str | Path) -> tuple[DeviceSpec, Path | None]:
+    """The spec a device YAML file states (the datasheet), and the path of the calibration
+    profile it names (``profile:``, relative to the file), if any."""
     import yaml
 
+    path = Path(path).expanduser()
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    spec = spec_from_dict(data, where=str(path), base_dir=path.parent)
-    if data.get("profile") and not datasheet:  # a calibration profile fitted to published measurements
-        from automc.hw_cost.calibration import apply_profile, load_profile
-
-        profile_path = Path(str(data["profile"])).expanduser()
-        spec = apply_profile(spec, load_profile(profile_path if profile_path.is_absolute() else path.parent / profile_path))
-    return replace(spec, path=str(path))
-
-
-# ------------------------------------------------------------------ registry
-_REGISTRY: dict[str, DeviceSpec | Path] = {}
-
-
-def _scan_builtin() -> None:
-    for p in sorted(DEVICES_DIR.glob("*.yaml")):
-        _REGISTRY.setdefault(p.stem, p)
-
-
-def register_device(spec: DeviceSpec | str | Path, *, name: str | None = None) -> DeviceSpec:
-    """Add a device (a spec or a YAML path) to the registry under ``name`` (default: its own)."""
-    if not isinstance(spec, DeviceSpec):
-        spec = load_device(spec)
-    _REGISTRY[name or spec.name] = spec
-    return spec
-
-
-def list_devices() -> list[str]:
-    """Registered device names (kebab-case, as used in ``latency@<device>`` objectives)."""
-    _scan_builtin()
-    return sorted(_REGISTRY)
-
-
-def get_device(name: str | DeviceSpec | Path) -> DeviceSpec:
-    """A ``DeviceSpec`` from a registry name, a YAML path or a spec (returned as is).
-
-    ``host-cpu`` returns the calibrated profile of this machine when one is cached
-    (see ``automc.hw_cost.host.calibrate_host``), else the uncalibrated default.
-    """
-    if isinstance(name, DeviceSpec):
-        return name
-    _scan_builtin()
-    key = str(name)
-    if key not in _REGISTRY:
-        if key.endswith((".yaml", ".yml")) or Path(key).exists():
-            return load_device(key)
-        raise ConfigError(f"unknown device {key!r}; valid names: {', '.join(list_devices())} (or a path to a device YAML)")
-    entry = _REGISTRY[key]
-    if isinstance(entry, Path):
-        entry = load_device(entry)
-        _REGISTRY[key] = entry
-    if key == "host-cpu":
-        from automc.hw_cost.host import cached_host_profile
-
-        calibrated = cached_host_profile(entry)
-        if calibrated is not None:
-            return calibrated
-    return entry
+    spec = replace(spec_from_dict(data, where=str(path), base_dir=path.parent), path=str(path))
+    profile = Path(str(data["profile"])).expanduser() if data.get("profile") else None
+    return spec, (path.parent / profile if profile is not None else None)

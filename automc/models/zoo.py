@@ -12,11 +12,7 @@ from typing import Sequence
 
 from mindspore import nn, ops
 
-
-def _elastic_space(**kwargs):
-    from automc.algorithms.nas import ElasticSpace  # imported on use: NAS is optional
-
-    return ElasticSpace(**kwargs)
+from automc.algorithms.nas import ElasticSpace
 
 
 def _conv_bn(cin: int, cout: int, kernel: int = 3, stride: int = 1, groups: int = 1, act: str | None = "relu"):
@@ -109,7 +105,7 @@ class CifarResNet(nn.Cell):
             blocks = tuple(f"layer{i}.{j}" for j in range(n))
             stages[f"stage{i}"] = blocks
             widths[f"stage{i}"] = tuple(f"{b}.conv1.0" for b in blocks) + (f"layer{i}.0.conv2.0",)
-        return _elastic_space(stages=stages, widths=widths)
+        return ElasticSpace(stages=stages, widths=widths)
 
 
 # --------------------------------------------------------------------------- MobileNetV2
@@ -182,7 +178,7 @@ class MobileNetV2(nn.Cell):
             for i, b in zip(idx, blocks):
                 kernels[f"block{i}"] = (f"features.{i}.conv.{len(b.conv) - 2}.0",)
         widths["head"] = (f"features.{len(self.features) - 1}.0",)
-        return _elastic_space(stages=stages, min_depth=min_depth, widths=widths, kernels=kernels)
+        return ElasticSpace(stages=stages, min_depth=min_depth, widths=widths, kernels=kernels)
 
 
 # --------------------------------------------------------------------------- VGG
@@ -231,7 +227,7 @@ class VGG(nn.Cell):
             fixed = max([0] + [j + 1 for j, c in enumerate(convs) if c.in_channels != c.out_channels])
             min_depth[f"stage{s}"] = max(1, fixed)
             widths[f"stage{s}"] = tuple(f"features.{i}.0" for i in idx)
-        return _elastic_space(stages=stages, min_depth=min_depth, widths=widths)
+        return ElasticSpace(stages=stages, min_depth=min_depth, widths=widths)
 
 
 def lenet(num_classes: int = 10, input_shape: Sequence[int] = (1, 8, 8), width: int = 16) -> nn.Cell:

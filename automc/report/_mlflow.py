@@ -1,6 +1,6 @@
 """Find a search's MLflow runs again after the search process ended, and log files to them.
 
-The runner makes one parent run per ``automc search`` invocation (tag ``automc.version``) and
+A search makes one parent run per ``automc search`` invocation (tag ``automc.version``) and
 one child run per trial (tags ``mlflow.parentRunId``, ``automc.trial``), in the experiment named
 by ``tracking.experiment_name`` (default: the experiment name).
 """
@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from automc.config import ExperimentConfig, mask_secrets
-from automc.errors import AutomcError
+from automc.config import ExperimentConfig
+from automc.errors import AutomcError, mask_secrets
+from automc.search.tracking import default_tracking_uri
 
 
 def tracking_uri(config: ExperimentConfig) -> str:
-    from automc.search.tracking import default_tracking_uri
-
     return config.tracking.tracking_uri or default_tracking_uri(config.out_path)
 
 

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from automc.config import ExperimentConfig, mask_secrets
-from automc.errors import AutomcError
+from automc.config import ExperimentConfig
+from automc.errors import AutomcError, mask_secrets
+from automc.search.pipeline import load_result
 from automc.search.result import SearchResult
+from automc.search.study import storage_url
 
 
 def load(config: ExperimentConfig) -> SearchResult:
-    """``automc.search.runner.load_result``, but an unreachable or driver-less study storage
+    """``automc.search.pipeline.load_result``, but an unreachable or driver-less study storage
     becomes an ``AutomcError`` naming the (masked) URL instead of a driver traceback."""
-    from automc.search.runner import load_result
-
     try:
         return load_result(config)
     except AutomcError:
@@ -25,9 +25,3 @@ def load(config: ExperimentConfig) -> SearchResult:
         first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise AutomcError(f"cannot open the study storage {mask_secrets(storage_url(config))}: "
                           f"{mask_secrets(first)}") from None
-
-
-def storage_url(config: ExperimentConfig) -> str:
-    from automc.search.study import storage_url as url
-
-    return url(config)

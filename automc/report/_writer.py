@@ -14,14 +14,20 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
-from automc import __version__
 from automc._files import write_text_atomic
-from automc.config import mask_secrets
+from automc._version import __version__
+from automc.algorithms.nas import ElasticResolver
+from automc.errors import mask_secrets
+from automc.objectives import fmt_metric
 from automc.policy import Policy
-from automc.report import _analysis as A
+from automc.report import analysis as A
+from automc.report._mlflow import SearchRuns, tracking_uri
+from automc.report.plots import make_plots
+from automc.search.finish.reference import read_reference
 from automc.search.result import SearchResult
+from automc.search.study import storage_url
 
 Format = Literal["html", "md"]
 
@@ -43,9 +49,6 @@ class Report:
 
 def build(result: SearchResult) -> Report:
     """The report's content, independent of its format."""
-    from automc.report._mlflow import tracking_uri
-    from automc.report._store import storage_url
-
     cfg = result.config
     counts = Counter(t.state for t in result.trials)
     facts = [
@@ -85,8 +88,8 @@ def _summary(result: SearchResult) -> Table:
     best = result.best
     keys = ["accuracy", *(k for k in A.cost_axes(result) if k != "accuracy"), "macs", "params", "size"]
     keys = list(dict.fromkeys(keys))
-    rows = [[k, A.fmt_metric(k, A.metric_value(result, None, k)),
-             A.fmt_metric(k, A.metric_value(result, best, k)) if best else "-"] for k in keys]
+    rows = [[k, fmt_metric(k, A.metric_value(result, None, k)),
+             fmt_metric(k, A.metric_value(result, best, k)) if best else "-"] for k in keys]
     note = "" if best else "No completed trial meets the constraints yet."
     if best:
         note = (f"Winner: lowest {result.config.export.select_by or A.cost_axes(result)[0]} among feasible trials "
@@ -98,18 +101,16 @@ def _summary(result: SearchResult) -> Table:
 
 def _uniform(result: SearchResult) -> Table | None:
     """The winner against one ratio / bit-width for every layer at the same budget."""
-    from automc.search.reference import read_reference
-
     ref, best = read_reference(result.out_dir), result.best
     if ref is None or best is None or ref.get("policy") is None:
         return None
     summary = result.out_dir / "export" / "summary.json"  # the winner's test accuracy is measured at export
     exported = json.loads(summary.read_text()).get("best", {}) if summary.is_file() else {}
     test = best.metrics.get("test_accuracy", exported.get("test_accuracy") if exported.get("trial") == best.number else None)
-    rows = [["val accuracy", A.fmt_metric("accuracy", best.metrics["accuracy"]), A.fmt_metric("accuracy", ref["val_accuracy"])],
-            ["test accuracy", A.fmt_metric("accuracy", test), A.fmt_metric("accuracy", ref.get("test_accuracy"))]]
+    rows = [["val accuracy", fmt_metric("accuracy", best.metrics["accuracy"]), fmt_metric("accuracy", ref["val_accuracy"])],
+            ["test accuracy", fmt_metric("accuracy", test), fmt_metric("accuracy", ref.get("test_accuracy"))]]
     for k, v in ref.get("metrics", {}).items():
-        rows.append([k, A.fmt_metric(k, best.metrics.get(k, float("nan"))), A.fmt_metric(k, v)])
+        rows.append([k, fmt_metric(k, best.metrics.get(k, float("nan"))), fmt_metric(k, v)])
     note = (f"Uniform: every layer at {A.policy_text(Policy.from_dict(ref['policy']))}, within {ref['budget']}, "
             "fine-tuned like a trial (and the same final fine-tune as the winner).")
     return Table("Winner vs uniform compression at the same budget", ["metric", "winner", "uniform"], rows, note)
@@ -127,7 +128,7 @@ def _pareto(result: SearchResult) -> Table:
     rows = []
     for t in result.pareto_front:
         mark = " (winner)" if result.best is not None and t.number == result.best.number else ""
-        rows.append([f"#{t.number}{mark}", *(A.fmt_metric(k, t.metrics.get(k)) for k in cols),
+        rows.append([f"#{t.number}{mark}", *(fmt_metric(k, t.metrics.get(k)) for k in cols),
                      "yes" if A.feasible(result, t) else "no", A.policy_text(t.policy, limit=4)])
     return Table(f"Pareto front over {', '.join(metrics)} ({len(rows)} trials)", ["trial", *cols, "feasible", "policy"],
                  rows, "" if rows else "No completed trial yet.")
@@ -137,11 +138,11 @@ def _per_device(result: SearchResult) -> Table | None:
     rows = []
     for d in A.best_per_device(result):
         if d.trial is None:
-            rows.append([d.device, "-", A.fmt_metric("latency", d.baseline_ms), "-", "-", "-"])
+            rows.append([d.device, "-", fmt_metric("latency", d.baseline_ms), "-", "-", "-"])
             continue
-        rows.append([d.device, f"#{d.trial.number}", A.fmt_metric("latency", d.baseline_ms),
-                     A.fmt_metric("latency", d.best_ms), f"{d.speedup:.2f}x" if math.isfinite(d.speedup) else "-",
-                     A.fmt_metric("accuracy", d.trial.metrics.get("accuracy"))])
+        rows.append([d.device, f"#{d.trial.number}", fmt_metric("latency", d.baseline_ms),
+                     fmt_metric("latency", d.best_ms), f"{d.speedup:.2f}x" if math.isfinite(d.speedup) else "-",
+                     fmt_metric("accuracy", d.trial.metrics.get("accuracy"))])
     if not rows:
         return None
     return Table("Best policy per device", ["device", "trial", "baseline latency", "best latency", "speed-up", "accuracy"],
@@ -151,8 +152,6 @@ def _per_device(result: SearchResult) -> Table | None:
 
 def _structure(result: SearchResult) -> Table | None:
     """The winner's sub-network per stage (NAS): blocks kept, width, kernel of each kept block."""
-    from automc.algorithms.nas import ElasticResolver
-
     best = result.best
     if best is None or best.policy is None or not best.policy.nas or not isinstance(getattr(result.table, "elastic", None),
                                                                                       ElasticResolver):
@@ -248,15 +247,13 @@ def to_html(report: Report, plots: dict[str, Path]) -> str:
 
 
 def write_report(result: SearchResult, *, fmt: Format = "html", out_dir: str | Path | None = None,
-                 mlflow: bool = True, tracker=None) -> Path:
+                 mlflow: bool = True) -> Path:
     """Draw the plots, write ``<output_dir>/report/report.html`` (or ``.md``) and return its path.
 
     With ``mlflow=True`` the PNGs go to the search's MLflow parent run under ``plots/`` and the
-    report under ``report/``: to ``tracker.parent_id`` when a live ``Tracker`` is given (inside
-    ``run_search``), else to the newest parent run of the experiment.
+    report under ``report/``: to ``result.run_id`` (the run of the search that returned
+    ``result``), else to the newest parent run of the experiment.
     """
-    from automc.report.plots import make_plots
-
     if fmt not in ("html", "md"):
         raise ValueError(f"report format {fmt!r}; use 'html' or 'md'")
     out = Path(out_dir) if out_dir is not None else result.out_dir / "report"
@@ -267,19 +264,21 @@ def write_report(result: SearchResult, *, fmt: Format = "html", out_dir: str | P
     text = to_html(content, plots) if fmt == "html" else to_markdown(content, plots, out)
     write_text_atomic(path, mask_secrets(text))
     if mlflow:
-        _log(result, [*plots.values()], path, tracker)
+        runs = SearchRuns(result.config)
+        parent = result.run_id or runs.latest_parent()
+        runs.log_files(parent, [*plots.values()], "plots")
+        runs.log_files(parent, [path], "report")
     return path
 
 
-def _log(result: SearchResult, plots: list[Path], report: Path, tracker) -> None:
-    if tracker is not None and tracker.parent_id:
-        for p in plots:
-            tracker.log_artifact(p, "plots")
-        tracker.log_artifact(report, "report")
-        return
-    from automc.report._mlflow import SearchRuns
-
-    runs = SearchRuns(result.config)
-    parent = runs.latest_parent()
-    runs.log_files(parent, plots, "plots")
-    runs.log_files(parent, [report], "report")
+def report_search(result: SearchResult, *, log: Callable[[str], None] = print) -> Path | None:
+    """The report of a search that just finished (``automc search``, ``automc.search()``): written
+    and logged to its run, its path in ``result.artifacts["report"]``. Plots and report are a
+    convenience: a failure is one warning line, never the loss of a finished search."""
+    try:
+        path = write_report(result)
+    except Exception as exc:  # noqa: BLE001
+        log(f"warning: report not written ({type(exc).__name__}: {exc}); `automc report` retries")
+        return None
+    result.artifacts["report"] = str(path)
+    return path

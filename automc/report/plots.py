@@ -12,8 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from automc.report import _analysis as A
+from automc.objectives import fmt_metric, parse_objective
+from automc.report import analysis as A
 from automc.search.result import SearchResult
+from automc.search.strategies.sensitivity import read_saved
 
 _DPI = 110
 _GREY, _FRONT, _BEST, _BASE = "#9aa5b1", "#d1495b", "#2a9d8f", "#222222"
@@ -28,6 +30,12 @@ def _pyplot():
     return plt
 
 
+def _row(n: int, width: float, height: float):
+    """A figure of ``n`` panels side by side, each ``width`` x ``height`` inches: (figure, panels)."""
+    fig, axes = _pyplot().subplots(1, n, figsize=(width * n, height), squeeze=False)
+    return fig, axes[0]
+
+
 def _save(fig, path: Path) -> Path:
     plt = _pyplot()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -38,7 +46,7 @@ def _save(fig, path: Path) -> Path:
 
 
 def _axis_label(name: str) -> str:
-    unit = {"latency": "ms", "energy": "mJ", "size": "bytes"}.get(name.partition("@")[0], "")
+    unit = parse_objective(name).unit
     return f"{name} ({unit})" if unit else name
 
 
@@ -48,10 +56,9 @@ def plot_pareto(result: SearchResult, out_dir: Path) -> Path | None:
     done = A.completed(result)
     if not done:
         return None
-    plt = _pyplot()
     axes_names = A.cost_axes(result)
-    fig, axes = plt.subplots(1, len(axes_names), figsize=(5.2 * len(axes_names), 4.2), squeeze=False)
-    for ax, cost in zip(axes[0], axes_names):
+    fig, row = _row(len(axes_names), 5.2, 4.2)
+    for ax, cost in zip(row, axes_names):
         pts = [t for t in done if cost in t.metrics]
         ax.scatter([t.metrics[cost] for t in pts], [t.metrics["accuracy"] for t in pts], s=22, c=_GREY,
                    label="trials", zorder=2)
@@ -126,15 +133,13 @@ def plot_layer_latency(result: SearchResult, out_dir: Path) -> Path | None:
     bd = A.layer_breakdown(result)
     if bd is None:
         return None
-    plt = _pyplot()
     devs = list(bd.latency_ms)
-    height = max(3.0, 0.28 * len(bd.names) + 1.5)
-    fig, axes = plt.subplots(1, len(devs), figsize=(5.0 * len(devs), height), squeeze=False)
+    fig, row = _row(len(devs), 5.0, max(3.0, 0.28 * len(bd.names) + 1.5))
     y = np.arange(len(bd.names))
-    for ax, dev in zip(axes[0], devs):
+    for ax, dev in zip(row, devs):
         lat = bd.latency_ms[dev]
-        ax.barh(y + 0.2, lat[0], height=0.4, color=_GREY, label=f"baseline {lat[0].sum():.4g} ms")
-        ax.barh(y - 0.2, lat[1], height=0.4, color=_BEST, label=f"winner {lat[1].sum():.4g} ms")
+        ax.barh(y + 0.2, lat[0], height=0.4, color=_GREY, label=f"baseline {fmt_metric('latency', lat[0].sum())}")
+        ax.barh(y - 0.2, lat[1], height=0.4, color=_BEST, label=f"winner {fmt_metric('latency', lat[1].sum())}")
         ax.set_yticks(y, bd.names, fontsize=8)
         ax.invert_yaxis()
         ax.set_xlabel("latency (ms)")
@@ -152,10 +157,9 @@ def plot_history(result: SearchResult, out_dir: Path) -> Path | None:
     trials = sorted(result.trials, key=lambda t: t.number)
     if not trials:
         return None
-    plt = _pyplot()
     metrics = A.objective_metrics(result)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5.0 * len(metrics), 3.8), squeeze=False)
-    for ax, m in zip(axes[0], metrics):
+    fig, row = _row(len(metrics), 5.0, 3.8)
+    for ax, m in zip(row, metrics):
         done = [t for t in trials if t.state == "COMPLETE" and m.name in t.metrics]
         other = [t for t in trials if t.state != "COMPLETE" and m.name in t.metrics]
         ax.scatter([t.number for t in done], [t.metrics[m.name] for t in done], s=20, c=_GREY, label="completed")
@@ -179,15 +183,12 @@ def plot_history(result: SearchResult, out_dir: Path) -> Path | None:
 def plot_sensitivity(result: SearchResult, out_dir: Path) -> Path | None:
     """Validation accuracy of the baseline with one change at a time (pruning ratio per group,
     bit-width per layer), batch-norm re-estimated, no fine-tune: what the budget solver minimises."""
-    from automc.search.sensitivity import read_saved
-
     sens = read_saved(result.out_dir)
     if sens is None or not sens.curves:
         return None
-    plt = _pyplot()
     sections = [s for s in ("prune", "w_bits", "a_bits") if any(c.section == s for c in sens.curves)]
-    fig, axes = plt.subplots(1, len(sections), figsize=(5.5 * len(sections), 4.0), squeeze=False)
-    for ax, section in zip(axes[0], sections):
+    fig, row = _row(len(sections), 5.5, 4.0)
+    for ax, section in zip(row, sections):
         for c in (c for c in sens.curves if c.section == section):
             ax.plot(c.values, c.accuracy, marker="o", ms=3, lw=1, label=c.key)
         ax.axhline(sens.baseline_accuracy, ls="--", c=_BASE, lw=1, label="baseline")

@@ -13,6 +13,12 @@ from automc._files import write_text_atomic
 from automc.config import ExperimentConfig
 from automc.deploy.formats import FORMATS, export_formats
 from automc.errors import AutomcError
+from automc.report._mlflow import SearchRuns
+from automc.report._store import load
+from automc.search.baseline import prepare
+from automc.search.evaluate import Evaluator
+from automc.search.finish.export import deploy_form
+from automc.search.result import trial_network
 
 
 
@@ -40,12 +46,6 @@ def export_trial(config: ExperimentConfig, *, trial: int | None = None, formats:
                  log: Callable[[str], None] = lambda s: None) -> TrialExport:
     """Rebuild trial ``trial`` (default: the search's winner), export it to ``formats`` in its
     deployment form, check each file against the in-memory network, and log the files to MLflow."""
-    from automc.search.evaluate import Evaluator
-    from automc.search.export import deploy_form
-    from automc.search.result import trial_network
-    from automc.report._store import load
-    from automc.search.runner import prepare
-
     formats = parse_formats(formats)
     result = load(config)
     if trial is None:
@@ -86,8 +86,6 @@ def export_trial(config: ExperimentConfig, *, trial: int | None = None, formats:
             done.errors[fmt] = outcome.error
 
     if mlflow:
-        from automc.report._mlflow import SearchRuns
-
         runs = SearchRuns(config)
         done.mlflow_run = runs.parent_for_trial(record.number)
         runs.log_files(done.mlflow_run, list(done.files.values()), f"exports/trial-{record.number:04d}")

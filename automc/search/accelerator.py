@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from automc.errors import ConfigError
+from automc.training import use_host_blocking_run
 
 TARGETS = {"cpu": "CPU", "gpu": "GPU", "ascend": "Ascend"}
 AUTO_ORDER = ("ascend", "gpu", "cpu")
@@ -94,8 +95,6 @@ def use(name: str, device_id: int = 0, *, cpu_threads: int | None = None) -> str
                               f"{ms.get_current_device()} ({str(exc).splitlines()[0]}); run the search in a new "
                               "process") from None
     if name == "cpu":
-        from automc.training import use_host_blocking_run
-
         use_host_blocking_run()
         if cpu_threads:
             ms.set_context(runtime_num_threads=int(cpu_threads))

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from automc.algorithms import build_compressors
-from automc.config import ExperimentConfig
+from automc.objectives import fmt_metric, parse_constraint, parse_objective, resolve_constraints
 from automc.policy import Policy
-from automc.search.objectives import cost_metrics, parse_constraint, parse_objective, resolve_constraints
+from automc.search.accelerator import resolve
+from automc.search.baseline import analyse, load_data
+from automc.search.costs import cost_metrics, tracked_cost_metrics
+from automc.search.evaluate import build_baseline
 from automc.search.projection import check_reachable
 from automc.search.space import SearchSpace
+from automc.search.strategies.sensitivity import decision_grid, scored_decisions
+
+if TYPE_CHECKING:
+    from automc.config import ExperimentConfig
 
 
 def _analyse(config: ExperimentConfig):
     """The data, the untrained network's layer table and the search space (nothing trained)."""
-    from automc.search.evaluate import build_baseline
-    from automc.search.runner import analyse, load_data
-
     data = load_data(config)
     net = build_baseline(config, data.num_classes, data.input_shape)
     table = analyse(config, net, data.input_shape)
@@ -23,10 +29,6 @@ def _analyse(config: ExperimentConfig):
 
 def dry_run(config: ExperimentConfig) -> str:
     """Everything a search would check before training: data, network, layer table, space, costs."""
-    from automc.search.runner import tracked_cost_metrics
-
-    from automc.search.accelerator import resolve
-
     ex = config.execution
     where = resolve(ex.accelerator) if ex.backend == "local" else ex.accelerator  # Ray workers resolve on their node
     data, table, space = _analyse(config)
@@ -59,8 +61,6 @@ def dry_run(config: ExperimentConfig) -> str:
     lines.append("baseline predicted costs:")
     lines += [f"  {name}: {float(v[0]):.6g}" for name, v in costs.items()]
     if constraints:
-        from automc.report._analysis import fmt_metric
-
         resolved = resolve_constraints(constraints, {name: float(v[0]) for name, v in costs.items()})
         check_reachable(table, space, resolved)
         lines += ["", "constraints:"]
@@ -75,8 +75,6 @@ def dry_run(config: ExperimentConfig) -> str:
 
 def sensitivity_plan(config: ExperimentConfig) -> str:
     """What ``automc sensitivity`` would score, from the untrained network (nothing is trained or written)."""
-    from automc.search.sensitivity import decision_grid, scored_decisions
-
     data, _, space = _analyse(config)
     decisions = scored_decisions(space.decisions)
     entries = sum(len(decision_grid(d)) for d in decisions)

@@ -7,22 +7,24 @@ baseline network a single time (``Evaluator`` caches it per process).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from automc._files import read_or_set_aside, write_text_atomic
 from automc.algorithms import build_compressors
-from automc.analysis.layer_table import LayerTable
-from automc.config import ExperimentConfig
+from automc.algorithms.nas import recalibrate_bn
+from automc.analysis import LayerTable
+from automc.models import build_model, data_arguments
 from automc.policy import Policy
-from automc.training import TrainSettings, accuracy, train
+from automc.training import TrainSettings, accuracy, train, use_host_blocking_run
+
+if TYPE_CHECKING:
+    from automc.config import ExperimentConfig
 
 
 @dataclass(frozen=True)
@@ -44,8 +46,6 @@ class EvalResult:
 
 
 def build_baseline(config: ExperimentConfig, num_classes: int, input_shape):
-    from automc.models import build_model, data_arguments
-
     return build_model(config.model.name, factory=config.model.factory, num_classes=num_classes,
                        input_shape=input_shape, **data_arguments(dict(config.model.kwargs), num_classes, input_shape))
 
@@ -59,24 +59,6 @@ def load_weights(net, weights: dict[str, np.ndarray]) -> None:
 
     for p in net.get_parameters():
         p.set_data(ms.Tensor(weights[p.name]))
-
-
-def load_cached(net, ckpt: Path, log: Callable[[str], None] = lambda s: None) -> dict[str, float] | None:
-    """Load the weights cached at ``ckpt`` into ``net`` and return the metrics saved beside them
-    (``ckpt`` with suffix ``.json``); None when either file is missing, or cannot be read (a
-    truncated copy: set aside with a notice, so the caller trains again)."""
-    import mindspore as ms
-
-    meta = ckpt.with_suffix(".json")
-    if not meta.is_file():
-        return None
-
-    def read(path: Path) -> dict[str, float]:
-        metrics = json.loads(meta.read_text())
-        ms.load_param_into_net(net, ms.load_checkpoint(str(path)), strict_load=True)
-        return metrics
-
-    return read_or_set_aside(ckpt, read, "cache", log)
 
 
 def save_weights(net, path: Path) -> None:
@@ -95,12 +77,6 @@ def save_weights(net, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def save_cached(net, ckpt: Path, metrics: dict[str, float]) -> None:
-    """Cache ``net``'s weights at ``ckpt`` and ``metrics`` beside them (both written aside, renamed into place)."""
-    save_weights(net, ckpt)
-    write_text_atomic(ckpt.with_suffix(".json"), json.dumps(metrics))
-
-
 def settings_from(cfg, seed: int, *, epochs: float | None = None) -> TrainSettings:
     return TrainSettings(epochs=cfg.epochs if epochs is None else epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                          weight_decay=cfg.weight_decay, seed=seed, distill_weight=cfg.distill_weight)
@@ -110,8 +86,6 @@ class Evaluator:
     """Applies policies to the baseline of one ``TrialContext``; one per process."""
 
     def __init__(self, ctx: TrialContext):
-        from automc.training import use_host_blocking_run
-
         use_host_blocking_run()  # before any graph runs in this process (e.g. a Ray worker's calibration)
         self.ctx = ctx
         data = ctx.data
@@ -129,8 +103,6 @@ class Evaluator:
             net = compressor.apply(net, table, policy, calib_x=self.ctx.data.train.x)
             table, policy = compressor.after_apply(table, policy)
         if recalibrate and (any(r > 0 for r in original.prune.values()) or original.nas):
-            from automc.algorithms.nas import recalibrate_bn
-
             recalibrate_bn(net, self.ctx.data.train.x, seed=seed)
         return net
 

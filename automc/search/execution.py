@@ -15,6 +15,7 @@ from automc.errors import AutomcError, ConfigError, TrialFailed
 from automc.policy import Policy
 from automc.search import accelerator
 from automc.search.evaluate import Evaluator, TrialContext, save_weights
+from automc.search.strategies.fidelity import StoppingRule, band_metric, make_reporter
 
 
 def run_trial(evaluator: Evaluator, number: int, policy: Policy, ckpt_dir: Path, *, report=None,
@@ -52,8 +53,6 @@ def _node_id() -> str:
 
 def _reporter(config, trial, band_cost: float | None):
     """``report(step, accuracy)`` for a trial, or None when no rule stops trials."""
-    from automc.search.fidelity import StoppingRule, band_metric, make_reporter
-
     if config.search.pruner == "none":
         return None
     return make_reporter(trial, StoppingRule(config.search.pruner), metric=band_metric(config), cost=band_cost,

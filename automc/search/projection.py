@@ -17,9 +17,14 @@ from typing import Sequence
 
 import numpy as np
 
+from automc import hw_cost
+from automc.algorithms.quantization.projection import project_bits
 from automc.analysis.layer_table import LayerTable
+from automc.errors import CompressionError, ConfigError
+from automc.objectives import Constraint, fmt_metric
 from automc.policy import Policy
-from automc.search.objectives import Constraint, cost_metrics
+from automc.search.costs import cost_metrics
+from automc.search.strategies.proxy import extremes
 
 GRID = np.linspace(0.0, 1.0, 41)
 
@@ -33,10 +38,6 @@ def check_reachable(table: LayerTable, space, constraints: Sequence[Constraint])
     candidate of ``space`` misses: every trial of such a search would train a network that can
     never be feasible (a fitted device model with a fixed cost per op or per inference puts a
     floor under latency that no pruning moves)."""
-    from automc.errors import ConfigError
-    from automc.report._analysis import fmt_metric
-    from automc.search.proxy import extremes
-
     cons = _cost_constraints(constraints)
     if not cons:
         return
@@ -60,12 +61,8 @@ def _group_shares(table: LayerTable, policy: Policy, constraint: Constraint) -> 
     shapes = table.resolve(policy)
     metric = constraint.metric
     if metric.kind == "latency" or metric.kind == "energy":
-        from automc import hw_cost
-
         per_layer = hw_cost.estimate(table, [policy], metric.device).layer_latency_ms[0]
     elif metric.kind == "size":
-        from automc import hw_cost
-
         per_layer = hw_cost.layer_size_bytes(shapes)[0]
     elif metric.kind == "bitops":
         per_layer = shapes.bitops[0]
@@ -112,9 +109,6 @@ def project(table: LayerTable, policy: Policy, constraints: Sequence[Constraint]
 def _lower_bits(table: LayerTable, policy: Policy, cons: list[Constraint], choices: list[int]) -> tuple[Policy, bool]:
     """HAQ's rule (``project_bits``): lower one layer's weight bits at a time, where the cost
     saved per unit of added quantisation noise is largest, until the constraints hold."""
-    from automc.algorithms.quantization.projection import project_bits
-    from automc.errors import CompressionError
-
     try:
         projected = project_bits(table, policy, budget=0.0, bit_choices=choices, layers=list(policy.w_bits),
                                  budget_fn=lambda t, p: float(_violation(t, [p], cons)[0]))

@@ -6,11 +6,16 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from automc._files import read_or_set_aside
-from automc.config import ExperimentConfig
 from automc.policy import Policy
+from automc.search.baseline import prepare
+from automc.search.evaluate import Evaluator
+from automc.search.execution import run_trial
+
+if TYPE_CHECKING:
+    from automc.config import ExperimentConfig
 
 FINAL_CHECKPOINT = "best_final.ckpt"  # in <out>/export: the winner after export.final_finetune
 
@@ -64,6 +69,7 @@ class SearchResult:
     best: TrialRecord | None
     artifacts: dict[str, str] = field(default_factory=dict)
     table: Any = field(default=None, repr=False)
+    run_id: str = ""  # the MLflow parent run of the search that returned this result ("" when read back)
 
     @property
     def out_dir(self) -> Path:
@@ -92,9 +98,6 @@ class SearchResult:
 
 
 def _evaluator(config: ExperimentConfig):
-    from automc.search.evaluate import Evaluator
-    from automc.search.runner import prepare
-
     return Evaluator(prepare(config, train_baseline=False).context)
 
 
@@ -112,8 +115,6 @@ def trial_network(config: ExperimentConfig, trial: TrialRecord, *, evaluator=Non
     checkpoint that cannot be read (truncated) is set aside and rebuilt: the trial's policy
     fine-tuned again with the trial's own seed, as the search did."""
     import mindspore as ms
-
-    from automc.search.execution import run_trial
 
     if not trial.checkpoint or not Path(trial.checkpoint).is_file():
         raise LookupError(f"trial {trial.number} has no saved weights ({trial.checkpoint or 'none recorded'})")
@@ -145,7 +146,3 @@ def final_checkpoint(config: ExperimentConfig, trial: TrialRecord) -> Path | Non
     if own is not None and own.is_file() and own.stat().st_mtime > path.stat().st_mtime:
         return None
     return path
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from automc.config import ExperimentConfig
-from automc.search.objectives import Constraint, Metric
+from automc.objectives import Constraint, Metric
 from automc.search.result import TrialRecord
+
+if TYPE_CHECKING:
+    from automc.config import ExperimentConfig
 
 
 def select_metric(config: ExperimentConfig) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from automc.algorithms._base import Compressor, Decision
+from automc.algorithms import Compressor, Decision
 from automc.analysis.layer_table import LayerTable
 from automc.policy import Policy
 

@@ -4,10 +4,13 @@ of running trials, and failing the trials of processes that died."""
 from __future__ import annotations
 
 import warnings
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from automc.config import ExperimentConfig
-from automc.search.objectives import Metric
+from automc.objectives import Metric
+from automc.search.sqlite import relax_sync, use_wal
+
+if TYPE_CHECKING:
+    from automc.config import ExperimentConfig
 
 Log = Callable[[str], None]
 
@@ -18,7 +21,7 @@ def storage_url(config: ExperimentConfig) -> str:
 
 def open_study(config: ExperimentConfig, objectives: list[Metric], sampler=None):
     """The study on SQL storage, with heartbeats so trials of a dead process are found and retried.
-    Optuna's pruner stays off: trials are stopped by ``automc.search.fidelity`` (cost-banded)."""
+    Optuna's pruner stays off: trials are stopped by ``automc.search.strategies.fidelity`` (cost-banded)."""
     import optuna
     from optuna.storages import RDBStorage, RetryFailedTrialCallback
 
@@ -26,7 +29,6 @@ def open_study(config: ExperimentConfig, objectives: list[Metric], sampler=None)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats
     # the runner drives ask/tell itself and beats the heartbeat of each running trial (Heartbeat)
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
-    from automc.search.sqlite import relax_sync, use_wal
 
     heartbeat = config.search.heartbeat_s
     use_wal(storage_url(config))

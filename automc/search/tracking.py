@@ -19,7 +19,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Mapping
 
-from automc.config import mask_secrets
+from automc._files import cache_root
+from automc.errors import mask_secrets
+from automc.search.sqlite import sqlite_path, use_wal
 
 MAX_PARAM_LEN = 500
 
@@ -57,9 +59,6 @@ def seed_sqlite_store(tracking_uri: str) -> None:
 
     import mlflow
 
-    from automc._files import cache_root
-    from automc.search.sqlite import sqlite_path
-
     path = sqlite_path(tracking_uri)
     if path is None or path.exists():
         return
@@ -91,8 +90,6 @@ class Tracker:
 
         import mlflow
         from mlflow.tracking import MlflowClient
-
-        from automc.search.sqlite import use_wal
 
         for name in ("mlflow", "alembic"):
             logging.getLogger(name).setLevel(logging.WARNING)

@@ -9,7 +9,7 @@ import pytest
 import mindspore as ms
 from mindspore import nn  # noqa: E402
 
-from automc.algorithms import build_compressors  # noqa: E402
+from automc.algorithms import build_compressors, find_cell  # noqa: E402
 from automc.algorithms.nas import (  # noqa: E402
     ElasticNAS,
     ElasticSpace,
@@ -18,16 +18,14 @@ from automc.algorithms.nas import (  # noqa: E402
     sub_policy,
     uniform_width,
 )
-from automc.algorithms._surgery import find_cell as _find  # noqa: E402
 from automc.algorithms.pruning import ChannelPruning, l1_importance  # noqa: E402
-from automc.analysis import build_layer_table  # noqa: E402
 from automc.config import config_from_dict  # noqa: E402
 from automc.errors import CompressionError, ConfigError  # noqa: E402
 from automc.hw_cost import estimate  # noqa: E402
 from automc.models.zoo import mobilenetv2, resnet20, vgg11  # noqa: E402
 from automc.policy import Policy  # noqa: E402
 
-from algorithm_helpers import randomise_bn  # noqa: E402
+from algorithm_helpers import elastic_table, randomise_bn  # noqa: E402
 
 ms.set_context(mode=ms.PYNATIVE_MODE)
 MB_SHAPE = (3, 32, 32)
@@ -40,14 +38,14 @@ COLUMNS = ("kind", "cin", "cout", "kh", "kw", "stride", "groups", "h_in", "w_in"
 def mbv2():
     net = mobilenetv2(input_shape=MB_SHAPE, width_mult=0.35, last_channels=64, kernel=5)
     randomise_bn(net)
-    return net, build_layer_table(net, MB_SHAPE)
+    return net, elastic_table(net, MB_SHAPE)
 
 
 @pytest.fixture(scope="module")
 def rn20():
     net = resnet20(input_shape=RN_SHAPE, width=8)
     randomise_bn(net, 1)
-    return net, build_layer_table(net, RN_SHAPE)
+    return net, elastic_table(net, RN_SHAPE)
 
 
 def _present_view(table, policy):
@@ -61,7 +59,7 @@ def _present_view(table, policy):
 
 def assert_resolve_matches(table, policy, net, input_shape):
     """``table.resolve(policy)`` == the traced layer table of the network ``policy`` produced."""
-    traced = build_layer_table(net, input_shape)
+    traced = elastic_table(net, input_shape)
     names, predicted = _present_view(table, policy)
     assert names == traced.names
     actual = traced.resolve(Policy())
@@ -92,7 +90,7 @@ def test_decisions_of_zoo_networks(mbv2, rn20):
                   **{f"stage{i}.width": (0.5, 0.75, 1.0) for i in (1, 2, 3)}}
 
     vgg = vgg11(input_shape=(3, 16, 16), width_mult=0.125)
-    table = build_layer_table(vgg, (3, 16, 16))
+    table = elastic_table(vgg, (3, 16, 16))
     keys = {d.key for d in nas.decisions(table)}
     assert {"stage1.width", "stage3.depth", "stage5.depth"} <= keys and "stage1.depth" not in keys
 
@@ -100,7 +98,7 @@ def test_decisions_of_zoo_networks(mbv2, rn20):
 def test_network_without_space_or_bad_policy_says_how_to_fix(rn20):
     net = nn.SequentialCell([nn.Conv2d(3, 4, 3), nn.ReLU()])
     with pytest.raises(CompressionError, match="elastic_space"):
-        ElasticNAS().decisions(build_layer_table(net, (3, 8, 8)))
+        ElasticNAS().decisions(elastic_table(net, (3, 8, 8)))
     with pytest.raises(CompressionError, match="valid keys"):
         extract(rn20[0], rn20[1], {"stage9.depth": 1})
     with pytest.raises(ConfigError, match="keeps 1 to 3 blocks"):
@@ -138,22 +136,22 @@ def test_inherited_weights_centre_crop_and_l1_channels(mbv2):
     nas = {"stage4.width": 0.5, "block7.kernel": 3, "stage4.depth": 3}
     sub = extract(net, table, nas)
     expand, dw, project = "features.7.conv.0.0", "features.7.conv.1.0", "features.7.conv.2.0"
-    w0 = _find(net, expand).weight.asnumpy()
+    w0 = find_cell(net, expand).weight.asnumpy()
     n_keep = int(round(w0.shape[0] * 0.5))
     kept = np.sort(np.argsort(-np.abs(w0.reshape(w0.shape[0], -1)).sum(1), kind="stable")[:n_keep])
-    np.testing.assert_array_equal(_find(sub, expand).weight.asnumpy(), w0[kept])
-    np.testing.assert_array_equal(_find(sub, dw).weight.asnumpy(), _find(net, dw).weight.asnumpy()[kept, :, 1:4, 1:4])
-    np.testing.assert_array_equal(_find(sub, "features.7.conv.1.1").gamma.asnumpy(),
-                                  _find(net, "features.7.conv.1.1").gamma.asnumpy()[kept])
+    np.testing.assert_array_equal(find_cell(sub, expand).weight.asnumpy(), w0[kept])
+    np.testing.assert_array_equal(find_cell(sub, dw).weight.asnumpy(), find_cell(net, dw).weight.asnumpy()[kept, :, 1:4, 1:4])
+    np.testing.assert_array_equal(find_cell(sub, "features.7.conv.1.1").gamma.asnumpy(),
+                                  find_cell(net, "features.7.conv.1.1").gamma.asnumpy()[kept])
     # the stage's output channels (a residual group) scale too: ranked by L1 over all its producers
     group = next(g for g in table.coupling if project in g.producers)
-    scores = l1_importance([_find(net, p).weight.asnumpy() for p in group.producers])
+    scores = l1_importance([find_cell(net, p).weight.asnumpy() for p in group.producers])
     out_kept = np.sort(np.argsort(-scores, kind="stable")[:int(round(group.channels * 0.5))])
-    np.testing.assert_array_equal(_find(sub, project).weight.asnumpy(),
-                                  _find(net, project).weight.asnumpy()[out_kept][:, kept])
+    np.testing.assert_array_equal(find_cell(sub, project).weight.asnumpy(),
+                                  find_cell(net, project).weight.asnumpy()[out_kept][:, kept])
     # kept blocks of a stage are the first ones, with their weights unchanged
     block8 = "features.8.conv.0.0"
-    assert _find(sub, block8).weight.shape[0] == round(_find(net, block8).weight.shape[0] * 0.5)  # same width knob
+    assert find_cell(sub, block8).weight.shape[0] == round(find_cell(net, block8).weight.shape[0] * 0.5)  # same width knob
     assert isinstance(sub.features[10], nn.Identity) and not isinstance(sub.features[9], nn.Identity)
     assert {p.name for p in sub.get_parameters()} <= {p.name for p in net.get_parameters()}
 
@@ -164,7 +162,7 @@ def test_dropping_blocks_of_the_identity_network_keeps_outputs(rn20):
     import copy
 
     zeroed = copy.deepcopy(net)
-    bn = _find(zeroed, "layer2.2.conv2.1")
+    bn = find_cell(zeroed, "layer2.2.conv2.1")
     bn.gamma.set_data(ms.Tensor(np.zeros(bn.gamma.shape, np.float32)))
     bn.beta.set_data(ms.Tensor(np.zeros(bn.beta.shape, np.float32)))
     sub = extract(zeroed, table, {"stage2.depth": 2})
@@ -261,13 +259,13 @@ class BadUserNet(UserNet):
 
 def test_user_network_declaration():
     net = UserNet()
-    table = build_layer_table(net, (3, 8, 8))
+    table = elastic_table(net, (3, 8, 8))
     assert {d.key: d.choices for d in ElasticNAS(width=[0.5], depth=[1], kernel=[3]).decisions(table)} == {
         "body.depth": (1, 2), "inner.width": (0.5, 1.0), "dw.kernel": (3, 5)}
     nas = {"body.depth": 1, "inner.width": 0.5, "dw.kernel": 3}
     assert_resolve_matches(table, Policy(nas=nas), extract(net, table, nas), (3, 8, 8))
     with pytest.raises(CompressionError, match="keep their input's shape"):
-        build_layer_table(BadUserNet(), (3, 8, 8))
+        elastic_table(BadUserNet(), (3, 8, 8))
 
 
 def test_yaml_nas_section_builds_decisions(rn20):

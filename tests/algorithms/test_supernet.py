@@ -10,12 +10,11 @@ import pytest
 import mindspore as ms
 
 from automc.algorithms.nas import ElasticNAS, extract
-from automc.algorithms.nas._supernet import ElasticNetwork, sandwich
-from automc.analysis import build_layer_table
+from automc.algorithms.nas import ElasticNetwork, sandwich
 from automc.models.zoo import mobilenetv2, resnet20, vgg11
 from automc.training import predict
 
-from algorithm_helpers import randomise_bn
+from algorithm_helpers import elastic_table, randomise_bn
 
 ms.set_context(mode=ms.PYNATIVE_MODE)
 
@@ -35,7 +34,7 @@ def test_masked_network_computes_the_extracted_subnetwork(name):
     shape, build = NETS[name]
     net = build(shape)
     randomise_bn(net, 3)
-    table = build_layer_table(net, shape)
+    table = elastic_table(net, shape)
     choices = ElasticNAS(width=[0.25, 0.5, 0.75], depth=[1, 2], kernel=[3]).choices(table)
     assert any(k.endswith(".depth") for k in choices) and any(k.endswith(".width") for k in choices)
     names_before = [p.name for p in net.get_parameters()]

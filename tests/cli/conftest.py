@@ -7,16 +7,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lenet_digits import LENET_DIGITS
+
 
 STORE_CONFIG = {
+    **LENET_DIGITS,
     "name": "clistore",
-    "seed": 0,
-    "model": {"name": "lenet"},
-    "data": {"name": "digits"},
     "train": {"epochs": 3, "lr": 0.05},
-    "finetune": {"epochs": 0.5, "lr": 0.02},
-    "compress": {"pruning": {"max_ratio": 0.6, "step": 0.05}},
-    "objectives": ["accuracy", "macs"],
     "devices": ["arm-a76", "kirin990-npu"],
     "search": {"strategy": "random", "n_trials": 3, "pruner": "none", "heartbeat_s": 1.0},
     "export": {"formats": [], "max_accuracy_drop": 5.0, "compare_uniform": False},

@@ -156,7 +156,7 @@ def test_report_in_markdown_links_its_plots(store, cli):
 
 
 def test_best_per_device_is_the_lowest_latency_feasible_trial(store):
-    from automc.report._analysis import best_per_device
+    from automc.report.analysis import best_per_device
 
     _, result = store
     close = [t for t in result.trials if t.state == "COMPLETE"

@@ -4,6 +4,7 @@ import pytest
 from automc.errors import ConfigError
 from automc.hw_cost import (
     LatencyLUT,
+    Sample,
     apply_profile,
     calibrate,
     estimate,
@@ -40,11 +41,15 @@ def test_lut_entry_overrides_estimate(tmp_path, small_table):
     assert np.allclose(est.layer_latency_ms[0, 1:], base.layer_latency_ms[0, 1:])
 
 
+def _assert_load_fails(load, path, text: str, match: str) -> None:
+    """``load`` of a file holding ``text`` raises ConfigError matching ``match``."""
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load(path)
+
+
 def test_lut_bad_file_names_column(tmp_path):
-    path = tmp_path / "bad.csv"
-    path.write_text("kind,cin,cout\nconv,1,2\n")
-    with pytest.raises(ConfigError, match="bad.csv.*missing column"):
-        load_lut(path)
+    _assert_load_fails(load_lut, tmp_path / "bad.csv", "kind,cin,cout\nconv,1,2\n", "bad.csv.*missing column")
 
 
 def test_calibration_recovers_known_device_and_round_trips(tmp_path):
@@ -72,8 +77,6 @@ def test_a_second_series_shares_the_efficiencies_and_keeps_its_own_fixed_costs(t
     """Two runtimes on one chip (ncnn's 224x224 rows and TFLite's 32x32 NAS-Bench-201 ones on a
     Raspberry Pi): the series share efficiencies and bandwidth; each has its own cost per op and
     per inference, which one shared fit would have to average."""
-    from automc.hw_cost.calibration import Sample
-
     base = get_device("arm-a76")
     eff = {"conv": 0.3, "conv1x1": 0.2, "dwconv": 0.1, "dense": 0.3, "pool": 0.1, "add": 0.1}
     own = base.with_updates(efficiency=eff, op_overhead_us={c: 5.0 for c in eff}, network_overhead_us=50.0)
@@ -151,10 +154,8 @@ def test_a_conversion_rate_floor_bounds_the_fit():
 
 
 def test_profile_bad_field(tmp_path):
-    path = tmp_path / "p.yaml"
-    path.write_text("device: x\nefficiency: {convv: 1}\nmemory_efficiency: 1\nop_overhead_us: {}\nnetwork_overhead_us: 0\n")
-    with pytest.raises(ConfigError, match="efficiency.convv"):
-        load_profile(path)
+    text = "device: x\nefficiency: {convv: 1}\nmemory_efficiency: 1\nop_overhead_us: {}\nnetwork_overhead_us: 0\n"
+    _assert_load_fails(load_profile, tmp_path / "p.yaml", text, "efficiency.convv")
 
 
 def test_device_yaml_profile_is_applied_and_datasheet_skips_it(tmp_path):

@@ -146,8 +146,6 @@ def test_a_smooth_activation_costs_an_elementwise_pass_where_only_clamps_are_fus
 
 
 def test_cube_alignment_steps_on_ascend():
-    from automc.hw_cost.specs import load_device
-
     spec = load_device("ascend310", datasheet=True)  # the tiling alone, without the fitted fixed overheads
     lat = {c: estimate(conv_table(cin=256, cout=c, hw=56), None, spec).latency_ms[0] for c in (15, 16, 17, 32)}
     assert lat[17] > 1.5 * lat[16]  # a 17th channel costs a whole extra 16-wide tile

@@ -104,9 +104,8 @@ def test_reference_series_are_consistent_and_have_layer_tables(rows, tables):
 
 
 def test_a_fit_is_physical_and_beats_the_datasheet_on_what_it_saw(rows, tables):
-    from automc.hw_cost.calibration import apply_profile
+    from automc.hw_cost import apply_profile, load_device
     from automc.hw_cost.published import MAX_EFFICIENCY, agreement, fit, predict, reference_points
-    from automc.hw_cost.specs import load_device
 
     points = reference_points(rows)
     for device in ("ascend310", "arm-a76"):  # an NPU (fp16) and a CPU core (fp32/fp16/int8)
@@ -139,9 +138,8 @@ def test_the_conversion_floor_keeps_a_held_out_int8_network_faster_than_fp32(row
     and 1x1 layers have few MACs per activation element). Fitted without it, the conversion rate
     drifted to 13 cycles per element and MobileNetV1 INT8 came out slower than FP32 (0.92x;
     published on ncnn 1.47x); floored, the held-out fit keeps INT8 ahead."""
-    from automc.hw_cost.calibration import apply_profile
+    from automc.hw_cost import apply_profile, load_device
     from automc.hw_cost.published import conversion_floor_gelems, fit, predict, reference_points
-    from automc.hw_cost.specs import load_device
 
     spec = load_device("arm-a72", datasheet=True)
     held = fit("arm-a72", reference_points(rows), tables, exclude="mobilenetv1")
@@ -151,9 +149,8 @@ def test_the_conversion_floor_keeps_a_held_out_int8_network_faster_than_fp32(row
 
 
 def test_shipped_profiles_carry_their_held_out_figures():
-    from automc.hw_cost import get_device
-    from automc.hw_cost.calibration import device_profile
-    from automc.search.summary import devices_text
+    from automc.hw_cost import device_profile, get_device
+    from automc.report.summary import devices_text
 
     profile = device_profile("ascend310")
     assert profile is not None and profile.heldout["networks"] >= 5

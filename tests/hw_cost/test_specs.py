@@ -4,8 +4,7 @@ import pytest
 import yaml
 
 from automc.errors import ConfigError
-from automc.hw_cost import estimate, get_device, list_devices, load_device
-from automc.hw_cost.specs import DEVICES_DIR
+from automc.hw_cost import DEVICES_DIR, estimate, get_device, list_devices, load_device
 
 REQUIRED_DEVICES = {"ascend310", "ascend910", "a100", "t4", "jetson-orin-nano", "kirin990-npu", "arm-a76", "arm-a76-4t", "arm-a72", "host-cpu"}
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from lenet_digits import LENET_DIGITS
+
 
 def study_trials(config) -> list:
     """The Optuna trials of ``config``'s SQLite study as another process sees them ([] before it exists)."""
@@ -32,7 +34,7 @@ def _trained_baseline(cfg: dict) -> Path:
     import tempfile
 
     from automc.config import config_from_dict
-    from automc.search.runner import prepare
+    from automc.search.baseline import prepare
 
     key = json.dumps({k: cfg[k] for k in ("seed", "model", "data", "train")}, sort_keys=True)
     if key not in _BASELINES:
@@ -50,15 +52,10 @@ def write_experiment(tmp_path: Path, name: str = "e2e", *, trained: bool = True,
     already trained and cached (once per test process; see ``_trained_baseline``): most tests are
     about the search, and each would otherwise train the same baseline again."""
     cfg = {
+        **LENET_DIGITS,
         "name": name,
         "output_dir": str(tmp_path / "runs" / name),
-        "seed": 0,
-        "model": {"name": "lenet"},
-        "data": {"name": "digits"},
         "train": {"epochs": 4, "lr": 0.05},
-        "finetune": {"epochs": 0.5, "lr": 0.02},
-        "compress": {"pruning": {"max_ratio": 0.6, "step": 0.05}},
-        "objectives": ["accuracy", "macs"],
         "search": {"strategy": "tpe", "n_trials": 4, "heartbeat_s": 1.0},
         "export": {"formats": ["mindir"], "max_accuracy_drop": 5.0, "compare_uniform": False},
     }

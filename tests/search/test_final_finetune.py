@@ -42,7 +42,7 @@ def finetuned(tmp_path_factory):
 def test_the_final_fine_tune_is_saved_summarised_and_returned_by_best_network(finetuned):
     from mlflow.tracking import MlflowClient
 
-    from automc.search.runner import load_data
+    from automc.search.baseline import load_data
 
     path, result, logs = finetuned
     export = result.out_dir / "export"

@@ -14,10 +14,11 @@ from automc.algorithms.quantization import MixedPrecisionQuantization
 from automc.analysis import build_layer_table
 from automc.models import build_model
 from automc.policy import Policy
-from automc.search.fidelity import StoppingRule
-from automc.search.objectives import Constraint, cost_metrics, parse_objective
-from automc.search.sensitivity import Curve, Sensitivity, decision_grid, scored_decisions
-from automc.search.solver import BudgetSolver, solver_grid
+from automc.search.strategies.fidelity import StoppingRule
+from automc.objectives import Constraint, parse_objective
+from automc.search.costs import cost_metrics
+from automc.search.strategies.sensitivity import Curve, Sensitivity, decision_grid, scored_decisions
+from automc.search.strategies.solver import BudgetSolver, solver_grid
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +86,7 @@ def test_solver_is_optimal_on_lenet_pruning_under_macs_and_device_latency(lenet_
 
 def test_solver_solutions_at_one_budget_spread_over_predicted_damage(lenet_table):
     """The solver strategy fine-tunes policies the solver ranks apart, not its k near-ties."""
-    from automc.search.strategies._sensitivity import DAMAGE_STEP, _spread
+    from automc.search.strategies.guided import DAMAGE_STEP, _spread
 
     decisions = ChannelPruning(max_ratio=0.8, step=0.05).decisions(lenet_table)
     sens = _fake_sensitivity(decisions)
@@ -132,7 +133,7 @@ def test_sensitivity_damage_is_monotone_and_non_negative():
 
 
 def test_uniform_policies_meet_the_budget_least_compressed_first(lenet_table):
-    from automc.search.strategies._uniform import uniform_at_budget, uniform_policies
+    from automc.search.strategies.uniform import uniform_at_budget, uniform_policies
 
     decisions = ChannelPruning(max_ratio=0.9, step=0.05).decisions(lenet_table)
     macs = parse_objective("macs")
@@ -221,7 +222,7 @@ def test_sensitivity_search_seeds_the_study_with_solver_solutions(tmp_path):
     ref = json.loads((out / "export" / "uniform_reference.json").read_text())
     assert ref["metrics"]["macs"] <= macs_budget and len(set(ref["policy"]["prune"].values())) == 1
     assert "test_accuracy" in ref
-    from automc.report._writer import build  # the report shows both on test, read back from disk
+    from automc.report import build  # the report shows both on test, read back from disk
 
     table = next(t for t in build(automc.load_result(cfg)).tables if "uniform" in t.title)
     test_row = next(r for r in table.rows if r[0] == "test accuracy")

@@ -12,7 +12,7 @@ import yaml
 
 import automc
 from automc.config import load_config
-from automc.search.proxy import AccuracyPredictor, sample_values, spearman
+from automc.search.strategies.proxy import AccuracyPredictor, sample_values, spearman
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +77,7 @@ def test_evolution_proposes_the_predicted_best_within_the_budget(evolved):
 def test_the_winners_structure_per_stage_is_in_the_report_and_mlflow(evolved):
     from mlflow.tracking import MlflowClient
 
-    from automc.report._writer import build
+    from automc.report import build
 
     path, result, _ = evolved
     best = automc.load_result(path).best
@@ -98,9 +98,9 @@ def test_the_winners_structure_per_stage_is_in_the_report_and_mlflow(evolved):
 def test_greedy_shrinks_to_the_budget_by_proxy_accuracy(evolved):
     """NetAdapt on the same elastic baseline (no training): each step takes one shrink; the
     proposals meet the budget, the first is where the path crossed it."""
-    from automc.search.runner import prepare
+    from automc.search.baseline import prepare
     from automc.search.strategies import make_strategy
-    from automc.search.strategies._nas import Budget
+    from automc.search.strategies.evolution import Budget
 
     path, _, _ = evolved
     config = load_config(path).model_copy(update={"search": load_config(path).search.model_copy(
@@ -120,8 +120,8 @@ def test_greedy_shrinks_to_the_budget_by_proxy_accuracy(evolved):
 def test_another_search_seed_measures_other_sub_networks_on_the_same_elastic_weights(evolved):
     """``search.seed`` repeats a search: its predictor is fitted on sub-networks of its own
     (the extremes and a new uniform sample), measured once per seed and cached."""
-    from automc.search.proxy import load_or_measure
-    from automc.search.runner import prepare
+    from automc.search.strategies.proxy import load_or_measure
+    from automc.search.baseline import prepare
 
     path, _, _ = evolved
     config = load_config(path)
@@ -155,14 +155,16 @@ def test_the_uniform_reference_of_a_nas_space_is_one_width_bisected_to_the_budge
     """What a user would do by hand: every width times one multiplier, the largest within the
     budget (full depth and kernels)."""
     from automc.algorithms.nas import ElasticNAS, uniform_width
+    from automc.algorithms.nas import attach_declared_space
     from automc.analysis import build_layer_table
     from automc.models.zoo import resnet20
     from automc.policy import Policy
-    from automc.search.objectives import Constraint, cost_metrics, parse_objective
-    from automc.search.strategies._uniform import uniform_at_budget
+    from automc.objectives import Constraint, parse_objective
+    from automc.search.costs import cost_metrics
+    from automc.search.strategies.uniform import uniform_at_budget
 
     net = resnet20(input_shape=(3, 16, 16), width=8)
-    table = build_layer_table(net, (3, 16, 16))
+    table = attach_declared_space(build_layer_table(net, (3, 16, 16)), net)
     decisions = ElasticNAS(width=[0.5, 1.0], depth=[1, 2, 3]).decisions(table)
     macs = parse_objective("macs")
     budget = 0.4 * float(cost_metrics(table, Policy(), [macs])["macs"][0])

@@ -7,7 +7,8 @@ from automc.config import config_from_dict
 from automc.errors import AutomcError, ConfigError
 from automc.models import build_model
 from automc.policy import Policy
-from automc.search.objectives import cost_metrics, parse_constraint, resolve_constraints
+from automc.objectives import parse_constraint, resolve_constraints
+from automc.search.costs import cost_metrics
 from automc.search.projection import project
 
 
@@ -79,7 +80,7 @@ def test_the_yaml_accepts_relative_budgets():
 
 
 def test_the_report_resolves_relative_budgets_against_the_saved_baseline():
-    from automc.report._analysis import feasible
+    from automc.report.analysis import feasible
     from automc.search.result import SearchResult, TrialRecord
 
     cfg = config_from_dict({"name": "t", "model": {"name": "lenet"}, "compress": {"pruning": {}},

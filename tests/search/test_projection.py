@@ -5,7 +5,8 @@ import pytest
 from automc.analysis import build_layer_table
 from automc.models import build_model
 from automc.policy import Policy
-from automc.search.objectives import cost_metrics, parse_constraint
+from automc.objectives import parse_constraint
+from automc.search.costs import cost_metrics
 from automc.search.projection import project
 
 
@@ -17,7 +18,7 @@ def table():
 def _between(table, metric: str) -> str:
     """A budget halfway between the device's cost at ratio 0.1 everywhere and at 0.8 (a fitted
     device model with large fixed overheads leaves a narrow range)."""
-    from automc.search.objectives import parse_objective
+    from automc.objectives import parse_objective
 
     m = parse_objective(metric)
     lo, hi = (cost_metrics(table, Policy(prune={g.name: r for g in table.prunable_groups}), [m])[m.name][0]
@@ -71,7 +72,8 @@ def test_projection_reaches_every_budget_that_max_pruning_meets():
     from automc.analysis import build_layer_table
     from automc.models import build_model
     from automc.policy import Policy
-    from automc.search.objectives import cost_metrics, parse_constraint, parse_objective
+    from automc.objectives import parse_constraint, parse_objective
+    from automc.search.costs import cost_metrics
     from automc.search.projection import project
 
     table = build_layer_table(build_model("lenet", num_classes=10, input_shape=(1, 28, 28)), (1, 28, 28))
@@ -110,6 +112,6 @@ def test_a_budget_no_candidate_can_meet_is_refused_in_one_line_before_any_trial(
     # reading a study back (status, report, export) never refuses: a refit profile may have
     # made a finished search's budget unreachable since
     from automc.config import load_config
-    from automc.search.runner import prepare
+    from automc.search.baseline import prepare
 
     assert prepare(load_config(path), train_baseline=False).constraints[0].value == pytest.approx(0.001)

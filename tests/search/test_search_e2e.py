@@ -330,8 +330,8 @@ def test_per_device_winners_differ_where_the_fitted_models_disagree_on_depthwise
     depthwise convolutions at about 1/10 of its 3x3 efficiency, the 4-thread Arm A76 at about 1/2.7.
     Ascend's winner is the trial that cut the depthwise-separable stage most, the Arm's the one that
     cut the 3x3 stage most."""
-    from automc.hw_cost.calibration import device_profile
-    from automc.report._analysis import best_per_device
+    from automc.hw_cost import device_profile
+    from automc.report.analysis import best_per_device
 
     arm, ascend = "arm-a76-4t", "ascend310"
     dw_vs_conv = {d: device_profile(d).efficiency["dwconv"] / device_profile(d).efficiency["conv"] for d in (arm, ascend)}

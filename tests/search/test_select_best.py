@@ -1,7 +1,7 @@
 """The winner rule (``select_best``) on hand-built trial records: no search needed."""
 
 from automc.config import config_from_dict
-from automc.search.objectives import parse_constraint
+from automc.objectives import parse_constraint
 from automc.search.result import TrialRecord
 from automc.search.selection import select_best
 

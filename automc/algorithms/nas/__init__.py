@@ -45,19 +45,23 @@ accuracy before any fine-tuning a usable ranking signal (see ``benchmarks/nas_mo
 """
 
 from automc.algorithms.nas._calibrate import recalibrate_bn
-from automc.algorithms.nas._extract import extract, sub_policy, with_elastic_space
+from automc.algorithms.nas._extract import attach_declared_space, extract, sub_policy, with_elastic_space
 from automc.algorithms.nas._nas import ElasticNAS
 from automc.algorithms.nas._resolver import ElasticResolver, nas_channels, resolver_of
 from automc.algorithms.nas._space import ElasticSpace
+from automc.algorithms.nas._supernet import ElasticNetwork, sandwich
 
 __all__ = [
+    "attach_declared_space",
     "ElasticNAS",
+    "ElasticNetwork",
     "ElasticResolver",
     "ElasticSpace",
     "extract",
     "nas_channels",
     "recalibrate_bn",
     "resolver_of",
+    "sandwich",
     "sub_policy",
     "uniform_width",
     "with_elastic_space",

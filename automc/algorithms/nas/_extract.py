@@ -9,8 +9,8 @@ import numpy as np
 
 from automc.algorithms.nas._resolver import ElasticResolver, resolver_of
 from automc.algorithms.nas._space import ElasticSpace
-from automc.algorithms._surgery import find_cell, rename_parameters, replace_cell
-from automc.algorithms.pruning import _tensor, prune
+from automc.algorithms._surgery import find_cell, float_tensor, rename_parameters, replace_cell
+from automc.algorithms.pruning import prune
 from automc.analysis.layer_table import LayerTable
 from automc.errors import CompressionError
 from automc.policy import Policy
@@ -61,9 +61,18 @@ def _check_blocks(net, space: ElasticSpace, input_shape) -> None:
                 f"keep their input's shape can be dropped; raise min_depth[{stage!r}] to keep it")
 
 
+def attach_declared_space(table: LayerTable, net) -> LayerTable:
+    """``table`` (``net``'s layer table) with ``net``'s elastic NAS space attached as
+    ``table.elastic`` when ``net`` declares one (an ``elastic_space`` method or attribute); else
+    ``table`` as it is."""
+    declared = getattr(net, "elastic_space", None)
+    if declared is None:
+        return table
+    return with_elastic_space(table, net, declared() if callable(declared) else declared)
+
+
 def with_elastic_space(table: LayerTable, net, space: ElasticSpace) -> LayerTable:
-    """``table`` with the resolver of ``space`` attached (``build_layer_table`` calls this for
-    networks that have an ``elastic_space`` method); checks the declaration against ``net``."""
+    """``table`` with the resolver of ``space`` attached; checks the declaration against ``net``."""
     if not isinstance(space, ElasticSpace):
         raise CompressionError(f"elastic_space() returned {type(space).__name__}; return an automc.algorithms.nas.ElasticSpace")
     resolver = ElasticResolver.build(space, table)
@@ -86,8 +95,8 @@ def _cropped_conv(cell, k: int):
     w = w[..., o:o + k, o:o + k]
     return nn.Conv2d(cell.in_channels, cell.out_channels, k, stride=cell.stride, pad_mode=cell.pad_mode,
                      padding=k // 2 if cell.pad_mode == "pad" else 0, dilation=cell.dilation, group=cell.group,
-                     has_bias=cell.has_bias, weight_init=_tensor(w),
-                     bias_init=_tensor(cell.bias.asnumpy()) if cell.has_bias else None, data_format=cell.data_format)
+                     has_bias=cell.has_bias, weight_init=float_tensor(w), data_format=cell.data_format,
+                     bias_init=float_tensor(cell.bias.asnumpy()) if cell.has_bias else None)
 
 
 def _passed_through(resolver: ElasticResolver, full: Mapping[str, Any]) -> dict[str, str]:

@@ -38,7 +38,7 @@ class ElasticNAS(Compressor):
         IMPORTANCE.get(importance)
         self.width, self.depth, self.kernel = tuple(width), tuple(depth), tuple(kernel)
         self.importance = importance
-        self.supernet = supernet  # elastic training settings (automc.search.supernet trains it before the search)
+        self.supernet = supernet  # elastic training settings (automc.search.baseline trains it before the search)
 
     def choices(self, table: LayerTable) -> dict[str, tuple[Any, ...]]:
         """Decision key -> allowed values on ``table``."""

@@ -13,43 +13,17 @@ numpy-only projection loads without MindSpore.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from automc._lazy import lazy_exports
 
 _EXPORTS = {
-    "MixedPrecisionQuantization": "compressor",
-    "quantize": "apply",
-    "calibrate": "apply",
-    "to_deploy_form": "apply",
-    "quant_params": "apply",
-    "find_bn_pairs": "apply",
-    "compressible_layers": "apply",
-    "validate_policy": "apply",
-    "QuantConv2d": "layers",
-    "QuantDense": "layers",
-    "DeployConv2d": "layers",
-    "DeployDense": "layers",
-    "fold_batchnorm": "layers",
-    "fake_quant": "quantizer",
-    "weight_qparams": "quantizer",
-    "act_qparams": "quantizer",
-    "check_bits": "_bits",
-    "project_bits": "projection",
-    "uniform_policy": "projection",
-    "weight_size_bytes": "projection",
+    "MixedPrecisionQuantization": ".compressor",
+    **dict.fromkeys(("quantize", "calibrate", "to_deploy_form", "quant_params", "find_bn_pairs", "compressible_layers",
+                     "validate_policy"), ".apply"),
+    **dict.fromkeys(("QuantConv2d", "QuantDense", "DeployConv2d", "DeployDense", "fold_batchnorm"), ".layers"),
+    **dict.fromkeys(("fake_quant", "weight_qparams", "act_qparams"), ".quantizer"),
+    "check_bits": "._bits",
+    **dict.fromkeys(("project_bits", "uniform_policy", "weight_size_bytes"), ".projection"),
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

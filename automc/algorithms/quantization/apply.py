@@ -26,7 +26,6 @@ from automc.algorithms.quantization.layers import (
     DeployDense,
     QuantConv2d,
     QuantDense,
-    _InputQuant,
     fold_batchnorm,
 )
 from automc.errors import CompressionError, ConfigError, DeployError

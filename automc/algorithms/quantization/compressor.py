@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from automc.algorithms._base import Compressor, Decision
+from automc.algorithms.quantization._bits import check_bits
 from automc.analysis.layer_table import LayerTable
 from automc.policy import FLOAT_BITS, Policy
 
@@ -18,8 +19,6 @@ class MixedPrecisionQuantization(Compressor):
 
     def __init__(self, *, w_bits: Sequence[int] = (4, 8, 32), a_bits: Sequence[int] = (8, 32), mode: str = "qat",
                  symmetric: bool = True, calib_batches: int = 4):
-        from automc.algorithms.quantization._bits import check_bits
-
         self.w_choices = tuple(check_bits(b, where="compress.quantization.w_bits entry") for b in w_bits)
         self.a_choices = tuple(check_bits(b, where="compress.quantization.a_bits entry") for b in a_bits)
         self.mode, self.symmetric, self.calib_batches = mode, symmetric, calib_batches
@@ -36,14 +35,14 @@ class MixedPrecisionQuantization(Compressor):
         return out
 
     def apply(self, network, table: LayerTable, policy: Policy, *, calib_x=None):
-        from automc.algorithms.quantization.apply import quantize
+        from automc.algorithms.quantization.apply import quantize  # defers MindSpore
 
         if not any(b < FLOAT_BITS for b in (*policy.w_bits.values(), *policy.a_bits.values())):
             return network
         return quantize(network, policy, symmetric=self.symmetric, calib_x=calib_x, calib_batches=self.calib_batches)
 
     def to_deploy_form(self, network):
-        from automc.algorithms.quantization.apply import to_deploy_form
+        from automc.algorithms.quantization.apply import to_deploy_form  # defers MindSpore
 
         if not any(type(c).__name__.startswith("Quant") for _, c in network.cells_and_names()):
             return network

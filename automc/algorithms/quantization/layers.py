@@ -62,12 +62,25 @@ def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     return folded
 
 
+#: what a quantized or deployment cell takes over from the cell it replaces: shapes and ops
+_CONV_ATTRS = ("in_channels", "out_channels", "kernel_size", "stride", "pad_mode", "padding", "dilation", "group",
+               "data_format", "conv2d", "bias_add")
+_DENSE_ATTRS = ("in_channels", "out_channels", "activation_flag", "activation")
+
+
 class _InputQuant(nn.Cell):
     """Shared parts: bit-widths, input observer and the fake-quant of input and weight."""
 
-    def _init_quant(self, layer: nn.Cell, w_bits: int, a_bits: int, symmetric: bool, ema_decay: float,
-                    weight_range: str) -> None:
-        """Copy ``layer``'s weight (and bias), then set up the bit-widths and the input observer."""
+    _COPIED: tuple[str, ...] = ()  # _CONV_ATTRS or _DENSE_ATTRS
+    _SHAPE = ""  # the repr of the layer's shape, formatted with c=self
+
+    def __init__(self, layer: nn.Cell, *, w_bits: int, a_bits: int, symmetric: bool = True, ema_decay: float = 0.95,
+                 weight_range: str = "mse"):
+        """Take over ``layer``'s ``_COPIED`` attributes, weight and bias; set up the bit-widths and the
+        input observer."""
+        super().__init__()
+        for attr in self._COPIED:
+            setattr(self, attr, getattr(layer, attr))
         self.has_bias = bool(layer.has_bias)
         self.weight = Parameter(layer.weight.data.copy(), name="weight")
         if self.has_bias:
@@ -123,7 +136,7 @@ class _InputQuant(nn.Cell):
 
     def extend_repr(self) -> str:
         return (
-            f"{self._shape_repr()}, w_bits={self.w_bits}, a_bits={self.a_bits}, symmetric={self.symmetric}, "
+            f"{self._SHAPE.format(c=self)}, w_bits={self.w_bits}, a_bits={self.a_bits}, symmetric={self.symmetric}, "
             f"weight_range={self.weight_range}"
         )
 
@@ -131,59 +144,28 @@ class _InputQuant(nn.Cell):
 class QuantConv2d(_InputQuant):
     """``nn.Conv2d`` with per-channel weight and per-tensor input fake quantization."""
 
-    def __init__(
-        self,
-        conv: nn.Conv2d,
-        *,
-        w_bits: int,
-        a_bits: int,
-        symmetric: bool = True,
-        ema_decay: float = 0.95,
-        weight_range: str = "mse",
-    ):
-        super().__init__()
-        for attr in ("in_channels", "out_channels", "kernel_size", "stride", "pad_mode", "padding", "dilation",
-                     "group", "data_format"):
-            setattr(self, attr, getattr(conv, attr))
-        self._init_quant(conv, w_bits, a_bits, symmetric, ema_decay, weight_range)
-        self.conv2d = conv.conv2d
-        self.bias_add = conv.bias_add
-
-    def _shape_repr(self) -> str:
-        return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, group={self.group}"
+    _COPIED = _CONV_ATTRS
+    _SHAPE = "{c.in_channels}, {c.out_channels}, kernel_size={c.kernel_size}, group={c.group}"
 
     def construct(self, x):
-        out = self.conv2d(self._quant_input(x), self._quant_weight())
-        if self.has_bias:
-            out = self.bias_add(out, self.bias)
-        return out
+        return _conv_forward(self, self._quant_input(x), self._quant_weight())
 
 
 class QuantDense(_InputQuant):
     """``nn.Dense`` with per-output-unit weight and per-tensor input fake quantization."""
 
-    def __init__(
-        self,
-        dense: nn.Dense,
-        *,
-        w_bits: int,
-        a_bits: int,
-        symmetric: bool = True,
-        ema_decay: float = 0.95,
-        weight_range: str = "mse",
-    ):
-        super().__init__()
-        self.in_channels, self.out_channels = dense.in_channels, dense.out_channels
-        self._init_quant(dense, w_bits, a_bits, symmetric, ema_decay, weight_range)
-        self.activation_flag = bool(dense.activation_flag)
-        if self.activation_flag:
-            self.activation = dense.activation
-
-    def _shape_repr(self) -> str:
-        return f"in_channels={self.in_channels}, out_channels={self.out_channels}"
+    _COPIED = _DENSE_ATTRS
+    _SHAPE = "in_channels={c.in_channels}, out_channels={c.out_channels}"
 
     def construct(self, x):
         return _dense_forward(self, self._quant_input(x), self._quant_weight())
+
+
+def _conv_forward(cell, x, w):
+    out = cell.conv2d(x, w)
+    if cell.has_bias:
+        out = cell.bias_add(out, cell.bias)
+    return out
 
 
 def _dense_forward(cell, x, w):
@@ -204,7 +186,15 @@ def _dense_forward(cell, x, w):
 class _DeployBase(nn.Cell):
     """Integer weights (codes + per-channel fp32 scale/zero point) and a frozen input QDQ."""
 
-    def _init_deploy(self, qcell: _InputQuant) -> None:
+    _COPIED: tuple[str, ...] = ()  # _CONV_ATTRS or _DENSE_ATTRS
+
+    def __init__(self, qcell: _InputQuant):
+        super().__init__()
+        for attr in self._COPIED:
+            setattr(self, attr, getattr(qcell, attr))
+        self.has_bias = qcell.has_bias
+        if self.has_bias:
+            self.bias = Parameter(qcell.bias.data.copy(), name="bias", requires_grad=False)
         self.w_bits, self.a_bits, self.symmetric = qcell.w_bits, qcell.a_bits, qcell.symmetric
         self.weight_range = qcell.weight_range
         if self.w_bits < FLOAT_BITS:
@@ -241,35 +231,14 @@ class _DeployBase(nn.Cell):
 
 
 class DeployConv2d(_DeployBase):
-    def __init__(self, qcell: QuantConv2d):
-        super().__init__()
-        for attr in ("in_channels", "out_channels", "kernel_size", "stride", "pad_mode", "padding", "dilation",
-                     "group", "data_format", "has_bias"):
-            setattr(self, attr, getattr(qcell, attr))
-        if self.has_bias:
-            self.bias = Parameter(qcell.bias.data.copy(), name="bias", requires_grad=False)
-        self.conv2d = qcell.conv2d
-        self.bias_add = qcell.bias_add
-        self._init_deploy(qcell)
+    _COPIED = _CONV_ATTRS
 
     def construct(self, x):
-        out = self.conv2d(self._input(x), self._weight())
-        if self.has_bias:
-            out = self.bias_add(out, self.bias)
-        return out
+        return _conv_forward(self, self._input(x), self._weight())
 
 
 class DeployDense(_DeployBase):
-    def __init__(self, qcell: QuantDense):
-        super().__init__()
-        self.in_channels, self.out_channels = qcell.in_channels, qcell.out_channels
-        self.has_bias = qcell.has_bias
-        if self.has_bias:
-            self.bias = Parameter(qcell.bias.data.copy(), name="bias", requires_grad=False)
-        self.activation_flag = qcell.activation_flag
-        if self.activation_flag:
-            self.activation = qcell.activation
-        self._init_deploy(qcell)
+    _COPIED = _DENSE_ATTRS
 
     def construct(self, x):
         return _dense_forward(self, self._input(x), self._weight())

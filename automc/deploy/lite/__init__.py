@@ -9,23 +9,12 @@ from __future__ import annotations
 from automc._lazy import lazy_exports
 
 _EXPORTS = {
-    "LiteToolchain": "automc.deploy.lite._toolchain",
-    "ensure_toolchain": "automc.deploy.lite._toolchain",
+    **dict.fromkeys(("LiteToolchain", "ensure_toolchain", "LITE_VERSION"), "._toolchain"),
     "cache_root": "automc._files",
-    "LITE_VERSION": "automc.deploy.lite._toolchain",
-    "convert_to_ms": "automc.deploy.lite._convert",
-    "run_ms": "automc.deploy.lite._convert",
-    "bench_ms": "automc.deploy.lite._convert",
-    "check_ms_parity": "automc.deploy.lite._convert",
-    "ms_weight_bits": "automc.deploy.lite._convert",
-    "ConverterLite": "automc.deploy.lite._convert",
-    "DOWNGRADE_TABLE": "automc.deploy.lite._compat",
-    "InputToAttr": "automc.deploy.lite._compat",
-    "DowngradeReport": "automc.deploy.lite._compat",
-    "downgrade_mindir": "automc.deploy.lite._compat",
-    "read_ms": "automc.deploy.lite._msfile",
-    "MsModel": "automc.deploy.lite._msfile",
-    "MsTensor": "automc.deploy.lite._msfile",
+    **dict.fromkeys(("convert_to_ms", "run_ms", "bench_ms", "check_ms_parity", "ms_weight_bits", "ConverterLite"),
+                    "._convert"),
+    **dict.fromkeys(("DOWNGRADE_TABLE", "InputToAttr", "DowngradeReport", "downgrade_mindir"), "._compat"),
+    **dict.fromkeys(("read_ms", "MsModel", "MsTensor"), "._msfile"),
 }
 
 __all__ = sorted(_EXPORTS)

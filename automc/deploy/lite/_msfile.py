@@ -95,13 +95,13 @@ class MsQuantParam:
 
 @dataclass(frozen=True)
 class MsTensor:
-    index: int
+    index: int  # position in the model's allTensors
     name: str
-    data_type: str
+    data_type: str  # float32, float16, int8, ...
     dims: tuple[int, ...]
-    data_bytes: int
-    quant_params: tuple[MsQuantParam, ...]
-    compress_type: str
+    data_bytes: int  # bytes of stored data: 0 for activations, > 0 for constants (weights)
+    quant_params: tuple[MsQuantParam, ...]  # one per output channel, or one per tensor
+    compress_type: str  # how the data is packed (NONE, INDEXING, SPARSE, FSE, ...)
 
     @property
     def is_constant(self) -> bool:
@@ -120,11 +120,11 @@ class MsTensor:
 
 @dataclass(frozen=True)
 class MsNode:
-    index: int
+    index: int  # position in the model's nodes
     name: str
-    inputs: tuple[int, ...]
+    inputs: tuple[int, ...]  # tensor indices
     outputs: tuple[int, ...]
-    quant_type: str
+    quant_type: str  # QUANT_NONE, QUANT_WEIGHT, QUANT_ALL, ...
 
 
 @dataclass(frozen=True)
@@ -132,9 +132,9 @@ class MsModel:
     """The decoded parts of a ``.ms`` file."""
 
     path: Path
-    size_bytes: int
-    version: str
-    inputs: tuple[int, ...]
+    size_bytes: int  # of the file
+    version: str  # the converter's version string
+    inputs: tuple[int, ...]  # tensor indices of the graph's inputs
     outputs: tuple[int, ...]
     nodes: tuple[MsNode, ...]
     tensors: tuple[MsTensor, ...]
@@ -229,10 +229,20 @@ _N_TENSOR_SLOTS, _N_QPARAM_SLOTS = 13, 12
 _T_QCLUSTERS, _T_EXTERNAL = 8, 12
 
 
-def _prepend_scalar(builder, slot: int, fmt: str, value, default) -> None:
-    adder = {"i": builder.PrependInt32Slot, "d": builder.PrependFloat64Slot, "f": builder.PrependFloat32Slot,
-             "?": builder.PrependBoolSlot}[fmt]
-    adder(slot, value, default)
+def _start_table(b, src: _Table, n_slots: int, scalars: dict[int, tuple[str, object]]) -> None:
+    """Start a table of ``n_slots`` fields in builder ``b`` holding ``src``'s ``scalars``."""
+    b.StartObject(n_slots)
+    adders = {"i": b.PrependInt32Slot, "d": b.PrependFloat64Slot, "f": b.PrependFloat32Slot, "?": b.PrependBoolSlot}
+    for slot, (fmt, default) in scalars.items():
+        adders[fmt](slot, src.scalar(slot, fmt, default), default)
+
+
+def _vector(b, prepend, items) -> int:
+    """A vector of 4-byte ``items`` in builder ``b`` (``prepend`` adds one); its offset."""
+    b.StartVector(4, len(items), 4)
+    for item in reversed(items):
+        prepend(item)
+    return b.EndVector()
 
 
 def _copy_tensor(src: _Table) -> bytes:
@@ -242,40 +252,19 @@ def _copy_tensor(src: _Table) -> bytes:
     if src.field_pos(_T_EXTERNAL):
         raise DeployError("cannot merge .ms tensors that keep their data in an external file")
     b = flatbuffers.Builder(1024)
+    has = src.field_pos
     start, n = src.vector(_T_DATA)
-    data = b.CreateByteVector(bytes(src.buf[start : start + n])) if src.field_pos(_T_DATA) else None
-    dims = src.scalars(_T_DIMS, "i")
-    dims_off = None
-    if src.field_pos(_T_DIMS):
-        b.StartVector(4, len(dims), 4)
-        for d in reversed(dims):
-            b.PrependInt32(d)
-        dims_off = b.EndVector()
-    clusters = src.scalars(_T_QCLUSTERS, "f")
-    clusters_off = None
-    if src.field_pos(_T_QCLUSTERS):
-        b.StartVector(4, len(clusters), 4)
-        for c in reversed(clusters):
-            b.PrependFloat32(c)
-        clusters_off = b.EndVector()
-    name_off = b.CreateString(src.string(_T_NAME)) if src.field_pos(_T_NAME) else None
+    data = b.CreateByteVector(bytes(src.buf[start : start + n])) if has(_T_DATA) else None
+    dims = _vector(b, b.PrependInt32, src.scalars(_T_DIMS, "i")) if has(_T_DIMS) else None
+    clusters = _vector(b, b.PrependFloat32, src.scalars(_T_QCLUSTERS, "f")) if has(_T_QCLUSTERS) else None
+    name = b.CreateString(src.string(_T_NAME)) if has(_T_NAME) else None
     qp_offs = []
     for q in src.tables(_T_QPARAMS):
-        b.StartObject(_N_QPARAM_SLOTS)
-        for slot, (fmt, default) in _QPARAM_SCALARS.items():
-            _prepend_scalar(b, slot, fmt, q.scalar(slot, fmt, default), default)
+        _start_table(b, q, _N_QPARAM_SLOTS, _QPARAM_SCALARS)
         qp_offs.append(b.EndObject())
-    qps_off = None
-    if src.field_pos(_T_QPARAMS):
-        b.StartVector(4, len(qp_offs), 4)
-        for off in reversed(qp_offs):
-            b.PrependUOffsetTRelative(off)
-        qps_off = b.EndVector()
-    b.StartObject(_N_TENSOR_SLOTS)
-    for slot, (fmt, default) in _TENSOR_SCALARS.items():
-        _prepend_scalar(b, slot, fmt, src.scalar(slot, fmt, default), default)
-    for slot, off in ((_T_DIMS, dims_off), (_T_DATA, data), (_T_QPARAMS, qps_off), (_T_QCLUSTERS, clusters_off),
-                      (_T_NAME, name_off)):
+    qps = _vector(b, b.PrependUOffsetTRelative, qp_offs) if has(_T_QPARAMS) else None
+    _start_table(b, src, _N_TENSOR_SLOTS, _TENSOR_SCALARS)
+    for slot, off in ((_T_DIMS, dims), (_T_DATA, data), (_T_QPARAMS, qps), (_T_QCLUSTERS, clusters), (_T_NAME, name)):
         if off is not None:
             b.PrependUOffsetTRelativeSlot(slot, off, 0)
     b.Finish(b.EndObject())

@@ -24,12 +24,13 @@ from typing import Sequence
 
 import numpy as np
 
-from automc.algorithms._base import Decision
+from automc.algorithms import Decision
 from automc.analysis.layer_table import LayerTable
+from automc.objectives import Constraint, Metric
 from automc.policy import Policy
-from automc.search.objectives import Constraint, Metric, cost_metrics, layer_costs
-from automc.search.sensitivity import RATIO_POINTS, Sensitivity, decision_grid, scored_decisions
+from automc.search.costs import cost_metrics, layer_costs
 from automc.search.space import policy_from_values
+from automc.search.strategies.sensitivity import RATIO_POINTS, Sensitivity, decision_grid, scored_decisions
 
 _TIE = 1e-6  # equal damage: prefer the less compressed value (a zero entry may be noise)
 #: pruning-ratio grids the solver chooses from, finest first: finer than sensitivity measures

@@ -1,13 +1,22 @@
-"""After the search: rebuild the winner, export it, check the export, and summarise."""
+"""The winner's export: rebuild it, fine-tune it further (``export.final_finetune``), convert it to
+its deployment form, write and check every format, and ``summary.json``."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 from typing import Callable
 
-from automc._files import folder_lock, write_text_atomic
+from automc import hw_cost
+from automc._files import write_text_atomic
+from automc.algorithms.nas import resolver_of
+from automc.deploy import export_mindir
+from automc.deploy.formats import export_formats
 from automc.errors import AutomcError, TrialFailed
+from automc.policy import Policy
+from automc.search.costs import latency_devices
 from automc.search.evaluate import Evaluator, save_weights, settings_from
 from automc.search.result import FINAL_CHECKPOINT, SearchResult, trial_network
 from automc.training import accuracy, train
@@ -20,20 +29,8 @@ def deploy_form(net, evaluator: Evaluator):
     return net
 
 
-def latency_devices(config) -> list[str]:
-    """Devices the experiment cares about: from objectives, constraints and ``devices``."""
-    from automc.search.objectives import parse_constraint, parse_objective
-
-    metrics = [parse_objective(o) for o in config.objectives] + [parse_constraint(c).metric for c in config.constraints]
-    names = [m.device for m in metrics if m.device] + list(config.devices)
-    return list(dict.fromkeys(names))
-
-
 def layer_latency_breakdown(prepared, policy) -> str:
     """CSV: per layer, baseline and best-policy latency (ms) on each device of the experiment."""
-    from automc import hw_cost
-    from automc.policy import Policy
-
     devices = latency_devices(prepared.context.config)
     if not devices:
         return ""
@@ -55,9 +52,6 @@ def pareto_rows(result: SearchResult) -> list[dict]:
 
 def log_pareto_front(result: SearchResult, tracker) -> Path:
     """Write the Pareto front as CSV next to the exports and log it to the search's parent run."""
-    import csv
-    import io
-
     rows = pareto_rows(result)
     keys = list(dict.fromkeys(k for row in rows for k in row))
     text = io.StringIO()
@@ -160,9 +154,6 @@ def export_best(result: SearchResult, prepared, tracker, *, log: Callable[[str],
 
 def _export(result: SearchResult, prepared, fingerprint: dict, log: Callable[[str], None]) -> tuple[dict, dict]:
     """Write the winner's files and ``summary.json``; (artifacts, final fine-tune fields)."""
-    from automc.deploy.formats import export_formats
-    from automc.deploy.mindir import export_mindir
-
     config, best = result.config, result.best
     data = prepared.context.data
     evaluator = Evaluator(prepared.context)
@@ -193,8 +184,6 @@ def _export(result: SearchResult, prepared, fingerprint: dict, log: Callable[[st
 
     artifacts["policy"] = str(write_text_atomic(out / "best_policy.json", best.policy.to_json()))
     if best.policy.nas:
-        from automc.algorithms.nas import resolver_of
-
         structure = resolver_of(prepared.context.table).structure(best.policy.nas)
         artifacts["structure"] = str(write_text_atomic(out / "best_structure.json", json.dumps(structure, indent=1)))
     artifacts["layer_table"] = str(write_text_atomic(out / "best_layer_table.json",
@@ -222,33 +211,3 @@ def _export(result: SearchResult, prepared, fingerprint: dict, log: Callable[[st
                "policy": best.policy.to_dict(), "artifacts": artifacts, "fingerprint": fingerprint}
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, default=str))
     return artifacts, final
-
-
-def finish_study(result: SearchResult, prepared, tracker, *, log: Callable[[str], None] = print) -> dict[str, str]:
-    """After the search loop: the Pareto front, the winner's export, the uniform reference and the
-    report, holding the export folder's lock (processes sharing the study take turns; the winner's
-    export and the uniform reference are done once per finished study)."""
-    from automc.report import write_report
-
-    config = result.config
-    out = config.out_path / "export"
-    artifacts: dict[str, str] = {}
-    with folder_lock(out):
-        artifacts["pareto_front"] = str(log_pareto_front(result, tracker))
-        if result.best is not None:
-            artifacts.update(export_best(result, prepared, tracker, log=log))
-            if config.export.compare_uniform:
-                from automc.search.reference import FILE, uniform_reference
-
-                reference = uniform_reference(result, prepared, log=log)
-                if reference is not None:
-                    artifacts["uniform_reference"] = str(out / FILE)
-                    tracker.log_artifact(out / FILE, "best")
-                    tracker.log_metrics(tracker.parent_id, {f"uniform_{k}": v for k, v in reference.items()
-                                                            if k.endswith("accuracy")})
-        result.artifacts.update(artifacts)  # the report reads them
-        try:  # plots and report are a convenience: never lose a finished search to them
-            artifacts["report"] = str(write_report(result, tracker=tracker))
-        except Exception as exc:  # noqa: BLE001
-            log(f"warning: report not written ({type(exc).__name__}: {exc}); `automc report` retries")
-    return artifacts

@@ -23,14 +23,15 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from automc.errors import ConfigError
+from automc.errors import AutomcError, ConfigError
+from automc.objectives import parse_constraint, parse_objective
 
 RULES = ("median", "halving", "none")
 BAND = 0.10
 STEP_ATTR = "val_accuracy_step_{}"
 
 
-class Stopped(Exception):
+class Stopped(AutomcError):
     """Raised inside a trial that a rule stopped; the executor turns it into a PRUNED trial."""
 
     def __init__(self, message: str, epochs_trained: float = 0.0):  # default: unpickling passes args only
@@ -72,8 +73,6 @@ class StoppingRule:
 
 def band_metric(config) -> str | None:
     """The cost a trial is banded by: the first cost constraint's metric, else the first cost objective."""
-    from automc.search.objectives import parse_constraint, parse_objective
-
     for text in config.constraints:
         metric = parse_constraint(text).metric
         if not metric.needs_training:

@@ -18,6 +18,8 @@ import numpy as np
 from automc.policy import Policy
 
 Log = Callable[[str], None]
+#: ``search.warm_start`` entries: ``(config, prepared, log) -> proposals`` enqueued before any strategy's own
+WarmStart = Callable[[Any, Any, Log], "list[Proposal]"]
 PROPOSED_ATTR = "automc.proposed"
 
 
@@ -40,20 +42,16 @@ class Strategy(abc.ABC):
 
     name: ClassVar[str]
 
-    def __init__(self, config, *, n_objectives: int):
+    def __init__(self, config, *, n_objectives: int, warm_start: WarmStart | None = None):
         self.config = config
         self.n_objectives = n_objectives
+        self.warm_start = warm_start
         self.seed = strategy_seed(config.seed if config.search.seed is None else config.search.seed, self.name)
 
     def propose(self, prepared, log: Log) -> list[Proposal]:
-        """Policies to enqueue before the sampler takes over (default: the solver's solutions
-        when ``search.warm_start: sensitivity``, else none)."""
-        if self.config.search.warm_start == "sensitivity":
-            from automc.search.strategies._sensitivity import solver_proposals
-
-            return solver_proposals(prepared, log, n=warm_start_size(self.config.search.n_trials),
-                                    levels=(1.0, 0.9, 0.8))
-        return []
+        """Policies to enqueue before the sampler takes over (default: the warm start's, e.g. the
+        solver's solutions for ``search.warm_start: sensitivity``, else none)."""
+        return self.warm_start(self.config, prepared, log) if self.warm_start is not None else []
 
     @abc.abstractmethod
     def sampler(self, n_proposed: int):

@@ -4,28 +4,12 @@ from __future__ import annotations
 
 from collections import Counter
 
-from automc.config import mask_secrets
-from automc.search.reference import read_reference
+from automc import hw_cost
+from automc.errors import mask_secrets
+from automc.objectives import fmt_metric
+from automc.search.finish.reference import read_reference
 from automc.search.result import SearchResult
 from automc.search.tracking import ui_hint
-
-
-def _fmt_count(v: float | None) -> str:
-    if v is None:
-        return "-"
-    for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(v) >= div:
-            return f"{v / div:.3g}{unit}"
-    return f"{v:.0f}"
-
-
-def _fmt_bytes(v: float | None) -> str:
-    if v is None:
-        return "-"
-    for unit, div in (("MB", 1e6), ("KB", 1e3)):
-        if v >= div:
-            return f"{v / div:.1f} {unit}"
-    return f"{v:.0f} B"
 
 
 def summary_text(result: SearchResult) -> str:
@@ -40,21 +24,19 @@ def summary_text(result: SearchResult) -> str:
         return "\n".join(lines)
     m = best.metrics
     rows = [("", "baseline", f"best (trial #{best.number})")]
-    rows.append(("val accuracy", f"{b['accuracy']:.2f}%", f"{m['accuracy']:.2f}%"))
+    rows.append(("val accuracy", fmt_metric("accuracy", b["accuracy"]), fmt_metric("accuracy", m["accuracy"])))
     if "test_accuracy" in m:
-        rows.append(("test accuracy", f"{b.get('test_accuracy', float('nan')):.2f}%", f"{m['test_accuracy']:.2f}%"))
+        rows.append(("test accuracy", fmt_metric("accuracy", b.get("test_accuracy")), fmt_metric("accuracy", m["test_accuracy"])))
     shapes = result.table.resolve([result.best.policy]) if result.table is not None else None
     macs = float(shapes.macs.sum()) if shapes is not None else m.get("macs")
     params = float(shapes.params.sum()) if shapes is not None else m.get("params")
-    rows.append(("MACs", _fmt_count(b.get("macs")), _fmt_count(macs)))
-    rows.append(("params", _fmt_count(b.get("params")), _fmt_count(params)))
+    rows.append(("MACs", fmt_metric("macs", b.get("macs")), fmt_metric("macs", macs)))
+    rows.append(("params", fmt_metric("params", b.get("params")), fmt_metric("params", params)))
     if "file_bytes" in m:
-        rows.append(("MindIR file", _fmt_bytes(b.get("file_bytes")), _fmt_bytes(m["file_bytes"])))
+        rows.append(("MindIR file", fmt_metric("file_bytes", b.get("file_bytes")), fmt_metric("file_bytes", m["file_bytes"])))
     for key, value in m.items():
         if key.startswith(("latency@", "energy@")) or key == "size":
-            unit = "ms" if key.startswith("latency") else "mJ" if key.startswith("energy") else ""
-            fmt = (lambda v: _fmt_bytes(v)) if key == "size" else (lambda v: f"{v:.3f} {unit}")
-            rows.append((key, fmt(b[key]) if key in b else "-", fmt(value)))
+            rows.append((key, fmt_metric(key, b.get(key)), fmt_metric(key, value)))
     ref = read_reference(result.out_dir)
     if ref and ref.get("policy") is not None and "test_accuracy" in m:
         rows.append(("uniform, same budget", "", f"test {ref['test_accuracy']:.2f}% "
@@ -74,11 +56,9 @@ def summary_text(result: SearchResult) -> str:
 
 def calibration_text(name: str) -> str:
     """What a device's model is fitted to, with its held-out figures, or "uncalibrated"."""
-    from automc.hw_cost.calibration import device_profile
-
     if name == "host-cpu":
         return "this machine, by automc.hw_cost.calibrate_host()"
-    profile = device_profile(name)
+    profile = hw_cost.device_profile(name)
     if profile is None:
         return "uncalibrated (datasheet)"
     h = profile.heldout
@@ -91,12 +71,10 @@ def calibration_text(name: str) -> str:
 
 
 def devices_text() -> str:
-    from automc.hw_cost import get_device, list_devices
-
     rows = [("device", "kind", "peak TOPS (fp32/fp16/int8/int4)", "DRAM GB/s", "us per op / inference", "align cin/cout",
              "fitted to measurements (held out: within 25% / Spearman)")]
-    for name in list_devices():
-        d = get_device(name)
+    for name in hw_cost.list_devices():
+        d = hw_cost.get_device(name)
         peaks = "/".join(f"{d.peak_tops[p]:g}" if p in d.peak_tops else "-" for p in ("fp32", "fp16", "int8", "int4"))
         rows.append((name, d.kind, peaks, f"{d.memory_bandwidth_gbps:g}", f"{d.mean_op_overhead_us:.1f} / {d.network_overhead_us:.0f}",
                      f"{d.align.get('cin', 1)}/{d.align.get('cout', 1)}", calibration_text(name)))

@@ -13,7 +13,14 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from automc.search.objectives import Constraint, parse_objective
+from automc._files import write_text_atomic
+from automc.objectives import Constraint, parse_objective
+from automc.search.costs import cost_metrics, tracked_cost_metrics
+from automc.search.evaluate import Evaluator
+from automc.search.finish.export import export_fingerprint, final_finetune
+from automc.search.selection import select_metric
+from automc.search.strategies.uniform import uniform_at_budget
+from automc.training import accuracy
 
 FILE = "uniform_reference.json"
 
@@ -22,8 +29,6 @@ def _budget(result, prepared) -> tuple[list[Constraint], str]:
     cons = [c for c in prepared.constraints if not c.metric.needs_training and c.op == "<="]
     if cons:
         return cons, "; ".join(c.text for c in cons)
-    from automc.search.selection import select_metric
-
     metric = parse_objective(select_metric(result.config))
     value = result.best.metrics[metric.name]
     return [Constraint(metric, "<=", value, f"{metric.name} <= winner's {value:.6g}")], f"the winner's {metric.name}"
@@ -31,14 +36,6 @@ def _budget(result, prepared) -> tuple[list[Constraint], str]:
 
 def uniform_reference(result, prepared, *, log: Callable[[str], None] = print) -> dict[str, Any] | None:
     """Evaluate the uniform policy at the winner's budget; write and return its record."""
-    from automc._files import write_text_atomic
-    from automc.search.evaluate import Evaluator
-    from automc.search.export import export_fingerprint, final_finetune
-    from automc.search.objectives import cost_metrics
-    from automc.search.runner import tracked_cost_metrics
-    from automc.search.strategies._uniform import uniform_at_budget
-    from automc.training import accuracy
-
     if result.best is None or not any(d.section in ("prune", "w_bits") or d.key.endswith(".width")
                                       for d in prepared.space.decisions):
         return None

@@ -9,17 +9,20 @@ are checked before any training. A new device is one more name, nothing else cha
 In a constraint on a cost metric, ``%`` is a share of the baseline network's value
 (``macs <= 25%``); ``resolve_constraints`` turns it into an absolute bound once the baseline's
 costs are known. For ``accuracy`` and ``accuracy_drop``, ``%`` stays points.
+
+``fmt_metric`` writes any of them for people, the same in the log, the progress bar and the report.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, replace
 from typing import Literal, Sequence
 
 import numpy as np
 
-from automc.errors import AutomcError
+from automc.errors import AutomcError, ConfigError
 
 Kind = Literal["accuracy", "accuracy_drop", "macs", "params", "bitops", "size", "latency", "energy"]
 _KINDS: dict[str, tuple[str, str]] = {  # kind -> (direction, unit)
@@ -58,12 +61,12 @@ def parse_objective(text: str) -> Metric:
     name = text.strip()
     kind, sep, device = name.partition("@")
     if kind not in _KINDS:
-        raise ValueError(
+        raise ConfigError(
             f"unknown objective {text!r}; valid: {', '.join(k for k in _KINDS if k not in _DEVICE_KINDS)}, "
             "latency@<device>, energy@<device> (`automc devices` lists devices)"
         )
     if (kind in _DEVICE_KINDS) != bool(sep and device):
-        raise ValueError(f"objective {text!r}: {kind} needs a device, as '{kind}@arm-a76'" if kind in _DEVICE_KINDS
+        raise ConfigError(f"objective {text!r}: {kind} needs a device, as '{kind}@arm-a76'" if kind in _DEVICE_KINDS
                          else f"objective {text!r}: {kind} takes no device")
     return Metric(name=name, kind=kind, device=device or None)  # type: ignore[arg-type]
 
@@ -111,19 +114,19 @@ _CONSTRAINT = re.compile(r"^\s*(?P<metric>[A-Za-z_]+(?:@[A-Za-z0-9_.\-/]+)?)\s*(
 def parse_constraint(text: str) -> Constraint:
     m = _CONSTRAINT.match(text)
     if not m:
-        raise ValueError(f"constraint {text!r} must look like 'latency@arm-a76 <= 20ms', 'size <= 2MB', "
+        raise ConfigError(f"constraint {text!r} must look like 'latency@arm-a76 <= 20ms', 'size <= 2MB', "
                          "'macs <= 25%' (share of the baseline) or 'accuracy_drop <= 1.0'")
     metric = parse_objective(m["metric"])
     try:
         number = float(m["num"])
     except ValueError:
-        raise ValueError(f"constraint {text!r}: {m['num']!r} is not a number") from None
+        raise ConfigError(f"constraint {text!r}: {m['num']!r} is not a number") from None
     table = _UNITS.get(metric.kind) or (_UNITS["count"] if metric.kind in ("macs", "params", "bitops") else _UNITS["points"])
     unit = m["unit"].lower()
     relative = unit == "%" and not metric.needs_training  # cost metric: % is a share of the baseline
     if unit not in table and not relative:
         units = [u for u in table if u] + ([] if metric.needs_training else ["% (share of the baseline)"])
-        raise ValueError(f"constraint {text!r}: unit {m['unit']!r} is not one of {', '.join(units)}")
+        raise ConfigError(f"constraint {text!r}: unit {m['unit']!r} is not one of {', '.join(units)}")
     if relative:
         return Constraint(metric=metric, op=m["op"], value=number / 100, text=text.strip(), relative=True)  # type: ignore[arg-type]
     return Constraint(metric=metric, op=m["op"], value=number * table[unit], text=text.strip())  # type: ignore[arg-type]
@@ -141,38 +144,21 @@ def resolve_constraints(constraints: Sequence[Constraint], baseline_metrics: dic
     return out
 
 
-def layer_costs(table, policies, metrics: Sequence[Metric]) -> dict[str, tuple[np.ndarray, float]]:
-    """Per-layer costs ``(P, L)`` of every non-accuracy metric, and the constant the network adds
-    (runtime overhead); a policy's cost is ``per_layer.sum(1) + constant``. The budget solver
-    works from these, ``cost_metrics`` sums them: one definition of every cost."""
-    from automc.policy import Policy
-
-    if isinstance(policies, Policy):
-        policies = [policies]
-    from automc import hw_cost
-
-    out: dict[str, tuple[np.ndarray, float]] = {}
-    shapes = None
-    estimates: dict[str, object] = {}
-    for metric in metrics:
-        if metric.needs_training or metric.name in out:
-            continue
-        if metric.kind in ("macs", "params", "bitops", "size"):
-            shapes = shapes if shapes is not None else table.resolve(policies)
-            per_layer = hw_cost.layer_size_bytes(shapes) if metric.kind == "size" else getattr(shapes, metric.kind)
-            out[metric.name] = (np.asarray(per_layer, dtype=float), 0.0)
-            continue
-        if metric.device not in estimates:
-            estimates[metric.device] = hw_cost.estimate(table, list(policies), metric.device)
-        est = estimates[metric.device]
-        per_layer, total = ((est.layer_latency_ms, est.latency_ms) if metric.kind == "latency"
-                            else (est.layer_energy_mj, est.energy_mj))
-        constant = float(total[0] - per_layer[0].sum()) if len(total) else 0.0
-        out[metric.name] = (np.asarray(per_layer, dtype=float), constant)
-    return out
-
-
-def cost_metrics(table, policies, metrics: Sequence[Metric]) -> dict[str, np.ndarray]:
-    """Every non-accuracy metric of ``metrics`` for each policy, as ``(P,)`` arrays (no network built)."""
-    return {name: per_layer.sum(axis=1) + constant
-            for name, (per_layer, constant) in layer_costs(table, policies, metrics).items()}
+def fmt_metric(name: str, value: float | None) -> str:
+    """A metric for people: 98.9%, 0.142M, 12.3KB, 0.041ms, 0.2mJ."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    if name.startswith("accuracy") or name == "test_accuracy":
+        return f"{value:.2f}%"
+    if name.startswith("latency"):
+        return f"{value:.4g}ms"
+    if name.startswith("energy"):
+        return f"{value:.4g}mJ"
+    if name in ("size", "file_bytes"):
+        return f"{value / 1e3:.1f}KB" if value < 1e6 else f"{value / 1e6:.2f}MB"
+    if name in ("macs", "params", "bitops"):
+        for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+            if abs(value) >= div:
+                return f"{value / div:.3g}{unit}"
+        return f"{value:.0f}"
+    return f"{value:.4g}"

@@ -11,9 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from automc import hw_cost
+from automc.objectives import Metric, parse_constraint, parse_objective, resolve_constraints
 from automc.policy import Policy
-from automc.search.objectives import Metric, parse_constraint, parse_objective, resolve_constraints
+from automc.search.costs import cost_metrics, latency_devices
 from automc.search.result import SearchResult, TrialRecord
+from automc.search.selection import pareto_front, select_best_by
 
 #: Device used for the per-layer latency breakdown when the experiment names none.
 REFERENCE_DEVICE = "arm-a76"
@@ -23,8 +26,6 @@ WEIGHT_KINDS = ("conv", "dwconv", "dense")
 
 def devices(result: SearchResult) -> list[str]:
     """Devices the experiment names (objectives, constraints, ``devices``), in that order."""
-    from automc.search.export import latency_devices
-
     return latency_devices(result.config)
 
 
@@ -42,8 +43,6 @@ def completed(result: SearchResult) -> list[TrialRecord]:
 
 def front_2d(result: SearchResult, cost: str) -> list[TrialRecord]:
     """Trials not dominated in (accuracy up, ``cost`` down), by increasing cost."""
-    from automc.search.selection import pareto_front
-
     front = pareto_front(completed(result), [parse_objective("accuracy"), parse_objective(cost)])
     return sorted(front, key=lambda t: t.metrics[cost])
 
@@ -72,8 +71,6 @@ class DeviceBest:
 def best_per_device(result: SearchResult) -> list[DeviceBest]:
     """For each named device, the winner by that device's latency (same rule as the export winner:
     feasible, within ``export.max_accuracy_drop`` of the baseline, else the most accurate)."""
-    from automc.search.selection import select_best_by
-
     config = result.config
     out = []
     for device in devices(result):
@@ -88,8 +85,6 @@ def best_per_device(result: SearchResult) -> list[DeviceBest]:
 
 
 def _latency(result: SearchResult, device: str, policies: list[Policy]) -> np.ndarray:
-    from automc import hw_cost
-
     return hw_cost.estimate(result.table, policies, device).layer_latency_ms
 
 
@@ -156,7 +151,6 @@ def metric_value(result: SearchResult, trial: TrialRecord | None, key: str) -> f
     policy = Policy() if trial is None else trial.policy
     if policy is None:
         return None
-    from automc.search.objectives import cost_metrics
 
     return float(cost_metrics(result.table, policy, [metric])[metric.name][0])
 
@@ -166,26 +160,6 @@ def _maybe_metric(key: str) -> Metric | None:
         return parse_objective(key)
     except ValueError:
         return None
-
-
-def fmt_metric(name: str, value: float | None) -> str:
-    """A metric for people: 98.9%, 0.142M, 12.3KB, 0.041ms, 0.2mJ."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "-"
-    if name.startswith("accuracy") or name == "test_accuracy":
-        return f"{value:.2f}%"
-    if name.startswith("latency"):
-        return f"{value:.4g}ms"
-    if name.startswith("energy"):
-        return f"{value:.4g}mJ"
-    if name in ("size", "file_bytes"):
-        return f"{value / 1e3:.1f}KB" if value < 1e6 else f"{value / 1e6:.2f}MB"
-    if name in ("macs", "params", "bitops"):
-        for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-            if abs(value) >= div:
-                return f"{value / div:.3g}{unit}"
-        return f"{value:.0f}"
-    return f"{value:.4g}"
 
 
 def policy_text(policy: Policy | None, limit: int = 6) -> str:

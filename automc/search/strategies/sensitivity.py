@@ -21,9 +21,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from automc._files import read_or_set_aside, write_text_atomic
-from automc.algorithms._base import Decision
+from automc.algorithms import Decision
 from automc.policy import FLOAT_BITS
+from automc.search.evaluate import Evaluator
 from automc.search.space import policy_from_values
+from automc.training import predict
 
 #: grid points per prunable group (AIMET evaluates 10 ratios per layer)
 RATIO_POINTS = 8
@@ -50,13 +52,13 @@ class Curve:
 class Sensitivity:
     """The baseline's score and every curve; ``damage`` is what the budget solver minimises."""
 
-    baseline_accuracy: float
-    baseline_loss: float
-    samples: int
+    baseline_accuracy: float  # %, on the same validation subset as the curves
+    baseline_loss: float  # cross-entropy, the reference of every curve's damage
+    samples: int  # validation samples per entry
     curves: tuple[Curve, ...]
-    seconds: float = 0.0
-    bn_recalibrated: bool = False
-    meta: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0  # time the analysis took
+    bn_recalibrated: bool = False  # batch-norm statistics re-estimated before scoring each entry
+    meta: dict[str, Any] = field(default_factory=dict)  # what the cache key was made of
 
     def curve(self, param_name: str) -> Curve:
         for c in self.curves:
@@ -145,8 +147,6 @@ def _has_bn(net) -> bool:
 
 def score(net, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """(accuracy %, mean cross-entropy) of ``net`` on ``(x, y)``."""
-    from automc.training import predict
-
     logits = predict(net, x).astype(np.float64)
     if not np.all(np.isfinite(logits)):
         return 0.0, float("inf")
@@ -197,8 +197,6 @@ def load_or_analyse(prepared, *, log: Log = lambda s: None) -> Sensitivity:
     """The sensitivity of ``prepared``'s baseline over its search space: read from the cache
     (``<output_dir>/cache/sensitivity-<hash>.json``) or computed once and cached. A copy is kept
     as ``<output_dir>/sensitivity.json`` for reports."""
-    from automc.search.evaluate import Evaluator
-
     ctx = prepared.context
     cfg = ctx.config
     samples = cfg.search.sensitivity_samples

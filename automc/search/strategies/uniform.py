@@ -13,11 +13,14 @@ from typing import Sequence
 
 import numpy as np
 
-from automc.algorithms._base import Decision
+from automc.algorithms import Decision
+from automc.algorithms.nas import uniform_width
+from automc.objectives import Constraint, Metric
 from automc.policy import FLOAT_BITS, Policy
-from automc.search.objectives import Constraint, Metric, cost_metrics
+from automc.search.costs import cost_metrics
 from automc.search.space import policy_from_values
-from automc.search.strategies._base import Log, Proposal, Strategy
+from automc.search.strategies.base import Log, Proposal, Strategy
+from automc.search.strategies.proxy import extremes
 
 
 def _ratio_grid(decisions: Sequence[Decision]) -> list[float]:
@@ -44,13 +47,28 @@ def _uniform(decisions: Sequence[Decision], ratio: float, w_bits: int, a_bits: i
     return policy_from_values(decisions, {d.param_name: value[d.section] for d in decisions if d.section in value})
 
 
+def _uniform_widths(decisions: Sequence[Decision]) -> list[Policy]:
+    """NAS-only spaces: one width choice (common to every width decision) for every stage, widest
+    first; depths and kernels at their least compressed choice."""
+    widths = [d for d in decisions if d.section == "nas" and d.key.endswith(".width")]
+    common = sorted(set.intersection(*(set(d.choices) for d in widths)), reverse=True) if widths else []
+    least = extremes(decisions)[0]
+    return [policy_from_values(decisions, {**least, **{d.param_name: w for d in widths}}) for w in common]
+
+
 def uniform_policies(table, decisions: Sequence[Decision], constraints: Sequence[Constraint] = (),
                      order_by: Metric | None = None) -> list[Policy]:
-    """Uniform policies of the search space. With cost constraints: those within budget, the
-    least compressed of each bit-width first, then the rest in order of ``order_by`` cost
-    (descending); without: every one, in that order."""
-    cands = [_uniform(decisions, r, w, a) for (w, a), r in itertools.product(_bit_grid(decisions),
-                                                                                 _ratio_grid(decisions))]
+    """Uniform policies of the search space: one pruning ratio / bit-width for every layer (in a
+    NAS-only space, one width choice for every stage). With cost constraints: those within
+    budget, the least compressed of each bit-width first, then the rest in order of ``order_by``
+    cost (descending); without: every one, in that order."""
+    if any(d.section in ("prune", "w_bits") for d in decisions):
+        cands = [_uniform(decisions, r, w, a) for (w, a), r in itertools.product(_bit_grid(decisions),
+                                                                                     _ratio_grid(decisions))]
+    else:
+        cands = _uniform_widths(decisions)
+    if not cands:
+        return []
     cons = [c for c in constraints if not c.metric.needs_training]
     metrics = [c.metric for c in cons] + ([order_by] if order_by is not None else [])
     costs = cost_metrics(table, cands, metrics) if metrics else {}
@@ -73,8 +91,6 @@ def uniform_width_at_budget(table, constraints: Sequence[Constraint], *, tol: fl
     """NAS spaces: every declared width scaled by one continuous multiplier, the largest within
     the cost constraints (bisection; cost is monotone in width), full depth and kernels. The
     network a user shrinks by hand (None if even a 1 % width misses the budget)."""
-    from automc.algorithms.nas import uniform_width
-
     def ok(w: float) -> bool:
         policy = Policy(nas=uniform_width(table, w))
         costs = cost_metrics(table, policy, [c.metric for c in constraints])

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Sequence
 
 from automc.errors import ConfigError
-from automc.search.strategies._base import Log, Proposal, warm_start_size
-from automc.search.strategies._optuna import TPE
+from automc.search.strategies.base import Log, Proposal, warm_start_size
+from automc.search.strategies.samplers import TPE
+from automc.search.strategies.sensitivity import load_or_analyse
+from automc.search.strategies.solver import BudgetSolver, budgets_of
 
 #: budget levels of an unconstrained search: shares of the baseline's first cost objective
 FRONT_LEVELS = (0.7, 0.5, 0.35, 0.25, 0.15, 0.1, 0.07, 0.05)
@@ -15,8 +17,6 @@ FRONT_LEVELS = (0.7, 0.5, 0.35, 0.25, 0.15, 0.1, 0.07, 0.05)
 def _budgets(prepared) -> tuple[dict, bool]:
     """(solver budgets, constrained?): the cost constraints, else the first cost objective at
     the baseline's cost (scaled by the levels)."""
-    from automc.search.solver import budgets_of
-
     budgets = budgets_of(prepared.constraints)
     if budgets:
         return budgets, True
@@ -55,9 +55,6 @@ def solver_proposals(prepared, log: Log, *, n: int, levels: Sequence[float] = (1
     optimum at each budget ``level`` (a share of each budget) but the first, and the rest at
     the first, spread over predicted damage; without, one per level of ``FRONT_LEVELS`` along
     the first cost objective."""
-    from automc.search.sensitivity import load_or_analyse
-    from automc.search.solver import BudgetSolver
-
     if any(d.section == "nas" for d in prepared.space.decisions):
         raise ConfigError("the sensitivity solver covers pruning and quantization; for compress.nas use "
                           "search.strategy tpe, nsga2 or random")
@@ -84,14 +81,19 @@ def solver_proposals(prepared, log: Log, *, n: int, levels: Sequence[float] = (1
     return out[:max(n, 1)]
 
 
+def solver_warm_start(config, prepared, log: Log) -> list[Proposal]:
+    """``search.warm_start: sensitivity``: about a third of the study's trials are the solver's
+    solutions, at the budget and at 90 % and 80 % of it."""
+    return solver_proposals(prepared, log, n=warm_start_size(config.search.n_trials), levels=(1.0, 0.9, 0.8))
+
+
 class SensitivityTPE(TPE):
     """Solver solutions at several budget levels seed the study; TPE refines around them."""
 
     name = "sensitivity"
 
     def propose(self, prepared, log: Log) -> list[Proposal]:
-        return solver_proposals(prepared, log, n=warm_start_size(self.config.search.n_trials),
-                                levels=(1.0, 0.9, 0.8))
+        return solver_warm_start(self.config, prepared, log)
 
 
 class SolverOnly(TPE):

@@ -1,5 +1,5 @@
 """Strategies that rank candidates before fine-tuning them: evolution (Once-for-All) and greedy
-shrinking (NetAdapt). Both score candidates without training (``automc.search.proxy``), check
+shrinking (NetAdapt). Both score candidates without training (``automc.search.strategies.proxy``), check
 the cost budget with the vectorised cost models, and enqueue only their best candidates, which
 the study fine-tunes and tracks like any other trial. They cover every decision of the space
 (NAS choices, pruning ratios on their step grid, bit-widths), so joint spaces work too; they are
@@ -15,13 +15,15 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from automc.errors import ConfigError
-from automc.search.objectives import Constraint, cost_metrics
-from automc.search.proxy import (AccuracyPredictor, by_compression, extremes, load_or_measure, proxy_accuracies,
+from automc.objectives import Constraint
+from automc.search.costs import cost_metrics
+from automc.search.strategies.proxy import (AccuracyPredictor, by_compression, extremes, load_or_measure, proxy_accuracies,
                                  sample_values, value_grid)
 from automc.search.space import policy_from_values
-from automc.search.strategies._base import Log, Proposal
-from automc.search.strategies._optuna import TPE
-from automc.search.strategies._sensitivity import FRONT_LEVELS
+from automc.search.strategies.base import Log, Proposal
+from automc.search.strategies.samplers import TPE
+from automc.search.strategies.guided import FRONT_LEVELS
+from automc.search.evaluate import Evaluator
 
 Assignment = dict[str, Any]
 
@@ -195,8 +197,6 @@ class Greedy(TPE):
     name = "greedy"
 
     def propose(self, prepared, log: Log) -> list[Proposal]:
-        from automc.search.evaluate import Evaluator
-
         cfg = self.config
         decisions = prepared.space.decisions
         grid = value_grid(decisions)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 from automc.errors import ConfigError
-from automc.search.strategies._base import Strategy
+from automc.search.strategies.base import Strategy, WarmStart
 
 
 class TPE(Strategy):
@@ -39,13 +41,20 @@ class Random(Strategy):
         return optuna.samplers.RandomSampler(seed=self.seed)
 
 
+def _needs(package: str, strategy: str, why: str) -> None:
+    """Refuse ``strategy`` when it is built (before any work) if ``package`` is not installed."""
+    if importlib.util.find_spec(package) is None:
+        raise ConfigError(f"search.strategy {strategy!r} needs {why}: pip install {package}")
+
+
 class CmaEs(Strategy):
     name = "cmaes"
 
-    def __init__(self, config, *, n_objectives: int):
+    def __init__(self, config, *, n_objectives: int, warm_start: WarmStart | None = None):
         if n_objectives > 1:
             raise ConfigError("search.strategy 'cmaes' handles one objective only; use tpe or nsga2 for several")
-        super().__init__(config, n_objectives=n_objectives)
+        _needs("cmaes", self.name, "the cmaes package (Optuna's CmaEsSampler imports it)")
+        super().__init__(config, n_objectives=n_objectives, warm_start=warm_start)
 
     def sampler(self, n_proposed: int):
         import optuna
@@ -56,11 +65,11 @@ class CmaEs(Strategy):
 class GP(Strategy):
     name = "gp"
 
+    def __init__(self, config, *, n_objectives: int, warm_start: WarmStart | None = None):
+        _needs("torch", self.name, "PyTorch (Optuna's GPSampler uses it)")
+        super().__init__(config, n_objectives=n_objectives, warm_start=warm_start)
+
     def sampler(self, n_proposed: int):
         import optuna
 
-        try:
-            import torch  # noqa: F401  (Optuna's GPSampler needs it)
-        except ImportError:
-            raise ConfigError("search.strategy 'gp' needs PyTorch: pip install torch") from None
         return optuna.samplers.GPSampler(seed=self.seed)

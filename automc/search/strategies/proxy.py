@@ -21,9 +21,10 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from automc._files import read_or_set_aside, write_text_atomic
-from automc.algorithms._base import Decision
-from automc.search.sensitivity import decision_grid
+from automc.algorithms import Decision
+from automc.search.evaluate import Evaluator
 from automc.search.space import policy_from_values
+from automc.search.strategies.sensitivity import decision_grid, score
 
 Log = Callable[[str], None]
 
@@ -118,8 +119,6 @@ def proxy_accuracies(evaluator, decisions: Sequence[Decision], assignments: Sequ
                      samples: int, seed: int, log: Log = lambda s: None) -> tuple[list[float], float]:
     """(proxy accuracy % of each assignment, seconds): built by ``evaluator.compress`` with
     batch-norm re-estimated, on ``samples`` validation inputs."""
-    from automc.search.sensitivity import score
-
     val = evaluator.ctx.data.val
     idx = np.sort(np.random.default_rng(seed).choice(len(val), size=min(samples, len(val)), replace=False))
     x, y = val.x[idx], val.y[idx]
@@ -136,8 +135,6 @@ def load_or_measure(prepared, *, seed: int, log: Log = lambda s: None) -> ProxyT
     (the largest and smallest included) with ``seed`` (the search's: another search seed measures
     other sub-networks, so its predictor and search are its own), measured once per baseline and
     seed, and cached."""
-    from automc.search.evaluate import Evaluator
-
     ctx, cfg = prepared.context, prepared.context.config
     decisions = prepared.space.decisions
     grid = value_grid(decisions)
