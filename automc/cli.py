@@ -21,6 +21,7 @@ from automc._files import storage_fault
 from automc._version import __version__
 from automc.config import load_config as _load
 from automc.errors import AutomcError, mask_secrets
+from automc.hw_cost import USER_DEVICES_ENV, calibrate_device, read_measurements
 from automc.search.baseline import prepare
 from automc.search.dryrun import dry_run as dry_run_text
 from automc.search.dryrun import sensitivity_plan
@@ -181,10 +182,67 @@ def export(
         raise typer.Exit(1)
 
 
+@app.command(short_help="Time the winner (--baseline, --uniform, --trial N) on a device with Lite's benchmark.")
+def measure(
+    experiment: Path = _EXPERIMENT,
+    on: str = typer.Option(..., "--on", help="runner: local (this machine), ssh://user@host[:port]/dir, adb://SERIAL"),
+    trial: Optional[int] = typer.Option(None, "--trial", "-t", help="trial number (default: the search's winner)"),
+    baseline: bool = typer.Option(False, "--baseline", help="measure the baseline"),
+    uniform: bool = typer.Option(False, "--uniform", help="measure the uniform reference (export.compare_uniform)"),
+    device: Optional[str] = typer.Option(None, "--device", help="device model to compare with (default: host-cpu for local, else the experiment's first latency device)"),
+    threads: int = typer.Option(1, "--threads", help="benchmark threads (--numThreads)"),
+    loops: Optional[int] = typer.Option(None, "--loops", help="timed inferences per benchmark run (--loopCount; default: as many as take 0.25 s)"),
+    warmup: int = typer.Option(20, "--warmup", help="untimed inferences first (--warmUpLoopCount)"),
+    repeat: int = typer.Option(5, "--repeat", help="benchmark runs; the measured latency is the median of their averages"),
+    with_baseline: bool = typer.Option(True, "--with-baseline/--alone", help="time the baseline in the same rounds, for a speed-up measured side by side"),
+    benchmark: Optional[str] = typer.Option(None, "--benchmark", help="path of the benchmark binary on the device (ssh: required; adb: default /data/local/tmp/benchmark; local: automc's own)"),
+    append: Optional[Path] = typer.Option(None, "--append", help="add the measurement as a row of this calibration CSV (automc calibrate; --baseline only)"),
+    log_mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="log the measurement to the trial's MLflow run"),
+) -> None:
+    """Rebuild a network of a finished search, convert it to .ms, time it with MindSpore Lite's
+    benchmark on a device (the baseline too, in the same rounds, unless --alone), and print it beside
+    the latency the device model predicts, with the speed-up against the baseline."""
+    timing = report.Timing(threads=threads, loops=loops, warmup=warmup, repeat=repeat)
+    done = report.measure_latency(_load(experiment), on=on, trial=trial, baseline=baseline, uniform=uniform,
+                                  device=device, timing=timing, with_baseline=with_baseline, benchmark=benchmark,
+                                  append=append, mlflow=log_mlflow, log=_out)
+    for line in done.follow_up():
+        _out(line)
+
+
 @app.command(short_help="Known devices and their key figures.")
-def devices() -> None:
-    """List the known devices and their key figures (sources: automc/hw_cost/devices/<device>.yaml)."""
-    _out(report.devices_text())
+def devices(
+    files: Optional[List[Path]] = typer.Argument(None, help="device YAMLs of your own to list too", metavar="DEVICE.yaml"),
+) -> None:
+    """List the known devices and their key figures (sources: automc/hw_cost/devices/<device>.yaml):
+    the built-in ones, those in the folders $AUTOMC_DEVICES names, and the device YAMLs given."""
+    _out(report.devices_text([str(f) for f in files or []]))
+
+
+@app.command(short_help="Fit a device to latencies you measured; writes a device YAML.")
+def calibrate(
+    base: str = typer.Argument(..., help="the device closest to yours (`automc devices`), or a device YAML",
+                               show_default=False, metavar="BASE_DEVICE"),
+    measurements: Path = typer.Argument(..., help="CSV: network,input,precision,latency_ms (optional: threads,"
+                                        "batch,classes,profile)", show_default=False, metavar="MEASUREMENTS.csv"),
+    out: Path = typer.Option(..., "--out", "-o", help="the device YAML to write", show_default=False),
+    name: Optional[str] = typer.Option(None, "--name", help="the device's name, as in latency@NAME (default: the "
+                                       "--out file name without .yaml)"),
+) -> None:
+    """Fit BASE_DEVICE's cost model to latencies measured on your device and write a device YAML
+    that works wherever a device name does. One row scales every time term (the row is then
+    reproduced exactly); more rows (networks of different shapes) also move the op classes'
+    efficiencies relative to each other; a `profile` (saved `benchmark --timeProfiling=true`
+    output) informs each op class. With 3 or more rows it prints the leave-one-out error too."""
+    rows = read_measurements(measurements)
+    device = calibrate_device(base, rows, name=name or out.stem, source=str(measurements))
+    left_out = device.leave_one_out()
+    path = device.save(out, left_out)
+    _out(device.to_text(left_out))
+    new = device.spec.name
+    _out(f"\nwrote {path} (device {new!r}). Use it as a device name is used: `devices: [{path}]` in an experiment "
+         f"(then `latency@{new} <= ...` in its constraints), automc.hw_cost.load_device({str(path)!r}), "
+         f"`automc devices {path}`, or {USER_DEVICES_ENV}={path.resolve().parent} to know it by name everywhere.")
 
 
 def _is_loopback(host: str) -> bool:

@@ -14,11 +14,14 @@ from typing import Any, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from automc import hw_cost
 from automc.algorithms.quantization import check_bits
+from automc.deploy.runners import check_runner_url
 from automc.errors import ConfigError
 from automc.models import MODELS
 from automc.objectives import parse_constraint, parse_objective
 from automc.registry import import_object
+from automc.search.costs import latency_devices
 from automc.search.strategies import STRATEGIES, WARM_STARTS
 
 class _Section(BaseModel):
@@ -233,6 +236,55 @@ class TrackingConfig(_Section):
     experiment_name: Optional[str] = Field(None, description="MLflow experiment (default: the experiment name)")
 
 
+MEASURE_NETWORKS = ("winner", "baseline", "uniform")
+
+
+class MeasureConfig(_Section):
+    """Time the exported networks on a device with MindSpore Lite's ``benchmark`` after the search."""
+
+    runner: str = Field(..., description="where: local (this machine), ssh://user@host[:port]/dir, adb://SERIAL")
+    networks: list[str] = Field(default_factory=lambda: ["winner", "baseline"],
+                                description="which of winner, baseline, uniform (the uniform reference)")
+    threads: int = Field(1, ge=1, description="benchmark threads (--numThreads)")
+    loops: Optional[int] = Field(None, ge=1, description="timed inferences per benchmark run (--loopCount); "
+                                 "default: as many as take 0.25 s")
+    warmup: int = Field(20, ge=0, description="untimed inferences first (--warmUpLoopCount)")
+    repeat: int = Field(5, ge=1, description="benchmark runs per network, in rounds over the networks; the "
+                        "measured latency is the median of the runs' averages")
+    benchmark: Optional[str] = Field(None, description="path of the benchmark binary on the device (ssh: required; "
+                                     "adb: default /data/local/tmp/benchmark; local: automc's own)")
+    device: Optional[str] = Field(None, description="device model the measurements are compared with (default: "
+                                  "host-cpu for local, else the experiment's first latency device)")
+
+    @field_validator("runner")
+    @classmethod
+    def _runner_url(cls, v: str) -> str:
+        return check_runner_url(v)
+
+    @field_validator("networks")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        bad = [n for n in v if n not in MEASURE_NETWORKS]
+        if bad:
+            raise ValueError(f"unknown network {bad[0]!r}; valid: {', '.join(MEASURE_NETWORKS)}")
+        if not v:
+            raise ValueError(f"give at least one of {', '.join(MEASURE_NETWORKS)}")
+        return list(dict.fromkeys(v))
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None:
+            hw_cost.get_device(v)
+        return v
+
+    @model_validator(mode="after")
+    def _benchmark(self) -> "MeasureConfig":
+        if self.runner.startswith("ssh://") and not self.benchmark and "benchmark=" not in self.runner:
+            raise ValueError("benchmark: give the path of MindSpore Lite's benchmark on the ssh runner's machine")
+        return self
+
+
 class ExportConfig(_Section):
     formats: list[Literal["mindir", "onnx", "ms"]] = Field(default_factory=lambda: ["mindir"])
     select_by: Optional[str] = Field(None, description="cost objective the winner minimises (default: the first non-accuracy objective)")
@@ -243,6 +295,10 @@ class ExportConfig(_Section):
     final_finetune: Optional[TrainConfig] = Field(
         None, description="fine-tune the selected network this long before export (optionally distilled from the "
                           "baseline; unset keys default as in `train`); absent = the trial's checkpoint is exported as is")
+    measure: Optional[MeasureConfig] = Field(
+        None, description="after the export, time the winner (and the baseline, the uniform reference) on a "
+                          "device with MindSpore Lite's benchmark; summary.json, the report and MLflow show "
+                          "measured beside predicted latency")
 
 
 class ExperimentConfig(_Section):
@@ -258,20 +314,37 @@ class ExperimentConfig(_Section):
     compress: CompressConfig
     objectives: list[str] = Field(default_factory=lambda: ["accuracy", "macs"])
     constraints: list[str] = Field(default_factory=list, description="e.g. 'latency@arm-a76 <= 20ms', 'size <= 2MB', 'macs <= 25%' (share of the baseline)")
-    devices: list[str] = Field(default_factory=list, description="extra devices to score every trial on (names or YAML files)")
+    devices: list[str] = Field(default_factory=list, description="extra devices to score every trial on (names or "
+                               "YAML files; a file's device is then known by its name, as in latency@<name>)")
     search: SearchConfig = Field(default_factory=SearchConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
 
+    @field_validator("devices")
+    @classmethod
+    def _devices(cls, v: list[str]) -> list[str]:
+        for entry in v:  # a YAML path registers its device under the name it states
+            hw_cost.use_device(entry)
+        return v
+
     @model_validator(mode="after")
     def _objectives(self) -> "ExperimentConfig":
         if "accuracy" not in self.objectives:
             raise ValueError("objectives must include 'accuracy'")
-        for o in self.objectives:
-            parse_objective(o)
-        for c in self.constraints:
-            parse_constraint(c)
+        metrics = [parse_objective(o) for o in self.objectives] + [parse_constraint(c).metric for c in self.constraints]
+        for device in dict.fromkeys(m.device for m in metrics if m.device):
+            hw_cost.get_device(device)  # known before any work: a name, a registered YAML's name or a YAML path
+        return self
+
+    @model_validator(mode="after")
+    def _measure_device(self) -> "ExperimentConfig":
+        m = self.export.measure
+        if m is not None and m.device is None and m.runner != "local" and not latency_devices(self):
+            raise ValueError("export.measure.device: give the device model to compare the measurements with "
+                             "(a name `automc devices` lists, or a device YAML); the experiment names no latency device")
+        if m is not None and "uniform" in m.networks and not self.export.compare_uniform:
+            raise ValueError("export.measure.networks: 'uniform' needs export.compare_uniform: true")
         return self
 
     @property

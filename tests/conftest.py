@@ -17,6 +17,18 @@ def _pynative():
     yield
 
 
+@pytest.fixture
+def own_device_registry(monkeypatch):
+    """Devices a test registers (``use_device``, an experiment's ``devices:`` files, ``$AUTOMC_DEVICES``
+    names looked up) stay in that test: the registry is a copy while it runs."""
+    from automc.hw_cost import registry
+
+    copy = registry.Registry("device")
+    for name in registry.DEVICES.names():
+        copy.register(name, registry.DEVICES.get(name))
+    monkeypatch.setattr(registry, "DEVICES", copy)
+
+
 @pytest.fixture(autouse=True)
 def _one_ray_at_a_time(request):
     """Tests that start or join Ray hold a machine-wide lock while they run: besides the xdist

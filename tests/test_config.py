@@ -41,6 +41,20 @@ def _with(**changes):
     ({"compress": {"quantization": {"w_bits": [33]}}}, "entry = 33 is out of range"),
     ({"compress": {"quantization": {"a_bits": [4.5]}}}, "entry = 4.5 is not a valid bit-width"),
     ({"compress": {}}, "enable at least one of pruning, quantization, nas"),
+    ({"export": {"measure": {}}}, "export.measure.runner: required field is missing"),
+    ({"export": {"measure": {"runner": "ftp://pi/x"}}},
+     "export.measure.runner: runner 'ftp://pi/x': unknown runner; use one of local, ssh://user@host[:port]/dir, adb://SERIAL"),
+    ({"export": {"measure": {"runner": "ssh://pi@h:22x/x", "benchmark": "/b"}}}, "export.measure.runner: runner "
+     "'ssh://pi@h:22x/x': the port is not a number"),
+    ({"export": {"measure": {"runner": "ssh://pi@h/x"}}}, "export.measure: benchmark: give the path of MindSpore Lite's "
+     "benchmark on the ssh runner's machine"),
+    ({"export": {"measure": {"runner": "local", "networks": ["winner", "best"]}}},
+     "export.measure.networks: unknown network 'best'; valid: winner, baseline, uniform"),
+    ({"export": {"measure": {"runner": "local", "device": "pixel9"}}}, "export.measure.device: unknown device 'pixel9'"),
+    ({"export": {"measure": {"runner": "local", "threads": 0}}}, "export.measure.threads"),
+    ({"export": {"measure": {"runner": "adb://R58M1"}}}, "export.measure.device: give the device model to compare"),
+    ({"export": {"compare_uniform": False, "measure": {"runner": "local", "networks": ["uniform"]}}},
+     "export.measure.networks: 'uniform' needs export.compare_uniform: true"),
 ])
 def test_bad_input_names_the_field(changes, needle):
     with pytest.raises(ConfigError) as err:
@@ -57,6 +71,14 @@ def test_defaults_and_constraint_units():
     assert parse_constraint("latency@arm-a76 <= 1500us").value == pytest.approx(1.5)
     assert parse_constraint("size <= 2MiB").value == 2 * 1024 ** 2
     assert parse_constraint("macs <= 5M").value == 5e6
+
+
+def test_export_measure_defaults():
+    m = config_from_dict(_with(export={"measure": {"runner": "local"}})).export.measure
+    assert (m.networks, m.threads, m.loops, m.warmup, m.repeat, m.benchmark, m.device) == (
+        ["winner", "baseline"], 1, None, 20, 5, None, None)
+    adb = config_from_dict(_with(export={"measure": {"runner": "adb://R58M1"}}, objectives=["accuracy", "latency@arm-a76"]))
+    assert adb.export.measure.runner == "adb://R58M1"
 
 
 def test_missing_file_and_bad_yaml(tmp_path):

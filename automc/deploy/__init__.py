@@ -6,6 +6,7 @@ and parity of each artifact with the in-memory network.
     print(check_mindir_parity(net, path, inputs))  # ParityReport
     ms = convert_to_ms(path, "out/model.ms", weight_bits={"features.0": 8, "classifier": 4})
     print(check_ms_parity(net, ms, inputs))        # runs in the Lite 2.0 runtime, with latency
+    run = make_runner("local").run(ms)             # BenchmarkRun: Lite's benchmark, here or on a device
 
 Names load lazily: importing automc.deploy does not import MindSpore.
 """
@@ -19,6 +20,9 @@ _EXPORTS = {
     **dict.fromkeys(("export_mindir", "check_mindir_parity", "load_mindir"), ".mindir"),
     **dict.fromkeys(("export_onnx", "check_onnx_parity"), ".onnx"),
     **dict.fromkeys(("fold_batchnorm", "find_conv_bn_pairs"), ".fold"),
+    **dict.fromkeys(("OpTime", "BenchmarkRun", "parse_benchmark_output", "benchmark_command"), ".benchmark"),
+    **dict.fromkeys(("RUNNERS", "Runner", "RunnerError", "LocalRunner", "SshRunner", "AdbRunner", "make_runner",
+                     "runner_scheme"), ".runners"),
     **dict.fromkeys(("LiteToolchain", "ensure_toolchain", "convert_to_ms", "run_ms", "bench_ms", "check_ms_parity",
                      "ms_weight_bits", "read_ms", "downgrade_mindir"), ".lite"),
 }

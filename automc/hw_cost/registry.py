@@ -2,7 +2,9 @@
 
 Built-in devices are the YAML files in ``automc/hw_cost/devices/``, registered by file name and
 read when first used; users load their own with ``load_device(path)`` or add them with
-``register_device``. A device YAML that names a calibration profile is returned with it
+``register_device`` (``use_device`` registers a YAML path under the name it states, as an
+experiment's ``devices:`` entries are), and the YAML files in the folders of ``$AUTOMC_DEVICES``
+(``os.pathsep``-separated) are known by the names they state, like the built-in ones. A device YAML that names a calibration profile is returned with it
 applied, and ``host-cpu`` with this machine's cached profile (``calibrate_host``) when there
 is one. ``estimate``, ``calibrate`` and ``apply_profile`` here take a device by name, YAML path
 or spec; the modules below them take specs.
@@ -10,6 +12,7 @@ or spec; the modules below them take specs.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -35,6 +38,39 @@ def _builtin_devices() -> Registry[DeviceSpec | Path]:
 
 #: device name -> its spec, or the YAML path of a device not read yet
 DEVICES = _builtin_devices()
+BUILTIN = frozenset(DEVICES.names())
+#: folders (``os.pathsep``-separated) whose device YAMLs are known by name, e.g. ``automc calibrate``'s output
+USER_DEVICES_ENV = "AUTOMC_DEVICES"
+
+
+def user_devices() -> dict[str, Path]:
+    """The devices of the ``$AUTOMC_DEVICES`` folders: the name each YAML states -> its path.
+    A folder that does not exist, a file that does not parse, a name two files state or a
+    built-in name is a ``ConfigError`` saying which file to fix."""
+    out: dict[str, Path] = {}
+    for folder in filter(None, os.environ.get(USER_DEVICES_ENV, "").split(os.pathsep)):
+        where = Path(folder).expanduser()
+        if not where.is_dir():
+            raise ConfigError(f"{USER_DEVICES_ENV}: {folder} is not a folder; set it to the folder(s) of your device YAMLs")
+        for path in sorted(where.glob("*.y*ml")):
+            spec, _ = read_device(path)
+            if spec.name in BUILTIN or spec.name in out:
+                other = "a built-in device" if spec.name in BUILTIN else f"{out[spec.name]} too"
+                raise ConfigError(f"{path} names device {spec.name!r}, {other}; give it another name: field")
+            out[spec.name] = path
+    return out
+
+
+def use_device(entry: str | Path) -> DeviceSpec:
+    """The device of an experiment's ``devices:`` entry: a name, or a YAML path whose device is
+    registered under the name it states (so ``latency@<name>`` finds it; a built-in name is refused)."""
+    text = str(entry)
+    if text in DEVICES or not (text.endswith((".yaml", ".yml")) or Path(text).expanduser().is_file()):
+        return get_device(text)
+    spec = load_device(text)
+    if spec.name in BUILTIN:
+        raise ConfigError(f"{text} names device {spec.name!r}, a built-in device; give it another name: field")
+    return register_device(spec)
 
 
 def load_device(path_or_name: str | Path, *, datasheet: bool = False) -> DeviceSpec:
@@ -48,7 +84,7 @@ def load_device(path_or_name: str | Path, *, datasheet: bool = False) -> DeviceS
     if not path.exists():
         if datasheet and (DEVICES_DIR / f"{text}.yaml").exists():
             return load_device(DEVICES_DIR / f"{text}.yaml", datasheet=True)
-        if text in DEVICES:
+        if text in DEVICES or text in user_devices():
             return get_device(text)
         raise ConfigError(f"device file {path} does not exist; pass a YAML path or one of: {', '.join(list_devices())}")
     spec, profile = read_device(path)
@@ -66,8 +102,9 @@ def register_device(spec: DeviceSpec | str | Path, *, name: str | None = None) -
 
 
 def list_devices() -> list[str]:
-    """Registered device names (kebab-case, as used in ``latency@<device>`` objectives)."""
-    return DEVICES.names()
+    """Known device names (kebab-case, as used in ``latency@<device>`` objectives): the registered
+    ones and those of the ``$AUTOMC_DEVICES`` folders."""
+    return sorted(set(DEVICES.names()) | set(user_devices()))
 
 
 def get_device(name: str | DeviceSpec | Path) -> DeviceSpec:
@@ -81,7 +118,10 @@ def get_device(name: str | DeviceSpec | Path) -> DeviceSpec:
     key = str(name)
     if key not in DEVICES:
         if key.endswith((".yaml", ".yml")) or Path(key).exists():
-            return load_device(key)
+            return _device_file(Path(key).expanduser())
+        found = user_devices().get(key)
+        if found is not None:  # read once, like a built-in
+            return register_device(load_device(found), name=key)
         raise ConfigError(f"unknown device {key!r}; valid names: {', '.join(list_devices())} (or a path to a device YAML)")
     entry = DEVICES.get(key)
     if isinstance(entry, Path):
@@ -92,6 +132,20 @@ def get_device(name: str | DeviceSpec | Path) -> DeviceSpec:
         if calibrated is not None:
             return calibrated
     return entry
+
+
+_FILES: dict[tuple[str, int], DeviceSpec] = {}
+
+
+def _device_file(path: Path) -> DeviceSpec:
+    """A device YAML path's spec, read again only when the file changed."""
+    try:
+        key = (str(path.resolve()), path.stat().st_mtime_ns)
+    except OSError:
+        return load_device(path)  # says what is wrong with the path
+    if key not in _FILES:
+        _FILES[key] = load_device(path)
+    return _FILES[key]
 
 
 # ------------------------------------------------------------------ cost functions by device

@@ -45,6 +45,7 @@ _OPTIONAL = (
     "sources",
     "notes",
     "calibrated_from",
+    "calibration",
     "profile",
 )
 _DEVICE_KINDS = ("cpu", "gpu", "npu", "fpga", "asic")
@@ -129,6 +130,9 @@ class DeviceSpec:
     sources: Mapping[str, Any] = field(default_factory=dict, compare=False)
     notes: str = ""
     calibrated_from: str = ""
+    #: a device fitted to a user's measurements (``automc calibrate``): its base device, the rows,
+    #: the fitted factors and the in-sample and leave-one-out errors, as written (plain data)
+    calibration: Mapping[str, Any] = field(default_factory=dict, compare=False)
     path: str = field(default="", compare=False)
 
     # ------------------------------------------------------------ derived values
@@ -206,6 +210,8 @@ class DeviceSpec:
             out["calibrated_from"] = self.calibrated_from
         if self.sources:
             out["sources"] = _plain(self.sources)
+        if self.calibration:
+            out["calibration"] = _plain(self.calibration)
         return out
 
 
@@ -327,6 +333,9 @@ def spec_from_dict(data: Mapping[str, Any], *, where: str = "<dict>", base_dir: 
     sources = data.get("sources") or {}
     if not isinstance(sources, (Mapping, list)):
         raise ConfigError(f"{where}: field 'sources' must be a mapping of field -> list of sources, or a list")
+    calibration = data.get("calibration") or {}
+    if not isinstance(calibration, Mapping):
+        raise ConfigError(f"{where}: field 'calibration' must be a mapping (what `automc calibrate` writes)")
 
     lut = None
     if data.get("lut"):
@@ -358,6 +367,7 @@ def spec_from_dict(data: Mapping[str, Any], *, where: str = "<dict>", base_dir: 
         sources=sources if isinstance(sources, Mapping) else {"spec": sources},
         notes=str(data.get("notes") or ""),
         calibrated_from=str(data.get("calibrated_from") or ""),
+        calibration=calibration,
     )
 
 

@@ -25,6 +25,7 @@ from automc.policy import Policy
 from automc.report import analysis as A
 from automc.report._mlflow import SearchRuns, tracking_uri
 from automc.report.plots import make_plots
+from automc.search.finish.measure import baseline_for, latest, measured_speedup, read_measurements
 from automc.search.finish.reference import read_reference
 from automc.search.result import SearchResult
 from automc.search.study import storage_url
@@ -63,20 +64,9 @@ def build(result: SearchResult) -> Report:
         ("MLflow", mask_secrets(tracking_uri(cfg))),
     ]
     report = Report(title=f"automc report: {cfg.name}", facts=facts)
-    report.tables.append(_summary(result))
-    reference = _uniform(result)
-    if reference is not None:
-        report.tables.append(reference)
-    report.tables.append(_pareto(result))
-    per_device = _per_device(result)
-    if per_device is not None:
-        report.tables.append(per_device)
-    structure = _structure(result)
-    if structure is not None:
-        report.tables.append(structure)
-    layers = _layers(result)
-    if layers is not None:
-        report.tables.append(layers)
+    tables = (_summary(result), _uniform(result), _pareto(result), _per_device(result), _measured(result),
+              _structure(result), _layers(result))
+    report.tables += [t for t in tables if t is not None]  # a section without data is left out
     fails = [t for t in result.trials if t.state == "FAIL"]
     if fails:
         report.tables.append(Table("Failed trials", ["trial", "reason"],
@@ -148,6 +138,27 @@ def _per_device(result: SearchResult) -> Table | None:
     return Table("Best policy per device", ["device", "trial", "baseline latency", "best latency", "speed-up", "accuracy"],
                  rows, "Per device: the feasible trial with the lowest latency on it, within "
                        f"{_points(result)} of the baseline (cost-model estimates).")
+
+
+def _measured(result: SearchResult) -> Table | None:
+    """Latency measured on a device (``export.measure``, ``automc measure``) beside the prediction."""
+    measured = read_measurements(result.out_dir)
+    if not measured:
+        return None
+    rows = []
+    for m in latest(measured):
+        base = baseline_for(m, measured)
+        speedup = ("-" if base is None or m.network == "baseline" else
+                   f"{measured_speedup(m, base):.2f}x / {base.predicted_latency_ms / m.predicted_latency_ms:.2f}x")
+        rows.append([m.network, "-" if m.trial is None else f"#{m.trial}", m.runner, str(m.threads),
+                     fmt_metric("latency", m.measured_latency_ms), fmt_metric("latency", m.min_ms),
+                     f"{fmt_metric('latency', m.predicted_latency_ms)} ({m.device})", f"{m.ratio:.2f}", speedup])
+    return Table("Latency measured on a device vs predicted",
+                 ["network", "trial", "runner", "threads", "measured (median of runs)", "measured (min)", "predicted",
+                  "measured / predicted", "speed-up vs baseline (measured / predicted)"], rows,
+                 "MindSpore Lite's benchmark on the runner's device, batch 1 (export/measured.json): the median of "
+                 "the runs' averages, and the fastest inference; the measured speed-up compares each run's fastest "
+                 "inference with the baseline's in the same round. Predicted: the device model on the layer table.")
 
 
 def _structure(result: SearchResult) -> Table | None:

@@ -18,8 +18,7 @@ from automc.report._store import load
 from automc.search.baseline import prepare
 from automc.search.evaluate import Evaluator
 from automc.search.finish.export import deploy_form
-from automc.search.result import trial_network
-
+from automc.search.result import SearchResult, TrialRecord, trial_network
 
 
 @dataclass
@@ -41,6 +40,25 @@ def parse_formats(text: str | Sequence[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
+def pick_trial(result: SearchResult, trial: int | None, *, verb: str) -> TrialRecord:
+    """Trial ``trial`` of the search (default: its winner); an AutomcError says which trials there are
+    when it does not exist, or has no fine-tuned weights (``verb``: what the user wanted to do)."""
+    if trial is None:
+        if result.best is None:
+            raise AutomcError("the search has no winner yet (no completed trial meets the constraints); "
+                              "pick one with --trial N (`automc report` lists them)")
+        return result.best
+    by_number = {t.number: t for t in result.trials}
+    if trial not in by_number:
+        raise AutomcError(f"no trial #{trial} in study {result.config.name!r}; trials are "
+                          f"0..{max(by_number) if by_number else -1} (`automc status` lists them)")
+    record = by_number[trial]
+    if record.state != "COMPLETE":
+        raise AutomcError(f"trial #{trial} is {record.state.lower()}, it has no fine-tuned weights; "
+                          f"{verb} a completed trial")
+    return record
+
+
 def export_trial(config: ExperimentConfig, *, trial: int | None = None, formats: Sequence[str] = ("mindir",),
                  out_dir: str | Path | None = None, mlflow: bool = True,
                  log: Callable[[str], None] = lambda s: None) -> TrialExport:
@@ -48,20 +66,7 @@ def export_trial(config: ExperimentConfig, *, trial: int | None = None, formats:
     deployment form, check each file against the in-memory network, and log the files to MLflow."""
     formats = parse_formats(formats)
     result = load(config)
-    if trial is None:
-        if result.best is None:
-            raise AutomcError("the search has no winner yet (no completed trial meets the constraints); "
-                              "pick one with --trial N (`automc report` lists them)")
-        record = result.best
-    else:
-        by_number = {t.number: t for t in result.trials}
-        if trial not in by_number:
-            raise AutomcError(f"no trial #{trial} in study {config.name!r}; trials are "
-                              f"0..{max(by_number) if by_number else -1} (`automc status` lists them)")
-        record = by_number[trial]
-        if record.state != "COMPLETE":
-            raise AutomcError(f"trial #{trial} is {record.state.lower()}, it has no fine-tuned weights; "
-                              "export a completed trial")
+    record = pick_trial(result, trial, verb="export")
     prepared = prepare(config, train_baseline=False)
     evaluator = Evaluator(prepared.context)
     try:

@@ -50,6 +50,13 @@ def ui_hint(tracking_uri: str) -> str:
     return f"automc ui <experiment.yaml>   (or: mlflow ui --backend-store-uri {uri})"
 
 
+def find_trial_run(client, experiment_id: str, number: int) -> str | None:
+    """The newest MLflow run of trial ``number`` in the experiment, or None."""
+    runs = client.search_runs([experiment_id], f"tags.`automc.trial` = '{int(number)}'", max_results=1,
+                              order_by=["attributes.start_time DESC"])
+    return runs[0].info.run_id if runs else None
+
+
 def seed_sqlite_store(tracking_uri: str) -> None:
     """Start a new SQLite MLflow store as a copy of an empty one this MLflow version already
     created: creating one runs each of MLflow's schema migrations, once per machine (kept in

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -50,6 +51,12 @@ class LiteToolchain:
         env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (str(self.lib_dir), env.get("LD_LIBRARY_PATH", "")) if p)
         env.setdefault("GLOG_v", "3")  # errors only
         return env
+
+    @property
+    def benchmark(self) -> Path:
+        """A ``benchmark`` executable with MindSpore Lite's flags and output (a shell script that
+        sets the loader path and runs ``automc_lite benchmark``); written by ``ensure_toolchain``."""
+        return self.runner.with_name("benchmark")
 
     def run(self, args: list[str], *, what: str, timeout_s: float = 600.0) -> str:
         """Run the runner with ``args``; return its stdout or raise DeployError with its last error line."""
@@ -156,6 +163,19 @@ def _replace_dir(tmp: Path, final: Path) -> None:
             os.replace(tmp, final)
 
 
+def _write_benchmark_wrapper(tc: LiteToolchain) -> None:
+    lib = shlex.quote(str(tc.lib_dir))
+    text = ("#!/bin/sh\n# MindSpore Lite's benchmark flags and output, run by automc's Lite runner "
+            "(written by automc.deploy.lite.ensure_toolchain)\n"
+            f'LD_LIBRARY_PATH={lib}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}\nexport LD_LIBRARY_PATH\n'
+            'GLOG_v="${GLOG_v:-3}"\nexport GLOG_v\n'
+            f'exec {shlex.quote(str(tc.runner))} benchmark "$@"\n')
+    tmp = tc.benchmark.with_name(f".benchmark.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.chmod(0o755)
+    os.replace(tmp, tc.benchmark)
+
+
 def ensure_toolchain(*, cache_dir: str | Path | None = None) -> LiteToolchain:
     """Return the cached Lite toolchain, downloading the wheel and compiling the runner when absent."""
     _check_platform()
@@ -186,4 +206,7 @@ def ensure_toolchain(*, cache_dir: str | Path | None = None) -> LiteToolchain:
             _compile(sdk, tmp_dir / "automc_lite")
             (tmp_dir / "STAMP.json").write_text(json.dumps({"source_sha256": digest}))
             _replace_dir(tmp_dir, build / digest)
-    return LiteToolchain(root=root, lib_dir=sdk / "lib", include_dir=sdk / "include", runner=runner)
+    toolchain = LiteToolchain(root=root, lib_dir=sdk / "lib", include_dir=sdk / "include", runner=runner)
+    if not toolchain.benchmark.exists():
+        _write_benchmark_wrapper(toolchain)
+    return toolchain
