@@ -4,9 +4,9 @@ Built-in devices are the YAML files in ``automc/hw_cost/devices/``, registered b
 read when first used; users load their own with ``load_device(path)`` or add them with
 ``register_device`` (``use_device`` registers a YAML path under the name it states, as an
 experiment's ``devices:`` entries are), and the YAML files in the folders of ``$AUTOMC_DEVICES``
-(``os.pathsep``-separated) are known by the names they state, like the built-in ones. A device YAML that names a calibration profile is returned with it
-applied, and ``host-cpu`` with this machine's cached profile (``calibrate_host``) when there
-is one. ``estimate``, ``calibrate`` and ``apply_profile`` here take a device by name, YAML path
+(``os.pathsep``-separated) are known by the names they state, like the built-in ones. A device
+YAML that names a calibration profile is returned with it applied, and ``host-cpu`` with this
+machine's cached profile (``calibrate_host``) when there is one. ``estimate``, ``calibrate`` and ``apply_profile`` here take a device by name, YAML path
 or spec; the modules below them take specs.
 """
 
