@@ -186,18 +186,12 @@ class SearchConfig(_Section):
     retry_failed: int = Field(0, ge=0, description="re-run a trial whose process died up to this many times")
     heartbeat_s: float = Field(10.0, gt=0, description="trial heartbeat interval; a trial silent for 3 intervals is failed")
 
-    @field_validator("strategy")
+    @field_validator("strategy", "warm_start")
     @classmethod
-    def _strategy(cls, v: str) -> str:
-        if v not in STRATEGIES:
-            raise ValueError(f"unknown strategy {v!r}; valid names: {', '.join(STRATEGIES.names())}")
-        return v
-
-    @field_validator("warm_start")
-    @classmethod
-    def _warm_start(cls, v: str | None) -> str | None:
-        if v is not None and v not in WARM_STARTS:
-            raise ValueError(f"unknown warm start {v!r}; valid names: {', '.join(WARM_STARTS.names())}")
+    def _registered(cls, v: str | None, info: ValidationInfo) -> str | None:
+        registry, what = {"strategy": (STRATEGIES, "strategy"), "warm_start": (WARM_STARTS, "warm start")}[info.field_name]
+        if v is not None and v not in registry:
+            raise ValueError(f"unknown {what} {v!r}; valid names: {', '.join(registry.names())}")
         return v
 
     @field_validator("pruner", mode="before")
