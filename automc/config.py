@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from automc import hw_cost
-from automc.algorithms.quantization import check_bits
+from automc.algorithms.quantization import RUNTIME_FORMATS, RUNTIMES, check_bits, runtime_bits
 from automc.deploy.runners import check_runner_url
 from automc.errors import ConfigError
 from automc.models import MODELS
@@ -289,6 +289,10 @@ class ExportConfig(_Section):
     final_finetune: Optional[TrainConfig] = Field(
         None, description="fine-tune the selected network this long before export (optionally distilled from the "
                           "baseline; unset keys default as in `train`); absent = the trial's checkpoint is exported as is")
+    runtime: Literal[RUNTIMES] = Field(
+        "any", description="where the quantized winner runs: `lite` (a FULL_QUANT .ms) or `onnxruntime` (ONNX QDQ) "
+                           "keep only the bit-widths that runtime executes with integer kernels (8 and 32) and add its "
+                           "format to `formats`; `any` keeps every choice (below 8 bits: weight-only size choices)")
     measure: Optional[MeasureConfig] = Field(
         None, description="after the export, time the winner (and the baseline, the uniform reference) on a "
                           "device with MindSpore Lite's benchmark; summary.json, the report and MLflow show "
@@ -314,6 +318,18 @@ class ExperimentConfig(_Section):
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
+
+    @model_validator(mode="after")
+    def _runtime(self) -> "ExperimentConfig":
+        runtime, quant = self.export.runtime, self.compress.quantization
+        if runtime == "any":
+            return self
+        if quant is not None:  # known before any work: the runtime leaves an integer bit-width to search
+            runtime_bits(quant.w_bits, runtime, where="compress.quantization.w_bits")
+            runtime_bits(quant.a_bits, runtime, where="compress.quantization.a_bits")
+        if RUNTIME_FORMATS[runtime] not in self.export.formats:
+            self.export.formats.append(RUNTIME_FORMATS[runtime])
+        return self
 
     @field_validator("devices")
     @classmethod

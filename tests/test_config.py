@@ -55,6 +55,10 @@ def _with(**changes):
     ({"export": {"measure": {"runner": "adb://R58M1"}}}, "export.measure.device: give the device model to compare"),
     ({"export": {"compare_uniform": False, "measure": {"runner": "local", "networks": ["uniform"]}}},
      "export.measure.networks: 'uniform' needs export.compare_uniform: true"),
+    ({"export": {"runtime": "tflite"}}, "export.runtime: Input should be 'any', 'lite' or 'onnxruntime'"),
+    ({"compress": {"quantization": {"w_bits": [4, 32]}}, "export": {"runtime": "lite"}},
+     "compress.quantization.w_bits [4, 32] has no bit-width lite runs with integer kernels; add 8, or set "
+     "export.runtime: any"),
 ])
 def test_bad_input_names_the_field(changes, needle):
     with pytest.raises(ConfigError) as err:

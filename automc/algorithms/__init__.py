@@ -24,10 +24,11 @@ __all__ = ["COMPRESSORS", "ORDER", "Compressor", "Decision", "build_compressors"
 
 
 def build_compressors(config) -> list[Compressor]:
-    """The compressors enabled in ``config.compress``, in ``ORDER``, built from their sections."""
+    """The compressors enabled in ``config.compress``, in ``ORDER``, built from their sections and
+    restricted to what ``config.export.runtime`` executes."""
     out = []
     for name in ORDER:
         section = getattr(config.compress, name)
         if section is not None:
-            out.append(COMPRESSORS.get(name)(**section.model_dump()))
+            out.append(COMPRESSORS.get(name)(**section.model_dump()).for_runtime(config.export.runtime))
     return out

@@ -26,6 +26,8 @@ class Decision:
     step: float | None = None
     choices: tuple[Any, ...] = ()
     default: Any = None  # the value that means "leave the layer as it is"
+    note: str = ""  # what a choice means beyond its value (shown in the dry run and the report)
+    mirrors: tuple[str, ...] = ()  # other policy sections the value also sets for ``key`` (one int8-or-float choice)
 
     @property
     def param_name(self) -> str:
@@ -62,3 +64,8 @@ class Compressor(abc.ABC):
     def to_deploy_form(self, network):
         """The network in the form that is exported (default: unchanged)."""
         return network
+
+    def for_runtime(self, runtime: str) -> "Compressor":
+        """This compressor restricted to what ``runtime`` (``export.runtime``) executes; default:
+        unchanged. Quantization keeps only the bit-widths with integer kernels there."""
+        return self

@@ -19,6 +19,7 @@ from typing import Callable, Literal
 from automc._files import write_text_atomic
 from automc._version import __version__
 from automc.algorithms.nas import ElasticResolver
+from automc.algorithms.quantization import weight_only
 from automc.errors import mask_secrets
 from automc.objectives import fmt_metric
 from automc.policy import Policy
@@ -65,7 +66,7 @@ def build(result: SearchResult) -> Report:
     ]
     report = Report(title=f"automc report: {cfg.name}", facts=facts)
     tables = (_summary(result), _uniform(result), _pareto(result), _per_device(result), _measured(result),
-              _structure(result), _layers(result))
+              _int8(result), _structure(result), _layers(result))
     report.tables += [t for t in tables if t is not None]  # a section without data is left out
     fails = [t for t in result.trials if t.state == "FAIL"]
     if fails:
@@ -161,6 +162,24 @@ def _measured(result: SearchResult) -> Table | None:
                  "inference with the baseline's in the same round. Predicted: the device model on the layer table.")
 
 
+def _int8(result: SearchResult) -> Table | None:
+    """The quantized winner as each int8 runtime executed it at export (summary.json "int8")."""
+    summary = result.out_dir / "export" / "summary.json"
+    runs = json.loads(summary.read_text()).get("int8", {}) if summary.is_file() else {}
+    if not runs:
+        return None
+    rows = [[runtime, Path(r["path"]).name, f"{100 * r['agreement']:.2f}% of {r['n_samples']}",
+             f"{r['accuracy']:.2f}% ({r['network_accuracy']:.2f}%)", f"{r['int8_kernel_count']} / {r['int8_layer_count']}",
+             f"{r['latency_ms']:.3f} ms / {r['float_latency_ms']:.3f} ms", "yes" if r["parity_ok"] else "NO"]
+            for runtime, r in runs.items()]
+    return Table("The quantized winner in runtimes with int8 kernels (this machine)",
+                 ["runtime", "file", "top-1 agreement", "test accuracy (network)", "int8 kernels / int8 layers",
+                  "latency int8 / float", "parity"], rows,
+                 "Run on the test split in the runtime; parity: agreement >= 99 % and accuracy within 0.5 points of "
+                 "the quantized network. Latency: batch 1, 1 thread, against the same network with float layers in "
+                 "the same runtime, timed interleaved.")
+
+
 def _structure(result: SearchResult) -> Table | None:
     """The winner's sub-network per stage (NAS): blocks kept, width, kernel of each kept block."""
     best = result.best
@@ -183,13 +202,16 @@ def _layers(result: SearchResult) -> Table | None:
     for i, name in enumerate(bd.names):
         present = bool(bd.present[1][i])
         ch = f"{bd.cout[0][i]} -> {bd.cout[1][i]}" if present else f"{bd.cout[0][i]} -> removed"
-        bits = f"{bd.w_bits[1][i]}/{bd.a_bits[1][i]}" if bd.kinds[i] in A.WEIGHT_KINDS else "-"
+        narrow = "*" if weight_only(int(bd.w_bits[1][i])) else ""
+        bits = f"{bd.w_bits[1][i]}{narrow}/{bd.a_bits[1][i]}" if bd.kinds[i] in A.WEIGHT_KINDS else "-"
         lat = [f"{bd.latency_ms[d][0][i]:.4f} -> {bd.latency_ms[d][1][i]:.4f}" for d in devs]
         weights = bd.kinds[i] in A.WEIGHT_KINDS
         rows.append([name, bd.kinds[i], ch, f"{bd.prune_ratio[i]:.0%}" if weights else "-", bits, *lat])
     totals = [f"{bd.latency_ms[d][0].sum():.4f} -> {bd.latency_ms[d][1].sum():.4f}" for d in devs]
     rows.append(["total", "", "", "", "", *totals])
     note = "Latency: baseline -> winner, per layer, from the hardware cost model."
+    if any(weight_only(int(b)) for b in bd.w_bits[1]):
+        note += " *: a weight-only size choice (no runtime here computes below 8 bits)."
     if bd.reference_device:
         note += f" The experiment names no device; {devs[0]} is shown for reference."
     return Table(f"Per-layer breakdown of the winner (trial #{result.best.number})", header, rows, note)

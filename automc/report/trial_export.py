@@ -17,7 +17,7 @@ from automc.report._mlflow import SearchRuns
 from automc.report._store import load
 from automc.search.baseline import prepare
 from automc.search.evaluate import Evaluator
-from automc.search.finish.export import deploy_form
+from automc.search.finish.export import CALIBRATION_SAMPLES, deploy_form
 from automc.search.result import SearchResult, TrialRecord, trial_network
 
 
@@ -82,8 +82,13 @@ def export_trial(config: ExperimentConfig, *, trial: int | None = None, formats:
     done = TrialExport(trial=record.number)
     done.files["policy"] = write_text_atomic(out / "policy.json", record.policy.to_json())
 
-    for fmt, outcome in export_formats(net, formats, stem, sample, check_x, log=log).items():
-        if outcome.ok:
+    outcomes = export_formats(net, formats, stem, sample, check_x, log=log, test=(data.test.x, data.test.y),
+                              calibration=data.train.x[:CALIBRATION_SAMPLES])
+    for fmt, outcome in outcomes.items():
+        if outcome.int8 is not None:  # an int8 file, run in its runtime: agreement and accuracy, no max |d|
+            done.files[fmt] = outcome.path
+            done.parity[fmt] = outcome.line()
+        elif outcome.ok:
             done.files[fmt] = outcome.path
             done.parity[fmt] = str(outcome.report)
             done.max_abs_diff[fmt] = float(outcome.report.max_abs_diff)

@@ -15,7 +15,8 @@ def policy_from_values(decisions: Sequence[Decision], values: Mapping[str, Any])
     sections: dict[str, dict[str, Any]] = {"prune": {}, "w_bits": {}, "a_bits": {}, "nas": {}}
     for d in decisions:
         if d.param_name in values:
-            sections[d.section][d.key] = values[d.param_name]
+            for section in (d.section, *d.mirrors):
+                sections[section][d.key] = values[d.param_name]
     return Policy.from_dict(sections)
 
 
@@ -54,4 +55,6 @@ class SearchSpace:
         for d in self.decisions:
             rng = f"[{d.low}, {d.high}] step {d.step}" if d.kind == "float" else f"one of {list(d.choices)}"
             lines.append(f"{d.param_name}: {rng}")
+        notes = {d.section: d.note for d in self.decisions if d.note}
+        lines += [f"{section} {note}" for section, note in notes.items()]
         return "\n".join(lines)

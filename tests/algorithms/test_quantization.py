@@ -30,6 +30,8 @@ from automc.errors import ConfigError, DeployError  # noqa: E402
 from automc.policy import Policy  # noqa: E402
 from automc.training import TrainSettings, accuracy, predict, train  # noqa: E402
 
+from digits_data import digits_split  # noqa: E402
+
 
 class TinyCNN(nn.Cell):
     """conv+BN, strided conv+BN, depthwise conv+BN, two dense layers: every kind of compressible layer."""
@@ -55,14 +57,7 @@ LAYERS = ["features.0", "features.3", "dw", "fc1", "fc2"]
 
 @pytest.fixture(scope="module")
 def digits():
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = (d.images[:, None] / 16.0).astype(np.float32)
-    y = d.target.astype(np.int32)
-    order = np.random.default_rng(0).permutation(len(x))
-    tr, te = order[:1437], order[1437:]
-    return x[tr], y[tr], x[te], y[te]
+    return digits_split()
 
 
 @pytest.fixture(scope="module")

@@ -58,9 +58,12 @@ def test_ragged_input_channels_cost_a_repack_pass_on_the_host():
 
 @pytest.mark.slow
 def test_networks_timed_in_mindspore_lite_rank_by_size():
-    """Real MindSpore Lite: export, convert and time interleaved; a 4x wider conv is slower."""
+    """Real MindSpore Lite: export, convert and time interleaved; a 4x wider conv (16x the MACs) is
+    slower. Each entry is the fastest of 10 calls: beside the other test worker, a call of the small
+    network (~0.05 ms) that waits for the core measures the wait (a CI run once timed it at 1.9 ms
+    as the fastest of 3)."""
     from automc.hw_cost.host import time_networks
 
     small, big = micro_network("conv", 16, 16, 3, 1, 32), micro_network("conv", 64, 64, 3, 1, 32)
-    ms = time_networks([(small, (16, 32, 32)), (big, (64, 32, 32))], rounds=5, calls=3, processes=1)
+    ms = time_networks([(small, (16, 32, 32)), (big, (64, 32, 32))], rounds=7, calls=10, processes=1)
     assert ms.shape == (2,) and np.all(ms > 0) and ms[1] > 2 * ms[0]

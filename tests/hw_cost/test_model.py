@@ -12,11 +12,20 @@ def _bits(b: int) -> Policy:
     return Policy(w_bits={"conv": b}, a_bits={"conv": b})
 
 
-@pytest.mark.parametrize("device", sorted(set(list_devices()) - {"host-cpu"}) + ["host-cpu"])
+@pytest.mark.parametrize("device", sorted(set(list_devices()) - {"host-cpu"}))
 def test_latency_monotone_in_bits(device):
+    """On devices whose narrower precisions are faster, fewer bits are never slower."""
     table = conv_table(cin=64, cout=64, hw=28)
     lat = estimate(table, [_bits(b) for b in (2, 4, 6, 8, 16, 32)], device).latency_ms
     assert np.all(np.diff(lat) >= -1e-12), lat
+
+
+def test_an_int8_layer_runs_the_int8_kernels_even_where_they_are_slower():
+    """host-cpu is MindSpore Lite 2.0 on x86: a FULL_QUANT .ms runs its int8 kernels, ~12x slower
+    than fp32 (measured, benchmarks/results/deploy_quantized-2026-12-07.txt): the model says so."""
+    table = conv_table(cin=64, cout=64, hw=28)
+    int8, fp32 = estimate(table, [_bits(8), _bits(32)], "host-cpu").latency_ms
+    assert int8 > 5 * fp32
 
 
 @pytest.mark.parametrize("device", ["arm-a76", "t4", "a100", "ascend310", "ascend910", "jetson-orin-nano", "kirin990-npu"])

@@ -17,11 +17,12 @@ from automc._lazy import lazy_exports
 
 _EXPORTS = {
     "MixedPrecisionQuantization": ".compressor",
-    **dict.fromkeys(("quantize", "calibrate", "to_deploy_form", "quant_params", "find_bn_pairs", "compressible_layers",
-                     "validate_policy"), ".apply"),
+    **dict.fromkeys(("quantize", "calibrate", "to_deploy_form", "to_float_form", "quant_params", "find_bn_pairs",
+                     "compressible_layers", "validate_policy"), ".apply"),
     **dict.fromkeys(("QuantConv2d", "QuantDense", "DeployConv2d", "DeployDense", "fold_batchnorm"), ".layers"),
     **dict.fromkeys(("fake_quant", "weight_qparams", "act_qparams"), ".quantizer"),
-    "check_bits": "._bits",
+    **dict.fromkeys(("check_bits", "runtime_bits", "weight_only", "RUNTIMES", "RUNTIME_BITS",
+                     "RUNTIME_FORMATS"), "._bits"),
     **dict.fromkeys(("project_bits", "uniform_policy", "weight_size_bytes"), ".projection"),
 }
 

@@ -253,3 +253,30 @@ def quant_params(net: nn.Cell) -> dict[str, dict]:
             "a_zero_point": None if a_zero is None else int(round(a_zero)),
         }
     return out
+
+
+def to_float_form(dnet: nn.Cell) -> nn.Cell:
+    """A copy of a deployment-form network with every integer layer as a plain ``nn.Conv2d`` /
+    ``nn.Dense`` holding its dequantized weight (codes x scale) and its bias; input quantization is
+    dropped. The graph a runtime's quantizer starts from: ONNX QDQ export and Lite FULL_QUANT
+    conversion quantize exactly these weights again, layer by layer."""
+    fnet = copy.deepcopy(dnet)
+    fnet.set_train(False)
+    for name, cell in list(fnet.cells_and_names()):
+        if not isinstance(cell, _DEPLOY_TYPES):
+            continue
+        weight = cell.dequantized_weight()
+        if isinstance(cell, DeployConv2d):
+            new = nn.Conv2d(cell.in_channels, cell.out_channels, cell.kernel_size, stride=cell.stride,
+                            pad_mode=cell.pad_mode, padding=cell.padding, dilation=cell.dilation, group=cell.group,
+                            has_bias=cell.has_bias, data_format=cell.data_format)
+        else:
+            new = nn.Dense(cell.in_channels, cell.out_channels, has_bias=cell.has_bias,
+                           activation=cell.activation if cell.activation_flag else None)
+        new.weight.set_data(ms.Tensor(weight))
+        if cell.has_bias:
+            new.bias.set_data(cell.bias.data.copy())
+        replace_cell(fnet, name, new)
+    rename_parameters(fnet)
+    fnet.set_train(False)
+    return fnet

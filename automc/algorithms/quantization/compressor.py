@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from automc.algorithms._base import Compressor, Decision
-from automc.algorithms.quantization._bits import check_bits
+from automc.algorithms.quantization._bits import check_bits, runtime_bits, weight_only
 from automc.analysis.layer_table import LayerTable
 from automc.policy import FLOAT_BITS, Policy
 
@@ -22,15 +22,32 @@ class MixedPrecisionQuantization(Compressor):
         self.w_choices = tuple(check_bits(b, where="compress.quantization.w_bits entry") for b in w_bits)
         self.a_choices = tuple(check_bits(b, where="compress.quantization.a_bits entry") for b in a_bits)
         self.mode, self.symmetric, self.calib_batches = mode, symmetric, calib_batches
+        self.runtime = "any"
 
     @property
     def needs_finetune(self) -> bool:
         return self.mode == "qat"
 
+    def for_runtime(self, runtime: str) -> "MixedPrecisionQuantization":
+        """What ``runtime`` (``export.runtime``) executes: each layer int8 (weights and inputs) or
+        float, one choice per layer; ``"any"`` keeps the separate weight and input bit-widths."""
+        self.w_choices = runtime_bits(self.w_choices, runtime, where="compress.quantization.w_bits")
+        self.a_choices = runtime_bits(self.a_choices, runtime, where="compress.quantization.a_bits")
+        self.runtime = runtime
+        return self
+
     def decisions(self, table: LayerTable) -> list[Decision]:
+        if self.runtime != "any":
+            both = tuple(b for b in self.w_choices if b in self.a_choices)
+            note = f"per layer int8 (weights and inputs) or float: what {self.runtime} runs with its kernels"
+            return [Decision("w_bits", name, "categorical", choices=both, default=FLOAT_BITS, note=note,
+                             mirrors=("a_bits",)) for name in table.compressible]
+        narrow = [b for b in self.w_choices if weight_only(b)]
+        note = (f"{', '.join(map(str, narrow))}: weight-only size choice{'s' if len(narrow) > 1 else ''} (no runtime "
+                "here computes below 8 bits; export.runtime lite or onnxruntime keeps 8 and 32)") if narrow else ""
         out = []
         for name in table.compressible:
-            out.append(Decision("w_bits", name, "categorical", choices=self.w_choices, default=FLOAT_BITS))
+            out.append(Decision("w_bits", name, "categorical", choices=self.w_choices, default=FLOAT_BITS, note=note))
             out.append(Decision("a_bits", name, "categorical", choices=self.a_choices, default=FLOAT_BITS))
         return out
 

@@ -220,6 +220,10 @@ class _DeployBase(nn.Cell):
             return self.weight
         return (ops.cast(self.w_int, ms.float32) - self.w_zero_point) * self.w_scale
 
+    def dequantized_weight(self) -> np.ndarray:
+        """The weight this layer computes with: codes x scale (float32), or the float weight."""
+        return self._weight().asnumpy().astype(np.float32)
+
     def _input(self, x):
         if self.a_bits >= FLOAT_BITS:
             return x

@@ -11,7 +11,8 @@ from automc._lazy import lazy_exports
 _EXPORTS = {
     **dict.fromkeys(("LiteToolchain", "ensure_toolchain", "LITE_VERSION"), "._toolchain"),
     "cache_root": "automc._files",
-    **dict.fromkeys(("convert_to_ms", "run_ms", "bench_ms", "check_ms_parity", "ms_weight_bits", "ConverterLite"),
+    **dict.fromkeys(("convert_to_ms", "convert_to_ms_int8", "run_ms", "bench_ms", "check_ms_parity", "ms_weight_bits",
+                     "ConverterLite"),
                     "._convert"),
     **dict.fromkeys(("DOWNGRADE_TABLE", "InputToAttr", "DowngradeReport", "downgrade_mindir"), "._compat"),
     **dict.fromkeys(("read_ms", "MsModel", "MsTensor"), "._msfile"),

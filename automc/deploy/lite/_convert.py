@@ -14,9 +14,10 @@ import os
 import shutil
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -120,6 +121,25 @@ def _resolve_bits(weight_bits: Mapping[str, int], layers: dict[str, str]) -> dic
     return by_node
 
 
+def _ms_target(ms_path: str | Path) -> Path:
+    ms_path = Path(ms_path)
+    return ms_path if ms_path.suffix == ".ms" else ms_path.with_name(ms_path.name + ".ms")
+
+
+@contextmanager
+def _conversions(mindir_path: str | Path, toolchain: LiteToolchain | None,
+                 converter_lite: str | Path | bool | None) -> Iterator[tuple[Path, Callable[..., Path]]]:
+    """A temporary folder holding the MindIR downgraded for Lite 2.0, and ``convert(name, config)``
+    -> the ``.ms`` Lite's converter writes from it there (``config``: a converter config, or None)."""
+    cli = _find_converter(converter_lite)
+    tc = toolchain if (toolchain is not None or cli is not None) else ensure_toolchain()
+    with tempfile.TemporaryDirectory(prefix="automc-ms-") as tmp:
+        tmp = Path(tmp)
+        legacy = tmp / "model.mindir"
+        downgrade_mindir(Path(mindir_path), legacy)
+        yield tmp, lambda name, config: _convert_once(legacy, tmp / name, config, tc, cli)
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -144,17 +164,9 @@ def convert_to_ms(
     .ms weight does not carry the requested bits (Lite 2.0 does not weight-quantize depthwise
     convolutions, for instance) raises DeployError instead of being left float.
     """
-    mindir_path = Path(mindir_path)
-    ms_path = Path(ms_path)
-    if ms_path.suffix != ".ms":
-        ms_path = ms_path.with_name(ms_path.name + ".ms")
-    cli = _find_converter(converter_lite)
-    tc = toolchain if (toolchain is not None or cli is not None) else ensure_toolchain()
-    with tempfile.TemporaryDirectory(prefix="automc-ms-") as tmp:
-        tmp = Path(tmp)
-        legacy = tmp / "model.mindir"
-        downgrade_mindir(mindir_path, legacy)
-        float_ms = _convert_once(legacy, tmp / "float", None, tc, cli)
+    ms_path = _ms_target(ms_path)
+    with _conversions(mindir_path, toolchain, converter_lite) as (tmp, convert):
+        float_ms = convert("float", None)
         requested = {k: b for k, b in (weight_bits or {}).items()}
         float_model = read_ms(float_ms)
         layers = quantizable_layers(float_model)
@@ -176,7 +188,7 @@ def convert_to_ms(
             for bits, nodes in sorted(groups.items()):
                 members = quantized if bits == base_bits else set(nodes)
                 skip = [n for n in all_nodes if n not in members]
-                out = _convert_once(legacy, tmp / f"w{bits}", _quant_config(bits, skip), tc, cli)
+                out = convert(f"w{bits}", _quant_config(bits, skip))
                 converted[bits] = out.read_bytes()
             base = converted[base_bits]
             base_model = read_ms(tmp / f"w{base_bits}.ms")
@@ -201,6 +213,54 @@ def convert_to_ms(
                 "depthwise convolutions and layers with few weights per output channel float. Keep those "
                 "layers float in the policy, or pass strict=False to accept the file as written"
             )
+    return ms_path
+
+
+def _full_quant_config(calibration_dir: Path, input_name: str, samples: int, skip_nodes: list[str]) -> str:
+    lines = ["[common_quant_param]", "quant_type=FULL_QUANT", "bit_num=8"]
+    if skip_nodes:
+        lines.append("skip_quant_node=" + ",".join(skip_nodes))
+    lines += ["", "[data_preprocess_param]", f"calibrate_path={input_name}:{calibration_dir}",
+              f"calibrate_size={samples}", "input_type=BIN",
+              "", "[full_quant_param]", "activation_quant_method=MAX_MIN", "per_channel=true", "bias_correction=true"]
+    return "\n".join(lines) + "\n"
+
+
+def convert_to_ms_int8(
+    mindir_path: str | Path,
+    ms_path: str | Path,
+    *,
+    calibration: np.ndarray,
+    int8_layers: Sequence[str] | None = None,
+    toolchain: LiteToolchain | None = None,
+    converter_lite: str | Path | bool | None = None,
+) -> Path:
+    """Convert a float MindIR to a FULL_QUANT ``.ms``: int8 weights and activations, run by Lite's
+    int8 kernels.
+
+    ``calibration``: NCHW samples (e.g. training images) from which Lite's converter takes each
+    activation's range (min/max, per-channel weights, bias correction). ``int8_layers``: the layer
+    (cell) names to run in int8; every other conv/matmul is listed in ``skip_quant_node`` and stays
+    float (``None``: every layer in int8). Lite 2.0 quantizes to 8 bits only (``bit_num`` 8).
+    """
+    ms_path = _ms_target(ms_path)
+    x = as_batch(calibration, what="calibration")
+    with _conversions(mindir_path, toolchain, converter_lite) as (tmp, convert):
+        float_model = read_ms(convert("float", None))
+        layers = {tensor.removesuffix(".weight"): node for tensor, node in quantizable_layers(float_model).items()}
+        wanted = list(layers) if int8_layers is None else list(int8_layers)
+        unknown = [name for name in wanted if name not in layers]
+        if unknown:
+            raise DeployError(f"int8 layer {unknown[0]!r} is not a conv/matmul of the model; valid: {', '.join(layers)}")
+        calib_dir = tmp / "calibration"
+        calib_dir.mkdir()
+        for i, sample in enumerate(x):  # one raw float32 file per sample, in the .ms input's NHWC layout
+            np.ascontiguousarray(sample.transpose(1, 2, 0) if sample.ndim == 3 else sample,
+                                 dtype=np.float32).tofile(calib_dir / f"{i:05d}.bin")
+        input_name = float_model.tensors[float_model.inputs[0]].name
+        skip = sorted(node for name, node in layers.items() if name not in wanted)
+        config = _full_quant_config(calib_dir, input_name, len(x), skip)
+        _atomic_write(ms_path, convert("int8", config).read_bytes())
     return ms_path
 
 

@@ -32,7 +32,9 @@ _NATIVE_SOURCE = Path(__file__).with_name("native") / "automc_lite.cc"
 # Libraries of the wheel that only serve Python 3.7, Ascend or TensorRT: not unpacked.
 _SKIPPED_LIBS = ("_c_lite_wrapper", "libascend_", "libtensorrt_plugin", "libdvpp_utils")
 _CXXFLAGS = ("-std=c++17", "-O2", "-D_GLIBCXX_USE_CXX11_ABI=0")
-_LIBS = ("-lmindspore-extendrt_python", "-lmindspore_converter", "-lmindspore_core")
+# The converter first: FULL_QUANT calibration builds the float graph with mindspore::Model::Build,
+# which must resolve to the converter's (extendrt's expects a protobuf MindIR and fails to parse).
+_LIBS = ("-lmindspore_converter", "-lmindspore-extendrt_python", "-lmindspore_core")
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,8 @@ def final_finetune(net, evaluator: Evaluator, path: Path) -> float:
 
 #: summary.json fields of the winner that only its export computes (restored when an export is reused)
 EXPORT_METRICS = ("test_accuracy", "file_bytes")
+#: training images an int8 runtime's converter calibrates activation ranges on (Lite FULL_QUANT)
+CALIBRATION_SAMPLES = 256
 #: summary.json fields of the winner that the final fine-tune adds
 FINAL_FIELDS = ("test_accuracy_before_final_finetune", "val_accuracy_after_final_finetune", "final_finetune_epochs")
 
@@ -146,6 +148,10 @@ def export_best(result: SearchResult, prepared, tracker, *, log: Callable[[str],
                                             "best_test_accuracy": best.metrics["test_accuracy"],
                                             "best_trial": best.number,
                                             **{f"best_{k}": v for k, v in final.items()}})
+    int8 = json.loads(Path(artifacts["summary"]).read_text()).get("int8", {})
+    tracker.log_metrics(tracker.parent_id, {f"best_{runtime}_int8_{k}": float(run[k]) for runtime, run in int8.items()
+                                            for k in ("agreement", "accuracy", "latency_ms", "float_latency_ms",
+                                                      "parity_ok")})
     if final:
         tracker.log_params(tracker.parent_id, {f"final_finetune.{k}": v
                                                for k, v in config.export.final_finetune.model_dump().items()})
@@ -192,9 +198,14 @@ def _export(result: SearchResult, prepared, fingerprint: dict, log: Callable[[st
     if breakdown:
         artifacts["layer_latency"] = str(write_text_atomic(out / "best_layer_latency.csv", breakdown))
 
-    outcomes = export_formats(net, config.export.formats, out / "best", sample, check_x, log=log)
+    outcomes = export_formats(net, config.export.formats, out / "best", sample, check_x, log=log,
+                              test=(data.test.x, data.test.y), calibration=data.train.x[:CALIBRATION_SAMPLES])
+    int8 = {}
     for fmt, outcome in outcomes.items():
-        if outcome.ok:
+        if outcome.int8 is not None:
+            artifacts[fmt] = str(outcome.path)
+            int8[outcome.int8.runtime] = outcome.int8.fields()
+        elif outcome.ok:
             artifacts[fmt] = str(outcome.path)
             artifacts[f"{fmt}_max_abs_diff"] = f"{outcome.report.max_abs_diff:.3g}"
             artifacts[f"{fmt}_relative_diff"] = f"{outcome.report.relative_diff:.3g}"
@@ -209,5 +220,7 @@ def _export(result: SearchResult, prepared, fingerprint: dict, log: Callable[[st
     artifacts["summary"] = str(out / "summary.json")
     summary = {"baseline": result.baseline, "best": {"trial": best.number, **best.metrics, **final},
                "policy": best.policy.to_dict(), "artifacts": artifacts, "fingerprint": fingerprint}
+    if int8:  # the quantized winner as each int8 runtime runs it: parity and latency measured here
+        summary["int8"] = int8
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, default=str))
     return artifacts, final
