@@ -11,7 +11,6 @@ import time
 from typing import Any, Callable
 
 from automc._files import storage_fault
-from automc.algorithms.quantization import runtime_bits
 from automc.objectives import fmt_metric
 from automc.policy import Policy
 from automc.search import interrupt
@@ -102,12 +101,11 @@ def run_trials(study, prepared: Prepared, executor, tracker, n_trials: int, log:
 
 
 def _project(prepared: Prepared, policy: Policy) -> tuple[Policy, bool]:
-    config = prepared.context.config
-    cfg = config.compress
-    bits = runtime_bits(cfg.quantization.w_bits, config.export.runtime, where="compress.quantization.w_bits") \
-        if cfg.quantization else ()
-    return project(prepared.context.table, policy, prepared.constraints,
-                   max_ratio=cfg.pruning.max_ratio if cfg.pruning else 0.0, bit_choices=[b for b in bits if b < 32])
+    cfg, space = prepared.context.config.compress, prepared.space
+    bits = {b for d in space.decisions if d.section == "w_bits" for b in d.choices if b < 32}
+    projected, feasible = project(prepared.context.table, policy, prepared.constraints,
+                                  max_ratio=cfg.pruning.max_ratio if cfg.pruning else 0.0, bit_choices=sorted(bits))
+    return space.conform(projected), feasible
 
 
 #: where a trial ran, as its outcome reports it (``automc.search.accelerator.current``, the Ray node)

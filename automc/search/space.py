@@ -45,6 +45,12 @@ class SearchSpace:
     def policy_from_params(self, params: Mapping[str, Any]) -> Policy:
         return policy_from_values(self.decisions, params)
 
+    def conform(self, policy: Policy) -> Policy:
+        """``policy`` as the space states it: each decision's mirrored sections set from its value
+        (a projection lowers weight bits; where a runtime runs a layer int8 or float, its inputs
+        follow)."""
+        return self.policy_from_params(self.params_from_policy(policy))
+
     def params_from_policy(self, policy: Policy) -> dict[str, Any]:
         """Optuna params for ``policy`` (e.g. to ``enqueue_trial`` a projected or hand-made policy)."""
         values = policy.to_dict()

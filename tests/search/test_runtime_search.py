@@ -38,6 +38,17 @@ def test_a_runtime_targeted_space_offers_each_layer_int8_or_float_only(runtime):
     assert f"int8 (weights and inputs) or float: what {runtime} runs" in space.describe()
 
 
+def test_a_projected_policy_is_conformed_to_the_space():
+    """A projection lowers weight bits only; in a runtime's space the inputs follow (int8 or float)."""
+    from automc.policy import Policy
+
+    space = _space("lite")
+    layers = [d.key for d in space.decisions]
+    lowered = Policy(w_bits={layers[0]: 8, **{n: 32 for n in layers[1:]}})  # a_bits left at float
+    conformed = space.conform(lowered)
+    assert conformed.w_bits == conformed.a_bits == lowered.w_bits
+
+
 def test_any_runtime_keeps_every_bit_width_and_labels_the_weight_only_ones():
     space = _space("any")
     w = {d.choices for d in space.decisions if d.section == "w_bits"}
