@@ -27,7 +27,7 @@ from automc.algorithms.quantization import RUNTIME_FORMATS
 from automc.deploy._parity import as_batch, network_outputs, run_in_batches
 from automc.deploy.lite import bench_ms, convert_to_ms, convert_to_ms_int8, ms_weight_bits, run_ms
 from automc.deploy.mindir import export_mindir
-from automc.deploy.onnx import export_onnx
+from automc.deploy.onnx import export_onnx, onnx_outputs, onnx_session
 from automc.deploy.qdq import INT8_KERNELS, export_onnx_qdq, onnx_kernels, qdq_layers
 from automc.errors import DeployError
 
@@ -79,19 +79,10 @@ def _accuracy(logits: np.ndarray, y: np.ndarray) -> float:
     return 100.0 * float(np.mean(logits.reshape(len(y), -1).argmax(axis=1) == y))
 
 
-def _onnx_session(path: Path):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
 def time_onnx(paths: list[Path], sample: np.ndarray, *, rounds: int = 20, calls: int = 20) -> np.ndarray:
     """Median batch-1 latency (ms, 1 thread) of each ONNX model, timed interleaved: each round runs
     every model ``calls`` times and keeps the fastest call."""
-    sessions = [_onnx_session(p) for p in paths]
+    sessions = [onnx_session(p) for p in paths]
     feeds = [{s.get_inputs()[0].name: sample} for s in sessions]
     for s, f in zip(sessions, feeds):
         s.run(None, f)  # warm-up
@@ -133,10 +124,7 @@ def export_int8(dnet, runtime: str, path: str | Path, *, calibration: np.ndarray
         else:
             out_path = export_onnx_qdq(dnet, sample, path)
             float_path = export_onnx(twin, sample, tmp / "twin.onnx")
-            session = _onnx_session(out_path)
-            inp = session.get_inputs()[0]
-            batch = inp.shape[0] if isinstance(inp.shape[0], int) else 256
-            got = run_in_batches(lambda chunk: session.run(None, {inp.name: chunk})[0], x, batch)
+            got = onnx_outputs(onnx_session(out_path), x)
             float_ms, int8_ms = time_onnx([float_path, out_path], sample)
             ran = onnx_kernels(out_path)
             kernels = sum(ran[k] for k in INT8_KERNELS)

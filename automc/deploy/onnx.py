@@ -29,21 +29,33 @@ def export_onnx(net, sample_input: np.ndarray, path: str | Path) -> Path:
                             lambda stem: onnx_export(net, Tensor(sample), file_name=stem))
 
 
-def check_onnx_parity(net, onnx_path: str | Path, inputs: np.ndarray) -> ParityReport:
-    """Run ``inputs`` through ONNX Runtime (CPU) and the network; compare the outputs."""
+def onnx_session(onnx_path: str | Path, *, optimized_model_filepath: str | Path | None = None):
+    """An ONNX Runtime CPU session on 1 thread, quiet (the one every automc check and timing uses);
+    ``optimized_model_filepath`` also writes the graph as ONNX Runtime optimised it."""
     try:
         import onnxruntime as ort
     except ImportError:
         raise DeployError("ONNX parity needs onnxruntime: pip install -e '.[onnx]' (or pip install onnxruntime)") from None
-    x = as_batch(inputs)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.log_severity_level = 3
+    if optimized_model_filepath is not None:
+        opts.optimized_model_filepath = str(optimized_model_filepath)
     try:
-        sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:
         raise DeployError(f"ONNX Runtime cannot load {onnx_path}: {str(exc).splitlines()[0]}") from exc
-    inp = sess.get_inputs()[0]
+
+
+def onnx_outputs(session, x: np.ndarray) -> np.ndarray:
+    """The first output of ``session`` on every input of ``x``, in chunks of the model's batch size."""
+    inp = session.get_inputs()[0]
     batch = inp.shape[0] if isinstance(inp.shape[0], int) else len(x)
-    got = run_in_batches(lambda chunk: sess.run(None, {inp.name: chunk})[0], x, batch)
+    return run_in_batches(lambda chunk: session.run(None, {inp.name: chunk})[0], x, batch)
+
+
+def check_onnx_parity(net, onnx_path: str | Path, inputs: np.ndarray) -> ParityReport:
+    """Run ``inputs`` through ONNX Runtime (CPU) and the network; compare the outputs."""
+    x = as_batch(inputs)
+    got = onnx_outputs(onnx_session(onnx_path), x)
     return compare(network_outputs(net, x), got, fmt="onnx", path=Path(onnx_path))

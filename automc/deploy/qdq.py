@@ -30,7 +30,7 @@ import numpy as np
 
 from automc.algorithms import quantization  # a lazy package: MindSpore loads on the first call
 from automc.deploy.mindir import write_atomically
-from automc.deploy.onnx import export_onnx
+from automc.deploy.onnx import export_onnx, onnx_session
 from automc.errors import DeployError
 
 #: ops between a producer and a quantized layer that commute with per-tensor quantization
@@ -222,13 +222,9 @@ def qdq_layers(path: str | Path) -> list[QdqLayer]:
 def onnx_kernels(path: str | Path) -> Counter:
     """Op types of the model as ONNX Runtime runs it (its fully optimised graph, 1 thread)."""
     import onnx
-    import onnxruntime as ort
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="automc-ort-") as tmp:
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        opts.log_severity_level = 3
-        opts.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
-        ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        return Counter(n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node)
+        optimized = Path(tmp) / "optimized.onnx"
+        onnx_session(path, optimized_model_filepath=optimized)
+        return Counter(n.op_type for n in onnx.load(str(optimized)).graph.node)
