@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from mindspore import nn
+from mindspore import nn, ops
 
 
 def _randomize_bn(net, seed: int) -> None:
@@ -117,7 +117,55 @@ class TinyMobileNetV2(nn.Cell):
         return self.classifier(x.mean((2, 3)))
 
 
-NETS = {"small_cnn": SmallCNN, "tiny_resnet": TinyResNet, "tiny_mobilenetv2": TinyMobileNetV2}
+class GhostModule(nn.Cell):
+    """GhostNet's module: a 1x1 convolution, a depthwise one on its output, both concatenated."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.out = cout
+        self.primary = conv_bn(cin, (cout + 1) // 2, 1)
+        self.cheap = conv_bn((cout + 1) // 2, (cout + 1) // 2, 3, group=(cout + 1) // 2)
+
+    def construct(self, x):
+        x = self.primary(x)
+        return ops.concat((x, self.cheap(x)), axis=1)[:, : self.out]
+
+
+class GhostBlock(nn.Cell):
+    """GhostNet's bottleneck as mindcv writes it: ghost, squeeze-excite gated by a hard sigmoid
+    (``relu6(x + 3.0) / 6.0``: tensor constants in the graph), ghost, and ``x += residual``
+    (an in-place add)."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.ghost1 = GhostModule(c, 2 * c)
+        self.reduce = nn.Conv2d(2 * c, c // 2, 1, has_bias=True)
+        self.expand = nn.Conv2d(c // 2, 2 * c, 1, has_bias=True)
+        self.relu, self.relu6 = nn.ReLU(), nn.ReLU6()
+        self.ghost2 = GhostModule(2 * c, c)
+
+    def construct(self, x):
+        residual = x
+        x = self.ghost1(x)
+        gate = self.expand(self.relu(self.reduce(x.mean((2, 3), keep_dims=True))))
+        x = self.ghost2(x * (self.relu6(gate + 3.0) / 6.0))
+        x += residual
+        return x
+
+
+class TinyGhostNet(nn.Cell):
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.stem = conv_bn(3, 8, 3, stride=2)
+        self.block = GhostBlock(8)
+        self.classifier = nn.Dense(8, num_classes)
+
+    def construct(self, x):
+        return self.classifier(self.block(self.stem(x)).mean((2, 3)))
+
+
+NETS = {"small_cnn": SmallCNN, "tiny_resnet": TinyResNet, "tiny_mobilenetv2": TinyMobileNetV2,
+        "tiny_ghostnet": TinyGhostNet}
 
 
 def build(name: str, seed: int = 0) -> nn.Cell:

@@ -163,6 +163,26 @@ def test_mindcv_resnet18_converts_and_matches(tmp_path, toolchain):
     assert report.ok(TOL), str(report)
 
 
+def test_a_pruned_ghost_network_converts_with_parity(tmp_path, toolchain):
+    """GhostNet as mindcv writes it, pruned: ``x += residual`` (an in-place add with a state
+    input), ``relu6(x + 3.0) / 6.0`` (tensor constants), and a ghost module that still slices its
+    concat to the channel count it had before pruning (a slice end past the dimension)."""
+    from automc.algorithms.pruning import prune
+    from automc.analysis import build_layer_table
+    from automc.deploy import check_ms_parity, convert_to_ms, export_mindir
+    from automc.policy import Policy
+
+    x = deploy_nets.batch(2)
+    net = deploy_nets.build("tiny_ghostnet")
+    table = build_layer_table(net, x.shape[1:])
+    assert table.prunable_groups
+    pruned = prune(net, table, Policy(prune={g.name: 0.5 for g in table.prunable_groups}))
+    pruned.set_train(False)
+    ms_path = convert_to_ms(export_mindir(pruned, x, tmp_path / "ghost"), tmp_path / "ghost.ms", toolchain=toolchain)
+    report = check_ms_parity(pruned, ms_path, x, repeats=2, toolchain=toolchain)
+    assert report.ok(TOL), str(report)
+
+
 @pytest.mark.parametrize("pruned", [False, True], ids=["full", "pruned"])
 def test_zoo_models_convert(tmp_path, toolchain, pruned):
     """Zoo networks, as built and after dependency-aware pruning (the two with coupled channels:

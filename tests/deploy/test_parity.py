@@ -18,7 +18,12 @@ def test_mindir_parity(name, exported):
     assert report.ok(TOL), str(report)
 
 
-@pytest.mark.parametrize("name", sorted(deploy_nets.NETS))
+#: MindSpore 2.8's ONNX exporter has no in-place add (``x += y``, "Can not find key InplaceAddExt
+#: in convert map"), which the GhostNet block uses as mindcv writes it
+ONNX_NETS = sorted(set(deploy_nets.NETS) - {"tiny_ghostnet"})
+
+
+@pytest.mark.parametrize("name", ONNX_NETS)
 def test_onnx_parity(name, tmp_path):
     net = deploy_nets.build(name)
     path = export_onnx(net, deploy_nets.batch(2), tmp_path / name)

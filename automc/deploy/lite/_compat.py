@@ -6,14 +6,16 @@ flags, epsilon, pooling windows, ...) as constant *inputs*; the Lite 2.0 loader 
 table-driven: ``DOWNGRADE_TABLE`` says, per operator, which input index becomes which attribute
 (names and value encoding as MindSpore 2.0 wrote them). Inputs that Lite 2.0 also reads as inputs
 are listed in ``KEPT_INPUTS``. Any other operator with constant scalar/tuple inputs is refused
-with a message naming it, instead of a cryptic converter failure.
+with a message naming it, instead of a cryptic converter failure. Two more differences are
+normalised: in-place operators lose their state input when renamed to the pure ones, and slice
+ends past a dimension are clamped to it (as MindSpore does at run time).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 from automc.errors import DeployError
 
@@ -71,7 +73,9 @@ DOWNGRADE_TABLE: Mapping[str, tuple[InputToAttr, ...]] = {
 }
 
 # Newer operators Lite 2.0 does not know, rewritten to an older one when their constant inputs
-# (e.g. ``alpha`` of ``x += y``) have the given values; those inputs are dropped.
+# (e.g. ``alpha`` of ``x += y``) have the given values; those inputs are dropped, and so is an
+# in-place operator's state (monad) input, which the pure operator does not take (Lite's
+# transpose pass reads every input as a tensor: GhostNet's ``x += shortcut`` failed there).
 OP_RENAMES: Mapping[str, tuple[str, Mapping[int, Any]]] = {
     "InplaceAddExt": ("Add", {2: 1}),
     "AddExt": ("Add", {2: 1}),
@@ -90,6 +94,8 @@ KEPT_INPUTS: Mapping[str, tuple[int, ...]] = {
     "Gather": (2,),
     "Tile": (1,),
     "ExpandDims": (1,),
+    # tensor constants of element-wise arithmetic (``relu6(x + 3.0) / 6.0``, GhostNet's hard sigmoid)
+    **dict.fromkeys(("Add", "Sub", "Mul", "Div", "RealDiv"), (0, 1)),
 }
 
 # Graph plumbing whose constant inputs (monads, tuple indices) the loader handles itself.
@@ -185,6 +191,8 @@ class DowngradeReport:
 
 def downgrade_model(model: Any, *, table: Mapping[str, tuple[InputToAttr, ...]] | None = None) -> DowngradeReport:
     """Rewrite a parsed ``mind_ir_pb2.ModelProto`` in place (see module docstring)."""
+    from mindspore.train import mind_ir_pb2 as pb
+
     table = DOWNGRADE_TABLE if table is None else table
     graph = model.graph
     if len(model.functions):
@@ -194,6 +202,15 @@ def downgrade_model(model: Any, *, table: Mapping[str, tuple[InputToAttr, ...]] 
         )
     constants = {n.output[0]: n for n in graph.node if n.op_type == "Constant"}
     prims = {p.name: p for p in model.primitives}
+
+    def op_of(node: Any) -> str:
+        prim = prims.get(node.op_type[len("REF::"):]) if node.op_type.startswith("REF::") else None
+        return node.op_type if prim is None else prim.op_type
+
+    monads = (pb.AttributeProto.UMONAD, pb.AttributeProto.IOMONAD)
+    states = {n.output[0] for n in graph.node
+              if op_of(n) == "UpdateState" or (n.op_type == "Constant" and n.attribute[0].type in monads)}
+    _clamp_slice_ends(graph, op_of, constants)
     moved: list[tuple[str, str, tuple[tuple[str, Any], ...]]] = []
     for node in graph.node:
         if not node.op_type.startswith("REF::"):
@@ -218,7 +235,7 @@ def downgrade_model(model: Any, *, table: Mapping[str, tuple[InputToAttr, ...]] 
             renamed.CopyFrom(prim)
             renamed.name = f"{prim.name}:automc{len(moved)}"
             renamed.op_type = new_op
-            kept_inputs = [name for i, name in enumerate(node.input) if i not in required]
+            kept_inputs = [name for i, name in enumerate(node.input) if i not in required and name not in states]
             del node.input[:]
             node.input.extend(kept_inputs)
             node.op_type = f"REF::{renamed.name}"
@@ -272,6 +289,39 @@ def downgrade_model(model: Any, *, table: Mapping[str, tuple[InputToAttr, ...]] 
     from_version = int(model.mind_ir_version)
     model.mind_ir_version = MINDIR_LITE_VERSION
     return DowngradeReport(from_version=from_version, moved=tuple(moved))
+
+
+def _clamp_slice_ends(graph: Any, op_of: Callable[[Any], str], constants: dict[str, Any]) -> None:
+    """Slice ends past a dimension become the dimension. MindSpore clamps them (a pruned GhostNet
+    module still slices its concat to the channel count it had before pruning); Lite 2.0's shape
+    inference refuses them. The dimension is the producer's ``shape`` attribute, which MindSpore
+    writes on every node; a slice whose input shape is not written is left as it is."""
+    shapes = {}
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.name == "shape" and len(attr.tensors) == 1:
+                shapes[node.output[0]] = tuple(int(d) for d in attr.tensors[0].dims)
+    nodes = []
+    for node in graph.node:
+        if op_of(node) == "StridedSlice" and len(node.input) > 2 and node.input[2] in constants:
+            dims = shapes.get(node.input[0])
+            end = _scalar(constants[node.input[2]].attribute[0])
+            if dims is not None and isinstance(end, tuple) and len(end) <= len(dims) and any(
+                    e > d for e, d in zip(end, dims)):
+                clamped = constants[node.input[2]].__class__()
+                clamped.CopyFrom(constants[node.input[2]])
+                clamped.name = clamped.output[0] = f"{node.input[2]}:automc_clamped_{len(nodes)}"
+                for value, e, d in zip(clamped.attribute[0].values, end, dims):
+                    if value.ints:
+                        value.ints[0] = min(e, d)
+                    else:
+                        value.i = min(e, d)
+                constants[clamped.output[0]] = clamped
+                node.input[2] = clamped.output[0]
+                nodes.append(clamped)
+        nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
 
 
 def read_mindir(path: str | Path) -> Any:
