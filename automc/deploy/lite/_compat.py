@@ -303,19 +303,21 @@ def _clamp_slice_ends(graph: Any, op_of: Callable[[Any], str], constants: dict[s
                 shapes[node.output[0]] = tuple(int(d) for d in attr.tensors[0].dims)
     nodes = []
     for node in graph.node:
-        if op_of(node) == "StridedSlice" and len(node.input) > 2 and node.input[2] in constants:
+        # a tuple of ends (not a tensor) and known sizes (not -1, a dynamic one)
+        if (op_of(node) == "StridedSlice" and len(node.input) > 2 and node.input[2] in constants
+                and len(constants[node.input[2]].attribute[0].values)):
             dims = shapes.get(node.input[0])
             end = _scalar(constants[node.input[2]].attribute[0])
-            if dims is not None and isinstance(end, tuple) and len(end) <= len(dims) and any(
-                    e > d for e, d in zip(end, dims)):
+            if dims is not None and len(end) <= len(dims) and any(e > d >= 0 for e, d in zip(end, dims)):
                 clamped = constants[node.input[2]].__class__()
                 clamped.CopyFrom(constants[node.input[2]])
                 clamped.name = clamped.output[0] = f"{node.input[2]}:automc_clamped_{len(nodes)}"
                 for value, e, d in zip(clamped.attribute[0].values, end, dims):
-                    if value.ints:
-                        value.ints[0] = min(e, d)
-                    else:
-                        value.i = min(e, d)
+                    if e > d >= 0:
+                        if value.ints:
+                            value.ints[0] = d
+                        else:
+                            value.i = d
                 constants[clamped.output[0]] = clamped
                 node.input[2] = clamped.output[0]
                 nodes.append(clamped)
