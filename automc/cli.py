@@ -8,6 +8,8 @@ MLflow). Everything printed passes through ``mask_secrets``: no password reaches
 
 from __future__ import annotations
 
+import atexit
+import gc
 import logging
 import os
 import sys
@@ -299,6 +301,11 @@ def init(path: Path = typer.Argument(Path("experiment.yaml"), help="where to wri
 
 def main(argv: Optional[List[str]] = None) -> None:
     _quiet_libraries()
+    # the last exit handler (they run last in, first out: MLflow's and Ray's, registered later, run
+    # before it) freezes what is left, so the interpreter's shutdown does not collect garbage over
+    # every object of MindSpore, MLflow and the search: 2.4-3.7 s after each search, measured here
+    atexit.unregister(gc.freeze)
+    atexit.register(gc.freeze)
     try:
         code = app(args=argv, standalone_mode=False)  # click returns typer.Exit's code here
     except AutomcError as exc:

@@ -2,15 +2,51 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+from importlib.metadata import version
+
 import numpy as np
 
+from automc._files import cache_root
 from automc.data._base import RawDataset
 
 
 def load_digits() -> RawDataset:
-    """The default data set: small enough for CPU searches, real enough to rank compressions."""
+    """The default data set: small enough for CPU searches, real enough to rank compressions.
+
+    Read once per machine and scikit-learn version through ``sklearn.datasets.load_digits``, then
+    from a copy in the automc cache: importing scikit-learn takes ~3 s, longer than the quickstart's
+    baseline stage, in every process that starts a search."""
+    cached = cache_root() / "data" / f"digits-sklearn-{version('scikit-learn')}.npz"
+    try:
+        with np.load(cached) as f:
+            return RawDataset(f["x"], f["y"], tuple(str(n) for n in f["class_names"]))
+    except (OSError, KeyError, ValueError):  # not cached yet (or a broken copy: read again)
+        pass
     from sklearn.datasets import load_digits as _sk_load_digits
 
     bunch = _sk_load_digits()
     x = bunch.images.astype(np.uint8)[:, None]  # (1797, 1, 8, 8), integer values 0..16
-    return RawDataset(x, bunch.target.astype(np.int64), tuple(str(n) for n in bunch.target_names))
+    data = RawDataset(x, bunch.target.astype(np.int64), tuple(str(n) for n in bunch.target_names))
+    _keep(cached, x=data.x, y=data.y, class_names=np.asarray(data.class_names))
+    return data
+
+
+def _keep(path, **arrays) -> None:
+    """Save ``arrays`` to ``path`` (written aside, renamed into place); a cache that cannot be
+    written is skipped."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

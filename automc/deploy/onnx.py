@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from automc.deploy._parity import ParityReport, as_batch, compare, network_outputs, run_in_batches
-from automc.deploy.mindir import write_atomically
+from automc.deploy.mindir import older_objects_frozen, write_atomically
 from automc.errors import DeployError
 
 
@@ -25,8 +25,9 @@ def export_onnx(net, sample_input: np.ndarray, path: str | Path) -> Path:
 
     sample = as_batch(sample_input, what="sample_input")
     net.set_train(False)
-    return write_atomically(path, ".onnx", "ONNX export of " + type(net).__name__,
-                            lambda stem: onnx_export(net, Tensor(sample), file_name=stem))
+    with older_objects_frozen():
+        return write_atomically(path, ".onnx", "ONNX export of " + type(net).__name__,
+                                lambda stem: onnx_export(net, Tensor(sample), file_name=stem))
 
 
 def onnx_session(onnx_path: str | Path, *, optimized_model_filepath: str | Path | None = None):

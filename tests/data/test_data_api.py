@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -49,6 +50,27 @@ def test_digits_default_is_the_real_sklearn_set():
     # raw pixels are 0..16, so the train mean/std are in that range
     assert 0 < s.mean[0] < 16 and 0 < s.std[0] < 16
 
+
+
+def test_digits_are_read_through_scikit_learn_once_then_from_the_cache(tmp_path):
+    """A process that starts a search reads digits without importing scikit-learn (~3 s) once
+    the machine has read them; the copy holds the same images, labels and names."""
+    from sklearn.datasets import load_digits as sk_load_digits
+
+    code = ("import sys; from automc.data.digits import load_digits; d = load_digits(); "
+            "print('sklearn' in sys.modules, d.x.shape, d.x.dtype, int(d.y.sum()), ','.join(d.class_names))")
+    env = {**os.environ, "AUTOMC_CACHE_DIR": str(tmp_path)}
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+            for _ in range(2)]
+    sk = sk_load_digits()
+    same = f"(1797, 1, 8, 8) uint8 {int(sk.target.sum())} {','.join(str(n) for n in sk.target_names)}"
+    assert runs == [f"True {same}\n", f"False {same}\n"]
+    (copy,) = (tmp_path / "data").glob("digits-sklearn-*.npz")
+    with np.load(copy) as f:
+        assert np.array_equal(f["x"], sk.images.astype(np.uint8)[:, None]) and np.array_equal(f["y"], sk.target)
+    copy.write_bytes(b"broken")  # a damaged copy is read again from scikit-learn
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env=env).stdout == f"True {same}\n"
 
 def test_splits_are_disjoint_stratified_and_seeded():
     a = load_dataset("digits", seed=0)
