@@ -21,12 +21,21 @@ T = TypeVar("T")
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
     """Write ``text`` to a private temporary file next to ``path``, then rename it over ``path``."""
+    return _write_atomic(path, text)
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """``write_text_atomic`` for bytes."""
+    return _write_atomic(path, data)
+
+
+def _write_atomic(path: str | Path, content: str | bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            fh.write(text)
+        with (os.fdopen(fd, "wb") if isinstance(content, bytes) else os.fdopen(fd, "w", newline="")) as fh:
+            fh.write(content)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from importlib.metadata import version
 
 import numpy as np
 
-from automc._files import cache_root
+from automc._files import cache_root, write_bytes_atomic
 from automc.data._base import RawDataset
 
 
@@ -29,24 +28,10 @@ def load_digits() -> RawDataset:
     bunch = _sk_load_digits()
     x = bunch.images.astype(np.uint8)[:, None]  # (1797, 1, 8, 8), integer values 0..16
     data = RawDataset(x, bunch.target.astype(np.int64), tuple(str(n) for n in bunch.target_names))
-    _keep(cached, x=data.x, y=data.y, class_names=np.asarray(data.class_names))
-    return data
-
-
-def _keep(path, **arrays) -> None:
-    """Save ``arrays`` to ``path`` (written aside, renamed into place); a cache that cannot be
-    written is skipped."""
+    copy = io.BytesIO()
+    np.savez(copy, x=data.x, y=data.y, class_names=np.asarray(data.class_names))
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError:
-        return
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except OSError:
+        write_bytes_atomic(cached, copy.getvalue())
+    except OSError:  # no writable cache here: read through scikit-learn each time
         pass
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    return data

@@ -43,7 +43,7 @@ def older_objects_frozen():
 
     MindSpore runs ``gc.collect()`` before it compiles a graph, so each export pays a pass over
     every object the process holds. That is ~1 s in a process that holds a search and its imports
-    (measured in the test suite: 100 exports, 95 s); with the older objects frozen the pass sees
+    (measured in the test suite: 116 exports, 110 s); with the older objects frozen the pass sees
     only what the export made. Those are the objects the collection is there for."""
     if gc.get_freeze_count():
         yield
