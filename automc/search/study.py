@@ -118,7 +118,7 @@ class Heartbeat:
         self._thread.start()
 
     def _run(self) -> None:
-        # every interval, and at once when a trial starts (its first beat stays off the ask/tell path)
+        # every interval after a trial's first beat, which ``add`` records itself
         while not self._stop.is_set():
             self._wake.wait(self.interval_s)
             self._wake.clear()
@@ -129,8 +129,12 @@ class Heartbeat:
                     self.trial_ids.discard(trial_id)
 
     def add(self, trial) -> None:
+        """Beat for ``trial`` now, then every interval. Optuna finds stale trials by their last
+        heartbeat, so a trial that never had one stays RUNNING for good: a process killed between
+        ``ask`` and a first beat left to the thread (seen: SIGKILL right after a tell) made every
+        later run of the study wait for it."""
+        self.storage.record_heartbeat(trial._trial_id)
         self.trial_ids.add(trial._trial_id)
-        self._wake.set()
 
     def remove(self, trial) -> None:
         self.trial_ids.discard(trial._trial_id)
