@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import zipfile
 from importlib.metadata import version
 
 import numpy as np
@@ -21,7 +22,7 @@ def load_digits() -> RawDataset:
     try:
         with np.load(cached) as f:
             return RawDataset(f["x"], f["y"], tuple(str(n) for n in f["class_names"]))
-    except (OSError, KeyError, ValueError):  # not cached yet (or a broken copy: read again)
+    except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile):  # not cached yet, or damaged: read again
         pass
     from sklearn.datasets import load_digits as _sk_load_digits
 

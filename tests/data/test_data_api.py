@@ -68,9 +68,12 @@ def test_digits_are_read_through_scikit_learn_once_then_from_the_cache(tmp_path)
     (copy,) = (tmp_path / "data").glob("digits-sklearn-*.npz")
     with np.load(copy) as f:
         assert np.array_equal(f["x"], sk.images.astype(np.uint8)[:, None]) and np.array_equal(f["y"], sk.target)
-    copy.write_bytes(b"broken")  # a damaged copy is read again from scikit-learn
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                          env=env).stdout == f"True {same}\n"
+    whole = copy.read_bytes()
+    for damaged in (b"", whole[: len(whole) // 2], b"broken"):  # empty, cut short, not an .npz: read again
+        copy.write_bytes(damaged)
+        assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              env=env).stdout == f"True {same}\n"
+
 
 def test_splits_are_disjoint_stratified_and_seeded():
     a = load_dataset("digits", seed=0)
