@@ -62,12 +62,13 @@ def _raylets(temp_dir: str) -> dict[bool, list[psutil.Process]]:
 
 
 def _stop(temp_dir: str) -> list[psutil.Process]:
-    """Stop this test's cluster only (SIGTERM, then SIGKILL); returns what is still alive."""
+    """Stop this test's cluster only (SIGTERM, then SIGKILL after 3 s: some of Ray's processes
+    never exit on SIGTERM, so a longer grace only waits); returns what is still alive."""
     procs = _own(temp_dir)
     for p in procs:
         with contextlib.suppress(psutil.NoSuchProcess):
             p.terminate()
-    _, alive = psutil.wait_procs(procs, timeout=10)
+    _, alive = psutil.wait_procs(procs, timeout=3)
     for p in alive:
         with contextlib.suppress(psutil.NoSuchProcess):
             p.kill()
