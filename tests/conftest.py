@@ -1,3 +1,4 @@
+import gc
 import os
 import tempfile
 
@@ -9,6 +10,14 @@ import pytest
 
 def pytest_configure(config):
     _own_cores()
+
+
+def pytest_unconfigure(config):
+    """The session's objects are left out of the collections at interpreter exit: a worker that
+    ran hundreds of tests otherwise spends seconds collecting them before it can end (3.6 s of
+    7.1 s from the last test to the exit of a 22-test session here), and the session waits for
+    its last worker."""
+    gc.freeze()
 
 
 def _own_cores() -> None:
@@ -23,7 +32,10 @@ def _own_cores() -> None:
         return
     mine = cpus[int(worker[2:]) % count::count]
     for thread in os.listdir("/proc/self/task"):  # the threads running already, not only this one
-        os.sched_setaffinity(int(thread), mine)
+        try:
+            os.sched_setaffinity(int(thread), mine)
+        except ProcessLookupError:  # a thread that ended meanwhile
+            pass
 
 
 @pytest.fixture(autouse=True)
