@@ -24,8 +24,8 @@ def _own_cores() -> None:
     """Under pytest-xdist, each worker (and every process it starts) keeps to its own share of
     the CPUs. MindSpore runs a training step on three threads (Python, actor, kernel) that hand
     work to each other: spread over two cores, a LeNet fine-tune costs 3.4 s of CPU, on one core
-    2.6 s (measured here), and two workers' searches take turns on both cores. Ray, MindSpore and
-    automc still count every CPU of the machine (they read ``cpu_count``, not the affinity)."""
+    2.6 s (measured here). Ray, MindSpore and automc still count every CPU of the machine (they
+    read ``cpu_count``, not the affinity)."""
     worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     cpus = sorted(os.sched_getaffinity(0))
     if not worker.startswith("gw") or count < 2 or len(cpus) < count:

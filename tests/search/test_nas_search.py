@@ -25,8 +25,8 @@ CONFIG = {
     "compress": {"nas": {"width": [0.375, 0.625, 1.0], "depth": [1, 2, 3],
                          "supernet": {"epochs": 2, "random_subnets": 1}}},
     "objectives": ["accuracy", "macs"], "constraints": ["macs <= 40%"],
-    "search": {"strategy": "evolution", "n_trials": 3, "proxy_subnets": 20, "proxy_samples": 200,
-               "candidates": 400, "pruner": "none", "heartbeat_s": 1.0},
+    "search": {"strategy": "evolution", "n_trials": 3, "proxy_subnets": 12, "proxy_samples": 200,
+               "candidates": 200, "pruner": "none", "heartbeat_s": 1.0},
     "export": {"formats": [], "max_accuracy_drop": 100.0, "compare_uniform": False},
 }
 

@@ -63,7 +63,7 @@ def _raylets(temp_dir: str) -> dict[bool, list[psutil.Process]]:
 
 def _stop(temp_dir: str) -> list[psutil.Process]:
     """Stop this test's cluster only (SIGTERM, then SIGKILL after 3 s: some of Ray's processes
-    never exit on SIGTERM, so a longer grace only waits); returns what is still alive."""
+    were still there 10 s after SIGTERM, so a longer grace only waits); returns what is still alive."""
     procs = _own(temp_dir)
     for p in procs:
         with contextlib.suppress(psutil.NoSuchProcess):
