@@ -70,7 +70,9 @@ def _start_ui(path: Path, port: int, log):
 
 
 def _wait_up(proc, base: str, log) -> str:
-    deadline = time.time() + 120
+    # 300 s: under xdist a worker and its processes keep to one core (tests/conftest.py), where
+    # the signal test's three servers starting side by side took up to ~100 s
+    deadline = time.time() + 300
     while True:
         try:
             with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
