@@ -23,9 +23,9 @@ def pytest_unconfigure(config):
 def _own_cores() -> None:
     """Under pytest-xdist, each worker (and every process it starts) keeps to its own share of
     the CPUs. MindSpore runs a training step on three threads (Python, actor, kernel) that hand
-    work to each other: spread over two cores, a LeNet fine-tune costs 3.4 s of CPU, on one core
-    2.6 s (measured here). Ray, MindSpore and automc still count every CPU of the machine (they
-    read ``cpu_count``, not the affinity)."""
+    work to each other: two LeNet fine-tunes at once cost 3.28 s of CPU each spread over two
+    cores, 2.50 s each on a core of their own (``benchmarks/core_pinning.py``). Ray, MindSpore and
+    automc still count every CPU of the machine (they read ``cpu_count``, not the affinity)."""
     worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     cpus = sorted(os.sched_getaffinity(0))
     if not worker.startswith("gw") or count < 2 or len(cpus) < count:
